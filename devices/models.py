@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from django.core.validators import MinValueValidator
+from django.db import models
+
+
+class DeviceStatus(models.TextChoices):
+    ONLINE = "online", "online"
+    # Never stored: an online device with a running job is shown as busy.
+    BUSY = "busy", "busy"
+    DRAINING = "draining", "draining"
+    OFFLINE = "offline", "offline"
+
+
+class Device(models.Model):
+    """A QPU in the pool. Devices register themselves; ids are theirs."""
+
+    id = models.CharField(primary_key=True, max_length=100)
+    address = models.CharField(max_length=500, blank=True, default="")
+    type = models.CharField(max_length=100, db_index=True)
+    size = models.PositiveIntegerField(validators=[MinValueValidator(1)], help_text="Number of qubits.")
+    status = models.CharField(
+        max_length=16,
+        choices=[c for c in DeviceStatus.choices if c[0] != DeviceStatus.BUSY],
+        default=DeviceStatus.ONLINE,
+        db_index=True,
+    )
+    registered_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+    # Which worker process drives this device, and until when its claim holds.
+    # Exactly one runner talks to a device, so a device never gets two jobs.
+    runner = models.CharField(max_length=100, blank=True, default="")
+    runner_expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.id} ({self.type}, {self.size} qubits)"

@@ -1,0 +1,154 @@
+"""The durable queue of record: claims, results and requeues on the jobs table.
+
+Every operation is one short SQL statement. On PostgreSQL the claim is the
+proven pattern: the inner SELECT walks ``job_queue_idx`` (device type, priority
+desc, id) over queued rows only, ``FOR UPDATE SKIP LOCKED`` lets concurrent
+claimers pass each other instead of queueing on one row, and the status is set
+in the same statement, so two workers can never take the same job. On SQLite
+a single statement is atomic by itself (one writer at a time), so the same
+SQL without the locking clause is equally safe.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from jobs.models import JobStatus
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    id: int
+    key: str
+    instructions: object
+    shots: int
+    attempts: int
+    token: str
+
+
+def _lock_clause() -> str:
+    return "FOR UPDATE SKIP LOCKED" if connection.vendor == "postgresql" else ""
+
+
+def _decode_json(value):
+    if isinstance(value, (str, bytes)):
+        import json
+
+        return json.loads(value)
+    return value
+
+
+def job_claim(*, device_id: str, device_type: str, device_size: int, lease_seconds: float, now: datetime | None = None) -> ClaimedJob | None:
+    """Take the highest-priority, oldest queued job this device can run."""
+    now = now or timezone.now()
+    token = uuid.uuid4().hex
+    sql = f"""
+        UPDATE jobs_job
+           SET status = %s, device_id = %s, started_at = %s, attempts = attempts + 1,
+               lease_token = %s, lease_expires_at = %s, error = ''
+         WHERE id = (
+                SELECT id FROM jobs_job
+                 WHERE status = %s AND device_type = %s
+                   AND (min_size IS NULL OR min_size <= %s)
+                 ORDER BY priority DESC, id ASC
+                 LIMIT 1 {_lock_clause()})
+        RETURNING id, key, instructions, shots, attempts
+    """
+    params = [
+        JobStatus.RUNNING, device_id, now, token, now + timedelta(seconds=lease_seconds),
+        JobStatus.QUEUED, device_type, device_size,
+    ]
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    return ClaimedJob(id=row[0], key=row[1], instructions=_decode_json(row[2]), shots=row[3], attempts=row[4], token=token)
+
+
+def _execute(sql: str, params: list) -> int:
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
+
+
+def job_finish(*, job_id: int, token: str, result: list[str], now: datetime | None = None) -> bool:
+    """Store a result, exactly once: only the run holding ``token`` may."""
+    import json
+
+    now = now or timezone.now()
+    # The callback state is set in the same statement so a finished job with a
+    # callback URL is never left without a pending delivery.
+    return _execute(
+        """
+        UPDATE jobs_job
+           SET status = %s, result = %s, finished_at = %s, lease_token = '', lease_expires_at = NULL, error = '',
+               callback_status = CASE WHEN (SELECT callback_url FROM jobs_program p WHERE p.id = jobs_job.program_id) <> ''
+                                      THEN %s ELSE '' END
+         WHERE id = %s AND status = %s AND lease_token = %s
+        """,
+        [JobStatus.DONE, json.dumps(result), now, "pending", job_id, JobStatus.RUNNING, token],
+    ) == 1
+
+
+def job_fail_attempt(*, job_id: int, token: str, error: str, max_attempts: int, now: datetime | None = None) -> str | None:
+    """Record a failed run: requeue in the job's original place, or fail it
+    for good once it has used ``max_attempts``. Returns the new status, or
+    None when the run no longer owned the job."""
+    now = now or timezone.now()
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE jobs_job
+               SET status = CASE WHEN attempts >= %s THEN %s ELSE %s END,
+                   finished_at = CASE WHEN attempts >= %s THEN %s ELSE NULL END,
+                   callback_status = CASE WHEN attempts >= %s AND
+                        (SELECT callback_url FROM jobs_program p WHERE p.id = jobs_job.program_id) <> ''
+                        THEN %s ELSE callback_status END,
+                   started_at = CASE WHEN attempts >= %s THEN started_at ELSE NULL END,
+                   error = %s, lease_token = '', lease_expires_at = NULL
+             WHERE id = %s AND status = %s AND lease_token = %s
+            RETURNING status
+            """,
+            [
+                max_attempts, JobStatus.FAILED, JobStatus.QUEUED,
+                max_attempts, now,
+                max_attempts, "pending",
+                max_attempts,
+                error[:10_000], job_id, JobStatus.RUNNING, token,
+            ],
+        )
+        row = cursor.fetchone()
+    return row[0] if row else None
+
+
+def jobs_requeue_for_device(*, device_id: str) -> int:
+    """Put every job running on a device back in the queue, in its original
+    place (priority and submission order are untouched). Used when a device is
+    removed, goes offline, or its runner died."""
+    return _execute(
+        """
+        UPDATE jobs_job
+           SET status = %s, device_id = NULL, started_at = NULL, lease_token = '', lease_expires_at = NULL
+         WHERE device_id = %s AND status = %s
+        """,
+        [JobStatus.QUEUED, device_id, JobStatus.RUNNING],
+    )
+
+
+def jobs_requeue_expired(*, now: datetime | None = None) -> int:
+    """Requeue running jobs whose lease ran out (their worker died)."""
+    now = now or timezone.now()
+    return _execute(
+        """
+        UPDATE jobs_job
+           SET status = %s, device_id = NULL, started_at = NULL, lease_token = '', lease_expires_at = NULL
+         WHERE status = %s AND lease_expires_at < %s
+        """,
+        [JobStatus.QUEUED, JobStatus.RUNNING, now],
+    )

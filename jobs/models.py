@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.validators import MinValueValidator
+from django.db import models
+
+
+class JobStatus(models.TextChoices):
+    QUEUED = "queued", "queued"
+    RUNNING = "running", "running"
+    DONE = "done", "done"
+    FAILED = "failed", "failed"
+    CANCELLED = "cancelled", "cancelled"
+
+
+FINISHED_STATUSES = (JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+class CallbackStatus(models.TextChoices):
+    NONE = "", "no callback"
+    PENDING = "pending", "pending"
+    DELIVERED = "delivered", "delivered"
+    FAILED = "failed", "failed"
+
+
+class Program(models.Model):
+    """A set of jobs sharing one priority and one device type."""
+
+    key = models.CharField(max_length=100, unique=True, help_text="Public id (client-given or generated).")
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="programs")
+    client_user_id = models.CharField(max_length=100, blank=True, default="", help_text="The client's own user reference (brief's user_id).")
+    priority = models.IntegerField(default=0, help_text="Higher runs first.")
+    device_type = models.CharField(max_length=100)
+    callback_url = models.URLField(max_length=1000, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class Job(models.Model):
+    """One unit of work for a QPU.
+
+    ``id`` (auto-increment) is the submission order used as the tie-breaker of
+    the queue; ``key`` is the public id. Priority, device type and owner are
+    copied from the program so the queue claim reads one table through one
+    partial index.
+    """
+
+    key = models.CharField(max_length=100, unique=True)
+    program = models.ForeignKey(Program, on_delete=models.CASCADE, related_name="jobs")
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs")
+    priority = models.IntegerField()
+    device_type = models.CharField(max_length=100)
+    instructions = models.JSONField(default=list, blank=True)
+    shots = models.PositiveIntegerField(default=1, validators=[MinValueValidator(1)])
+    min_size = models.PositiveIntegerField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    # No database constraint: a job keeps the id of the device it ran on after
+    # that device is removed from the pool.
+    device = models.ForeignKey(
+        "devices.Device", null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False, related_name="jobs"
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    result = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+    # Fencing token of the current run: only the runner holding it may store
+    # the result, so a result is stored exactly once even after a requeue.
+    lease_token = models.CharField(max_length=64, blank=True, default="")
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    callback_status = models.CharField(max_length=16, choices=CallbackStatus.choices, default=CallbackStatus.NONE, blank=True)
+    callback_attempts = models.PositiveIntegerField(default=0)
+    callback_error = models.TextField(blank=True, default="")
+    callback_delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            # Matches the claim's WHERE and ORDER BY exactly, and only holds
+            # queued rows, so it stays small however many jobs have finished.
+            models.Index(
+                "device_type",
+                models.F("priority").desc(),
+                "id",
+                name="job_queue_idx",
+                condition=models.Q(status="queued"),
+            ),
+            models.Index(fields=["device", "status"], name="job_device_status_idx"),
+            models.Index(fields=["status", "lease_expires_at"], name="job_status_lease_idx"),
+            models.Index(fields=["owner", "status"], name="job_owner_status_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.key

@@ -1,0 +1,82 @@
+"""Shared fixtures.
+
+Tests that need PostgreSQL (row locks, SKIP LOCKED, LISTEN/NOTIFY, advisory
+locks, several processes) carry ``@pytest.mark.postgres``: on SQLite they are
+skipped with a reason naming DATABASE_URL; with ``REQUIRE_POSTGRES=1`` (set by
+CI) running without PostgreSQL is an error instead of a skip.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from django.db import connection
+
+
+def is_postgres() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def pytest_collection_modifyitems(config, items):
+    from django.conf import settings
+
+    on_postgres = settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
+    if on_postgres:
+        return
+    if os.environ.get("REQUIRE_POSTGRES") == "1":
+        raise pytest.UsageError("REQUIRE_POSTGRES=1 but DATABASE_URL does not point at PostgreSQL")
+    skip = pytest.mark.skip(reason="needs PostgreSQL: set DATABASE_URL=postgres://... to run")
+    for item in items:
+        if "postgres" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def user(django_user_model):
+    return django_user_model.objects.create_user(username="alice", password="pw-alice-123")
+
+
+@pytest.fixture
+def other_user(django_user_model):
+    return django_user_model.objects.create_user(username="bob", password="pw-bob-123")
+
+
+@pytest.fixture
+def staff_user(django_user_model):
+    return django_user_model.objects.create_user(username="operator", password="pw-op-123", is_staff=True)
+
+
+def _client_for(u):
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    token, _ = Token.objects.get_or_create(user=u)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.user = u
+    return client
+
+
+@pytest.fixture
+def api(user):
+    """An API client authenticated as an ordinary user."""
+    return _client_for(user)
+
+
+@pytest.fixture
+def other_api(other_user):
+    return _client_for(other_user)
+
+
+@pytest.fixture
+def staff_api(staff_user):
+    """An API client authenticated as staff (operators, devices)."""
+    return _client_for(staff_user)
+
+
+@pytest.fixture
+def anon_api():
+    from rest_framework.test import APIClient
+
+    return APIClient()
