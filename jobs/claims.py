@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import connection, transaction
+from django.db import connection
 from django.utils import timezone
 
 from jobs.models import JobStatus
@@ -43,8 +43,14 @@ def _decode_json(value):
     return value
 
 
-def job_claim(*, device_id: str, device_type: str, device_size: int, lease_seconds: float, now: datetime | None = None) -> ClaimedJob | None:
-    """Take the highest-priority, oldest queued job this device can run."""
+def job_claim(
+    *, device_id: str, device_type: str, device_size: int, runner: str, lease_seconds: float, now: datetime | None = None
+) -> ClaimedJob | None:
+    """Take the highest-priority, oldest queued job this device can run.
+
+    Only the runner holding the device may claim for it, and only while the
+    device is online: a draining, offline or removed device gets no new job.
+    """
     now = now or timezone.now()
     token = uuid.uuid4().hex
     sql = f"""
@@ -55,15 +61,17 @@ def job_claim(*, device_id: str, device_type: str, device_size: int, lease_secon
                 SELECT id FROM jobs_job
                  WHERE status = %s AND device_type = %s
                    AND (min_size IS NULL OR min_size <= %s)
+                   AND EXISTS (SELECT 1 FROM devices_device d
+                                WHERE d.id = %s AND d.status = 'online' AND d.runner = %s)
                  ORDER BY priority DESC, id ASC
                  LIMIT 1 {_lock_clause()})
         RETURNING id, key, instructions, shots, attempts
     """
     params = [
         JobStatus.RUNNING, device_id, now, token, now + timedelta(seconds=lease_seconds),
-        JobStatus.QUEUED, device_type, device_size,
+        JobStatus.QUEUED, device_type, device_size, device_id, runner,
     ]
-    with transaction.atomic(), connection.cursor() as cursor:
+    with connection.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
     if row is None:
@@ -72,36 +80,48 @@ def job_claim(*, device_id: str, device_type: str, device_size: int, lease_secon
 
 
 def _execute(sql: str, params: list) -> int:
-    with transaction.atomic(), connection.cursor() as cursor:
+    # Single statements run in autocommit: each is its own transaction, which
+    # saves the BEGIN/COMMIT round trips on the hot path.
+    with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount
 
 
-def job_finish(*, job_id: int, token: str, result: list[str], now: datetime | None = None) -> bool:
-    """Store a result, exactly once: only the run holding ``token`` may."""
+def job_finish(*, job_id: int, token: str, result: list[str], now: datetime | None = None) -> str | None:
+    """Store a result, exactly once: only the run holding ``token`` may.
+
+    Returns the job's callback status ('' or 'pending'), or None when this run
+    no longer owned the job (it was requeued meanwhile) and nothing was stored.
+    """
     import json
 
     now = now or timezone.now()
     # The callback state is set in the same statement so a finished job with a
     # callback URL is never left without a pending delivery.
-    return _execute(
+    with connection.cursor() as cursor:
+        cursor.execute(
         """
         UPDATE jobs_job
            SET status = %s, result = %s, finished_at = %s, lease_token = '', lease_expires_at = NULL, error = '',
                callback_status = CASE WHEN (SELECT callback_url FROM jobs_program p WHERE p.id = jobs_job.program_id) <> ''
                                       THEN %s ELSE '' END
          WHERE id = %s AND status = %s AND lease_token = %s
+        RETURNING callback_status
         """,
         [JobStatus.DONE, json.dumps(result), now, "pending", job_id, JobStatus.RUNNING, token],
-    ) == 1
+        )
+        row = cursor.fetchone()
+    return row[0] if row else None
 
 
-def job_fail_attempt(*, job_id: int, token: str, error: str, max_attempts: int, now: datetime | None = None) -> str | None:
+def job_fail_attempt(
+    *, job_id: int, token: str, error: str, max_attempts: int, now: datetime | None = None
+) -> tuple[str, str] | None:
     """Record a failed run: requeue in the job's original place, or fail it
-    for good once it has used ``max_attempts``. Returns the new status, or
-    None when the run no longer owned the job."""
+    for good once it has used ``max_attempts``. Returns the new status and
+    callback status, or None when the run no longer owned the job."""
     now = now or timezone.now()
-    with transaction.atomic(), connection.cursor() as cursor:
+    with connection.cursor() as cursor:
         cursor.execute(
             """
             UPDATE jobs_job
@@ -111,20 +131,35 @@ def job_fail_attempt(*, job_id: int, token: str, error: str, max_attempts: int, 
                         (SELECT callback_url FROM jobs_program p WHERE p.id = jobs_job.program_id) <> ''
                         THEN %s ELSE callback_status END,
                    started_at = CASE WHEN attempts >= %s THEN started_at ELSE NULL END,
+                   device_id = CASE WHEN attempts >= %s THEN device_id ELSE NULL END,
                    error = %s, lease_token = '', lease_expires_at = NULL
              WHERE id = %s AND status = %s AND lease_token = %s
-            RETURNING status
+            RETURNING status, callback_status
             """,
             [
                 max_attempts, JobStatus.FAILED, JobStatus.QUEUED,
                 max_attempts, now,
                 max_attempts, "pending",
-                max_attempts,
+                max_attempts, max_attempts,
                 error[:10_000], job_id, JobStatus.RUNNING, token,
             ],
         )
         row = cursor.fetchone()
-    return row[0] if row else None
+    return (row[0], row[1]) if row else None
+
+
+def job_release(*, job_id: int, token: str) -> bool:
+    """Hand a job back untouched (worker shutting down): back in its original
+    place, and the interrupted run does not count as an attempt."""
+    return _execute(
+        """
+        UPDATE jobs_job
+           SET status = %s, device_id = NULL, started_at = NULL, lease_token = '', lease_expires_at = NULL,
+               attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END
+         WHERE id = %s AND status = %s AND lease_token = %s
+        """,
+        [JobStatus.QUEUED, job_id, JobStatus.RUNNING, token],
+    ) == 1
 
 
 def jobs_requeue_for_device(*, device_id: str) -> int:

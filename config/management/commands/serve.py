@@ -1,0 +1,70 @@
+"""The whole service in one program: API + admin on waitress, the QPU
+workers, the django-q2 cluster and the VM scheduler."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+
+from config.stack import install_stop_signals, start_stack
+
+logger = logging.getLogger(__name__)
+
+
+class Command(BaseCommand):
+    help = "Serve the HTTP API and admin on a production WSGI server and run every worker, until Ctrl-C."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument("--threads", type=int, default=8, help="HTTP worker threads")
+        parser.add_argument("--no-workers", action="store_true", help="HTTP only (workers run elsewhere)")
+
+    def handle(self, *args, host: str, port: int, threads: int, no_workers: bool, **options):
+        from waitress.server import create_server
+
+        from config.wsgi import application
+
+        executor = MigrationExecutor(connection)
+        if executor.migration_plan(executor.loader.graph.leaf_nodes()):
+            self.stderr.write(self.style.WARNING("Unapplied migrations: run `python manage.py migrate` first."))
+        server = create_server(application, host=host, port=port, threads=threads, ident="qpu-scheduler")
+        stack = None
+        if not no_workers:
+            stack = start_stack()
+        stop = threading.Event()
+        install_stop_signals(stop)
+        http = threading.Thread(target=server.run, name="http", daemon=True)
+        http.start()
+        base = f"http://{host}:{server.effective_port}"
+        db = settings.DATABASES["default"]
+        self.stdout.write(
+            "\n".join(
+                [
+                    f"Service running on {base}/  (database: {db['ENGINE'].rsplit('.', 1)[-1]} {db['NAME']})",
+                    f"  API root:    {base}/",
+                    f"  Admin:       {base}/admin/",
+                    f"  API docs:    {base}/api/docs/   (schema: {base}/api/schema/)",
+                    "  Log in with the admin user printed above (kept in .admin-credentials);",
+                    "  API calls take 'Authorization: Token <token>' (manage.py drf_create_token USER).",
+                    "Ctrl-C to stop.",
+                ]
+            ),
+        )
+        self.stdout.flush()
+        try:
+            while not stop.wait(0.5):
+                if not http.is_alive():
+                    break
+        finally:
+            self.stdout.write("stopping ...")
+            server.close()
+            if stack is not None:
+                stack.stop()
+            self.stdout.write("stopped.")

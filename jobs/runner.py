@@ -1,0 +1,315 @@
+"""The QPU workers: hand queued jobs to free devices, one job per device.
+
+One ``Worker`` per process. Its manager thread leases devices (a device is
+driven by exactly one runner in the whole deployment, so it never gets two
+jobs at once), renews the leases, requeues the jobs of dead workers and silent
+devices, and starts one runner thread per leased device. A runner thread
+claims the next job for its device (``jobs.claims.job_claim``), calls the
+device, stores the result exactly once, and claims again at once; with nothing
+to do it sleeps until a wake-up (``jobs.notify``: in-process, plus PostgreSQL
+LISTEN/NOTIFY from other processes), never a blind one-second poll.
+
+Several workers can run side by side (``runworkers`` on several machines);
+they share devices through the leases and jobs through SKIP LOCKED.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import close_old_connections, connection, connections
+from django.utils import timezone
+
+from devices.clients import DeviceClient, DeviceError, DeviceRef, JobPayload, client_for, validate_result
+from jobs import claims, notify
+from jobs.models import JobStatus
+
+logger = logging.getLogger(__name__)
+
+ClientFactory = Callable[..., DeviceClient]
+
+
+def _on_finished(job_id: int, callback_status: str | None) -> None:
+    if callback_status == "pending":
+        from jobs.webhooks import callback_enqueue
+
+        callback_enqueue(job_id=job_id)
+
+
+@dataclass
+class _Runner:
+    device: DeviceRef
+    stop: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+
+
+class Worker:
+    def __init__(
+        self,
+        *,
+        name: str | None = None,
+        client_factory: ClientFactory = client_for,
+        lease_seconds: float | None = None,
+        max_devices: int = 1000,
+        idle_wait: float = 5.0,
+        tick_seconds: float = 1.0,
+        listen: bool = True,
+        stop_event: threading.Event | None = None,
+    ):
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.client_factory = client_factory
+        self.lease_seconds = settings.JOB_LEASE_SECONDS if lease_seconds is None else lease_seconds
+        self.max_devices = max_devices
+        # A runner with nothing to do waits for a wake-up; idle_wait only bounds
+        # the wait so a lost notification costs seconds, not forever.
+        self.idle_wait = idle_wait
+        self.tick_seconds = tick_seconds
+        self.listen = listen
+        self.stop_event = stop_event or threading.Event()
+        self.runners: dict[str, _Runner] = {}
+        self._last_renew = 0.0
+        self._listener: threading.Thread | None = None
+
+    # ----------------------------------------------------------------- loop
+    def run(self) -> None:
+        """Run until ``stop()`` (or the stop event) then shut down cleanly."""
+        logger.info("worker %s starting", self.name)
+        if self.listen and connection.vendor == "postgresql":
+            self._listener = threading.Thread(target=self._listen_loop, name="qpu-listener", daemon=True)
+            self._listener.start()
+        seen = notify.generation()
+        try:
+            while not self.stop_event.is_set():
+                try:
+                    self.tick()
+                except Exception:  # the database may be briefly away: log, back off, go on
+                    logger.exception("worker tick failed")
+                    close_old_connections()
+                    self.stop_event.wait(1.0)
+                seen = notify.wait_for_change(seen, timeout=self.tick_seconds)
+                if self.stop_event.is_set():
+                    break
+        finally:
+            self.shutdown()
+
+    def run_once(self) -> int:
+        """One manager pass, then let every leased device run the jobs it can
+        get right now, one after another; returns how many jobs were run."""
+        self.tick(start_threads=False)
+        done = 0
+        for runner in list(self.runners.values()):
+            client = self.client_factory(runner.device, stop_event=runner.stop)
+            while not self.stop_event.is_set():
+                job = self._claim(runner.device)
+                if job is None:
+                    break
+                self._execute(runner.device, client, job)
+                done += 1
+        self._release_devices()
+        return done
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        for runner in self.runners.values():
+            runner.stop.set()
+        notify.wake_local()
+
+    # -------------------------------------------------------------- manager
+    def tick(self, *, start_threads: bool = True) -> None:
+        now = timezone.now()
+        if time.monotonic() - self._last_renew >= self.lease_seconds / 3:
+            self._renew(now)
+        self._housekeeping(now)
+        self._acquire(now, start_threads=start_threads)
+
+    def _housekeeping(self, now) -> None:
+        requeued = claims.jobs_requeue_expired(now=now)
+        if requeued:
+            logger.warning("requeued %d job(s) whose worker stopped renewing its lease", requeued)
+        from devices.services import devices_mark_offline_stale
+
+        gone = devices_mark_offline_stale(now=now, timeout_s=settings.DEVICE_TIMEOUT_SECONDS)
+        if gone:
+            logger.warning("device(s) %s went silent: offline, their jobs requeued", ", ".join(gone))
+        if requeued or gone:
+            notify.wake_local()
+
+    def _renew(self, now) -> None:
+        expires = now + timedelta(seconds=self.lease_seconds)
+        with connection.cursor() as cursor:
+            # The built-in simulated QPUs live inside this worker: while it
+            # renews their lease, they are alive, so that counts as contact.
+            cursor.execute(
+                """
+                UPDATE devices_device
+                   SET runner_expires_at = %s,
+                       last_seen_at = CASE WHEN address LIKE 'http://%%' OR address LIKE 'https://%%'
+                                           THEN last_seen_at ELSE %s END
+                 WHERE runner = %s AND status IN ('online', 'draining')
+                RETURNING id, type, size, address
+                """,
+                [expires, now, self.name],
+            )
+            rows = {r[0]: DeviceRef(id=r[0], type=r[1], size=r[2], address=r[3]) for r in cursor.fetchall()}
+            cursor.execute(
+                """
+                UPDATE jobs_job SET lease_expires_at = %s
+                 WHERE status = %s AND device_id IN (SELECT id FROM devices_device WHERE runner = %s)
+                """,
+                [expires, JobStatus.RUNNING, self.name],
+            )
+        self._last_renew = time.monotonic()
+        for device_id, runner in list(self.runners.items()):
+            ref = rows.get(device_id)
+            if ref != runner.device:
+                # Removed, offline, taken over, or re-registered with another
+                # type/size/address: this runner's view is stale.
+                logger.info("device %s no longer driven by this worker", device_id)
+                runner.stop.set()
+                self.runners.pop(device_id)
+
+    def _acquire(self, now, *, start_threads: bool) -> None:
+        room = self.max_devices - len(self.runners)
+        if room <= 0:
+            return
+        expires = now + timedelta(seconds=self.lease_seconds)
+        lock = "FOR UPDATE SKIP LOCKED" if connection.vendor == "postgresql" else ""
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"""
+                UPDATE devices_device SET runner = %s, runner_expires_at = %s
+                 WHERE id IN (SELECT id FROM devices_device
+                               WHERE status = 'online'
+                                 AND (runner = '' OR runner_expires_at IS NULL OR runner_expires_at < %s)
+                               ORDER BY id LIMIT %s {lock})
+                RETURNING id, type, size, address
+                """,
+                [self.name, expires, now, room],
+            )
+            acquired = [DeviceRef(id=r[0], type=r[1], size=r[2], address=r[3]) for r in cursor.fetchall()]
+        for ref in acquired:
+            # Whatever still runs on a device we just took over belonged to a
+            # runner that died; its result can never be stored (the fencing
+            # token is gone), so the job goes back to its place in the queue.
+            if claims.jobs_requeue_for_device(device_id=ref.id):
+                logger.warning("device %s had a job from a dead runner: requeued", ref.id)
+            runner = _Runner(device=ref)
+            self.runners[ref.id] = runner
+            if start_threads:
+                runner.thread = threading.Thread(target=self._device_loop, args=(runner,), name=f"qpu-{ref.id}", daemon=True)
+                runner.thread.start()
+            logger.info("driving device %s (%s, %d qubits)", ref.id, ref.type, ref.size)
+
+    def _release_devices(self) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE devices_device SET runner = '', runner_expires_at = NULL WHERE runner = %s", [self.name]
+            )
+        self.runners.clear()
+
+    def shutdown(self, grace: float = 10.0) -> None:
+        """Stop claiming, let running jobs finish for ``grace`` seconds; a job
+        still running then is handed back (not counted as an attempt)."""
+        self.stop_event.set()
+        notify.wake_local()
+        deadline = time.monotonic() + grace
+        for runner in list(self.runners.values()):
+            if runner.thread is not None:
+                runner.thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        for runner in self.runners.values():
+            runner.stop.set()  # interrupts simulated runs still going
+        for runner in self.runners.values():
+            if runner.thread is not None:
+                runner.thread.join(timeout=2.0)
+        try:
+            self._release_devices()
+        except Exception:
+            logger.exception("could not release device leases; they expire in %ss", self.lease_seconds)
+        logger.info("worker %s stopped", self.name)
+
+    # --------------------------------------------------------------- runner
+    def _claim(self, device: DeviceRef):
+        return claims.job_claim(
+            device_id=device.id,
+            device_type=device.type,
+            device_size=device.size,
+            runner=self.name,
+            lease_seconds=self.lease_seconds,
+        )
+
+    def _device_loop(self, runner: _Runner) -> None:
+        client = self.client_factory(runner.device, stop_event=runner.stop)
+        try:
+            while not runner.stop.is_set() and not self.stop_event.is_set():
+                seen = notify.generation()
+                try:
+                    job = self._claim(runner.device)
+                except Exception:
+                    logger.exception("claim for device %s failed", runner.device.id)
+                    close_old_connections()
+                    runner.stop.wait(1.0)
+                    continue
+                if job is None:
+                    notify.wait_for_change(seen, timeout=self.idle_wait)
+                    continue
+                self._execute(runner.device, client, job)
+        finally:
+            connections.close_all()
+
+    def _execute(self, device: DeviceRef, client: DeviceClient, job: claims.ClaimedJob) -> None:
+        payload = JobPayload(key=job.key, instructions=job.instructions, shots=job.shots)
+        try:
+            result = validate_result(client.run(device=device, job=payload), device=device, job=payload)
+        except Exception as exc:  # any device failure is the job's failed attempt
+            if self.stop_event.is_set():
+                claims.job_release(job_id=job.id, token=job.token)
+                return
+            error = str(exc) if isinstance(exc, DeviceError) else f"{type(exc).__name__}: {exc}"
+            outcome = claims.job_fail_attempt(
+                job_id=job.id, token=job.token, error=error, max_attempts=settings.JOB_MAX_ATTEMPTS
+            )
+            logger.warning("job %s attempt %d on %s failed: %s -> %s", job.key, job.attempts, device.id, error, outcome)
+            if outcome is not None:
+                if outcome[0] == JobStatus.QUEUED:
+                    notify.wake_local()
+                _on_finished(job.id, outcome[1])
+            return
+        callback_status = claims.job_finish(job_id=job.id, token=job.token, result=result)
+        if callback_status is None:
+            logger.warning("result of job %s from %s discarded: the job was requeued meanwhile", job.key, device.id)
+            return
+        _on_finished(job.id, callback_status)
+
+    # ------------------------------------------------------------- listener
+    def _listen_loop(self) -> None:
+        """Turn PostgreSQL notifications from other processes into local
+        wake-ups. Own connection, autocommit, LISTEN, select() on its socket."""
+        import psycopg2
+
+        params = connection.get_connection_params()
+        while not self.stop_event.is_set():
+            try:
+                conn = psycopg2.connect(**params)
+                conn.autocommit = True
+                with conn.cursor() as cursor:
+                    cursor.execute(f"LISTEN {notify.CHANNEL}")
+                while not self.stop_event.is_set():
+                    if select.select([conn], [], [], 1.0)[0]:
+                        conn.poll()
+                        if conn.notifies:
+                            conn.notifies.clear()
+                            notify.wake_local()
+                conn.close()
+            except Exception:
+                logger.exception("LISTEN connection lost; reconnecting")
+                self.stop_event.wait(1.0)

@@ -1,0 +1,7 @@
+"""django-q2 task entry points (thin: parse, call one service)."""
+
+from jobs.webhooks import callback_deliver
+
+
+def deliver_callback(job_id: int) -> str:
+    return callback_deliver(job_id=int(job_id))
