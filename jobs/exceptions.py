@@ -1,6 +1,15 @@
 from config.exceptions import Conflict, DomainError, NotFound
 
-__all__ = ["DomainError", "NotFound", "Conflict", "JobNotFound", "ProgramNotFound", "JobNotCancellable"]
+__all__ = [
+    "DomainError",
+    "NotFound",
+    "Conflict",
+    "JobNotFound",
+    "ProgramNotFound",
+    "JobNotCancellable",
+    "DuplicateId",
+    "ProgramMismatch",
+]
 
 
 class JobNotFound(NotFound):
@@ -12,4 +21,13 @@ class ProgramNotFound(NotFound):
 
 
 class JobNotCancellable(Conflict):
-    pass
+    """Only queued jobs can be cancelled (``field="status"``)."""
+
+
+class DuplicateId(Conflict):
+    """A client-given id is already taken by an existing job or program."""
+
+
+class ProgramMismatch(DomainError):
+    """A flat-form job does not fit the program it names (device type,
+    priority or owner differ); 400 naming the field."""

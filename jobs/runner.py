@@ -79,6 +79,8 @@ class Worker:
         self.runners: dict[str, _Runner] = {}
         self._last_renew = 0.0
         self._listener: threading.Thread | None = None
+        self._shutdown_lock = threading.Lock()
+        self._shut_down = False
 
     # ----------------------------------------------------------------- loop
     def run(self) -> None:
@@ -220,17 +222,22 @@ class Worker:
     def shutdown(self, grace: float = 10.0) -> None:
         """Stop claiming, let running jobs finish for ``grace`` seconds; a job
         still running then is handed back (not counted as an attempt)."""
+        with self._shutdown_lock:
+            if self._shut_down:
+                return
+            self._shut_down = True
         self.stop_event.set()
         notify.wake_local()
+        runners = list(self.runners.values())
         deadline = time.monotonic() + grace
-        for runner in list(self.runners.values()):
+        for runner in runners:
             if runner.thread is not None:
                 runner.thread.join(timeout=max(0.0, deadline - time.monotonic()))
-        for runner in self.runners.values():
+        for runner in runners:
             runner.stop.set()  # interrupts simulated runs still going
-        for runner in self.runners.values():
+        for runner in runners:
             if runner.thread is not None:
-                runner.thread.join(timeout=2.0)
+                runner.thread.join(timeout=5.0)
         try:
             self._release_devices()
         except Exception:

@@ -1,3 +1,200 @@
-from django.shortcuts import render
+"""HTTP entry points of programs and jobs: parse, call one service, answer."""
 
-# Create your views here.
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import generics, status
+from rest_framework.response import Response
+
+from jobs import selectors, services
+from jobs.filters import filter_jobs, filter_programs
+from jobs.models import JobStatus
+from jobs.permissions import CanSubmitJobs
+from jobs.serializers import (
+    JobDetailSerializer,
+    JobSerializer,
+    JobSubmitSerializer,
+    ProgramCancelledSerializer,
+    ProgramCreatedSerializer,
+    ProgramCreateSerializer,
+    ProgramSerializer,
+)
+
+JOB_ID = OpenApiParameter("job_id", str, OpenApiParameter.PATH, description="The job's public id.")
+PROGRAM_ID = OpenApiParameter("program_id", str, OpenApiParameter.PATH, description="The program's public id.")
+LIST_FILTERS = [
+    OpenApiParameter(
+        "status", str,
+        description=f"One status or a comma-separated list: {', '.join(JobStatus.values)}. "
+        "For programs: those having at least one job in that status.",
+    ),
+    OpenApiParameter("program", str, description="A program's public id."),
+    OpenApiParameter("device_type", str, description="A device type."),
+]
+R400 = OpenApiResponse(description="Invalid input; the body names the field.")
+R401 = OpenApiResponse(description="Not authenticated.")
+R404 = OpenApiResponse(description="No such id among the programs/jobs you may see.")
+R409 = OpenApiResponse(description="Conflict; the body names the field (`id` taken, or `status` not queued).")
+
+
+def _program_data(program, serializer_class=ProgramSerializer, **extra) -> dict:
+    for name, value in extra.items():
+        setattr(program, name, value)
+    counts = selectors.program_job_counts([program.pk])
+    return serializer_class(program, context={"job_counts": counts}).data
+
+
+class ProgramListView(generics.GenericAPIView):
+    permission_classes = [CanSubmitJobs]
+
+    def get_serializer_class(self):
+        return ProgramCreateSerializer if self.request.method == "POST" else ProgramSerializer
+
+    def get_queryset(self):
+        return selectors.programs_visible_to(self.request.user)
+
+    @extend_schema(
+        summary="List your programs (staff: all), newest first",
+        parameters=LIST_FILTERS,
+        responses={200: ProgramSerializer(many=True), 400: R400, 401: R401},
+    )
+    def get(self, request):
+        qs = filter_programs(self.get_queryset(), request.query_params)
+        page = self.paginate_queryset(qs)
+        counts = selectors.program_job_counts([p.pk for p in page])
+        data = ProgramSerializer(page, many=True, context={"job_counts": counts}).data
+        return self.get_paginated_response(data)
+
+    @extend_schema(
+        summary="Submit a program: all its jobs at once, atomically",
+        description=(
+            "Creates the program and up to PROGRAM_MAX_JOBS (10,000) jobs in one transaction. "
+            "Job ids are unique: an id repeated in the request is a 400, one already taken a 409, "
+            "and in both cases nothing is created. Jobs are queued in the order given."
+        ),
+        request=ProgramCreateSerializer,
+        responses={201: ProgramCreatedSerializer, 400: R400, 401: R401, 409: R409},
+    )
+    def post(self, request):
+        serializer = ProgramCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        created = services.program_create(
+            owner=request.user,
+            key=data.get("id"),
+            priority=data["priority"],
+            device_type=data["device_type"],
+            callback_url=data["callback_url"],
+            client_user_id=data["user_id"],
+            jobs=data["jobs"],
+        )
+        program = created.program
+        program.job_ids = created.job_keys
+        # Just created: every job is queued, no need to count.
+        counts = {program.pk: {**{s: 0 for s in JobStatus.values}, JobStatus.QUEUED: len(created.job_keys)}}
+        body = ProgramCreatedSerializer(program, context={"job_counts": counts}).data
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class ProgramDetailView(generics.GenericAPIView):
+    permission_classes = [CanSubmitJobs]
+    serializer_class = ProgramSerializer
+
+    @extend_schema(summary="Show a program and its job counts", parameters=[PROGRAM_ID], responses={200: ProgramSerializer, 401: R401, 404: R404})
+    def get(self, request, program_id: str):
+        return Response(_program_data(selectors.program_get(user=request.user, key=program_id)))
+
+
+class ProgramCancelView(generics.GenericAPIView):
+    permission_classes = [CanSubmitJobs]
+    serializer_class = ProgramCancelledSerializer
+
+    @extend_schema(
+        summary="Cancel a program's queued jobs (running ones finish)",
+        request=None,
+        parameters=[PROGRAM_ID],
+        responses={200: ProgramCancelledSerializer, 401: R401, 404: R404},
+    )
+    def post(self, request, program_id: str):
+        program = selectors.program_get(user=request.user, key=program_id)
+        cancelled = services.program_cancel(program_id=program.pk)
+        return Response(_program_data(program, ProgramCancelledSerializer, cancelled=cancelled))
+
+
+class JobListView(generics.GenericAPIView):
+    permission_classes = [CanSubmitJobs]
+
+    def get_serializer_class(self):
+        return JobSubmitSerializer if self.request.method == "POST" else JobSerializer
+
+    def get_queryset(self):
+        return selectors.jobs_visible_to(self.request.user)
+
+    @extend_schema(
+        summary="List your jobs (staff: all) in submission order",
+        description="Instructions and results are left out of lists; `GET /jobs/{id}` has them.",
+        parameters=LIST_FILTERS,
+        responses={200: JobSerializer(many=True), 400: R400, 401: R401},
+    )
+    def get(self, request):
+        qs = filter_jobs(self.get_queryset(), request.query_params)
+        page = self.paginate_queryset(qs)
+        return self.get_paginated_response(JobSerializer(page, many=True).data)
+
+    @extend_schema(
+        summary="Submit one job, the brief's flat form",
+        description=(
+            "`program_id` names the program: created on first use (owned by you, with this job's priority "
+            "and device type), joined afterwards. A job whose device_type or priority differs from its "
+            "program's, or naming another user's program, is a 400 naming that field."
+        ),
+        request=JobSubmitSerializer,
+        responses={201: JobDetailSerializer, 400: R400, 401: R401, 409: R409},
+    )
+    def post(self, request):
+        serializer = JobSubmitSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        job = services.job_submit(
+            owner=request.user,
+            key=data.get("id"),
+            program_key=data.get("program_id"),
+            client_user_id=data["user_id"],
+            priority=data["priority"],
+            device_type=data["device_type"],
+            instructions=data["instructions"],
+            shots=data["shots"],
+            min_size=data["min_size"],
+        )
+        job = selectors.job_get(user=request.user, key=job.key)
+        return Response(JobDetailSerializer(job).data, status=status.HTTP_201_CREATED)
+
+
+class JobDetailView(generics.GenericAPIView):
+    permission_classes = [CanSubmitJobs]
+    serializer_class = JobDetailSerializer
+
+    @extend_schema(
+        summary="Show a job: status, result, device, timestamps, queue position",
+        parameters=[JOB_ID],
+        responses={200: JobDetailSerializer, 401: R401, 404: R404},
+    )
+    def get(self, request, job_id: str):
+        return Response(JobDetailSerializer(selectors.job_get(user=request.user, key=job_id)).data)
+
+
+class JobCancelView(generics.GenericAPIView):
+    permission_classes = [CanSubmitJobs]
+    serializer_class = JobDetailSerializer
+
+    @extend_schema(
+        summary="Cancel a queued job",
+        description="Only a queued job can be cancelled; a running or finished one is a 409 naming `status`.",
+        request=None,
+        parameters=[JOB_ID],
+        responses={200: JobDetailSerializer, 401: R401, 404: R404, 409: R409},
+    )
+    def post(self, request, job_id: str):
+        job = selectors.job_get(user=request.user, key=job_id)
+        job = services.job_cancel(job_id=job.pk)
+        return Response(JobDetailSerializer(job).data)

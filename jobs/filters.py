@@ -1,0 +1,50 @@
+"""Query-string filters of `GET /jobs` and `GET /programs`.
+
+``status`` takes one status or a comma-separated list (``queued,running``);
+an unknown status is a 400 naming ``status`` rather than an empty page.
+``program`` is a program's public id, ``device_type`` a device type.
+For programs, ``status=S`` keeps the programs having at least one job in S.
+"""
+
+from __future__ import annotations
+
+from django.db.models import Exists, OuterRef, QuerySet
+
+from jobs.exceptions import DomainError
+from jobs.models import Job, JobStatus, Program
+
+FILTER_PARAMS = ("status", "program", "device_type")
+
+
+def parse_statuses(raw: str | None) -> list[str] | None:
+    if raw is None or raw.strip() == "":
+        return None
+    statuses = [s.strip() for s in raw.split(",") if s.strip()]
+    unknown = [s for s in statuses if s not in JobStatus.values]
+    if unknown:
+        raise DomainError(
+            f"Unknown status {unknown[0]!r}; use one of {', '.join(JobStatus.values)}.", field="status"
+        )
+    return statuses
+
+
+def filter_jobs(qs: QuerySet[Job], params) -> QuerySet[Job]:
+    statuses = parse_statuses(params.get("status"))
+    if statuses:
+        qs = qs.filter(status__in=statuses)
+    if params.get("program"):
+        qs = qs.filter(program__key=params["program"])
+    if params.get("device_type"):
+        qs = qs.filter(device_type=params["device_type"])
+    return qs
+
+
+def filter_programs(qs: QuerySet[Program], params) -> QuerySet[Program]:
+    statuses = parse_statuses(params.get("status"))
+    if statuses:
+        qs = qs.filter(Exists(Job.objects.filter(program_id=OuterRef("pk"), status__in=statuses)))
+    if params.get("program"):
+        qs = qs.filter(key=params["program"])
+    if params.get("device_type"):
+        qs = qs.filter(device_type=params["device_type"])
+    return qs

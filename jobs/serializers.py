@@ -1,0 +1,294 @@
+"""Input and output shapes of the program and job API.
+
+A program may carry 10,000 jobs and must be accepted in well under a second,
+so its job list is validated by one hand-written loop (``parse_job_specs``)
+instead of a nested DRF serializer per job, which costs far more per item.
+The rules are the same as the flat form's (``JobSubmitSerializer``) and
+errors name the field the same way: ``{"jobs[3].shots": ["..."]}``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from devices.serializers import INT32_MAX, INT32_MIN, PublicIdField, public_id_error
+from jobs.models import Job, JobStatus, Program
+from jobs.services import JobSpec
+
+# Each shot comes back as one bit string as long as the device; a cap keeps a
+# single result (and the device's reply) within reason.
+MAX_SHOTS = 100_000
+_INT_RE = re.compile(r"^\s*[-+]?\d+\s*$")
+
+
+class ClientRefField(serializers.CharField):
+    """The client's own reference (the brief's ``user_id``): a string or an
+    integer, kept as a string."""
+
+    default_error_messages = {"invalid": "Must be a string or an integer."}
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_length", 100)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, (str, int)):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class _JobFieldError(Exception):
+    def __init__(self, field: str, message: str):
+        self.field, self.message = field, message
+
+
+def _int(value: Any, field: str, *, low: int, high: int) -> int:
+    # Same acceptance as DRF's IntegerField: ints, integral floats and
+    # numeric strings (form input), never booleans.
+    if type(value) is int:
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str) and _INT_RE.match(value):
+        number = int(value)
+    else:
+        raise _JobFieldError(field, "A valid integer is required.")
+    if number < low:
+        raise _JobFieldError(field, f"Ensure this value is greater than or equal to {low}.")
+    if number > high:
+        raise _JobFieldError(field, f"Ensure this value is less than or equal to {high}.")
+    return number
+
+
+def _job_spec(item: Any) -> JobSpec:
+    if type(item) is not dict:
+        raise _JobFieldError("", "Expected an object with id, instructions, shots, min_size.")
+    key = item.get("id")
+    if key is not None:
+        if isinstance(key, bool) or not isinstance(key, (str, int)):
+            raise _JobFieldError("id", "Must be a string or an integer.")
+        key = str(key).strip()
+        error = public_id_error(key)
+        if error:
+            raise _JobFieldError("id", error)
+    instructions = item.get("instructions", [])
+    if instructions is None:
+        instructions = []
+    shots = item.get("shots")
+    shots = 1 if shots is None else _int(shots, "shots", low=1, high=MAX_SHOTS)
+    min_size = item.get("min_size")
+    if min_size is not None:
+        min_size = _int(min_size, "min_size", low=1, high=INT32_MAX)
+    return JobSpec(key=key, instructions=instructions, shots=shots, min_size=min_size)
+
+
+def parse_job_specs(data: Any) -> list[JobSpec]:
+    """Validate a program's job list. Raises a ValidationError whose keys
+    name the job and field (``jobs[3].shots``); at most 20 are reported."""
+    if isinstance(data, str):
+        # A browsable-API or form submission carries the list as JSON text.
+        try:
+            data = json.loads(data)
+        except ValueError:
+            raise serializers.ValidationError({"jobs": ["Expected a JSON list of jobs."]}) from None
+    if not isinstance(data, list):
+        raise serializers.ValidationError({"jobs": ["Expected a list of jobs."]})
+    limit = settings.PROGRAM_MAX_JOBS
+    if len(data) > limit:
+        raise serializers.ValidationError({"jobs": [f"At most {limit} jobs per program; got {len(data)}."]})
+    if not data:
+        raise serializers.ValidationError({"jobs": ["A program needs at least one job."]})
+    specs: list[JobSpec] = []
+    errors: dict[str, list[str]] = {}
+    for index, item in enumerate(data):
+        try:
+            specs.append(_job_spec(item))
+        except _JobFieldError as exc:
+            name = f"jobs[{index}].{exc.field}" if exc.field else f"jobs[{index}]"
+            errors[name] = [exc.message]
+            if len(errors) >= 20:
+                break
+    if errors:
+        raise serializers.ValidationError(errors)
+    return specs
+
+
+# --- input -----------------------------------------------------------------
+
+
+class JobSpecSerializer(serializers.Serializer):
+    """Documentation of one entry of a program's ``jobs`` (validated by
+    ``parse_job_specs``)."""
+
+    id = PublicIdField(required=False, help_text="Public id; generated (uuid4 hex) when absent.")
+    instructions = serializers.JSONField(required=False, help_text="Free-form JSON for the QPU (default []).")
+    shots = serializers.IntegerField(required=False, min_value=1, max_value=MAX_SHOTS, default=1)
+    min_size = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, max_value=INT32_MAX, help_text="Smallest device size (qubits)."
+    )
+
+
+@extend_schema_field(JobSpecSerializer(many=True))
+class JobSpecListField(serializers.Field):
+    """A program's job list, validated in one fast loop."""
+
+    def to_internal_value(self, data) -> list[JobSpec]:
+        return parse_job_specs(data)
+
+    def to_representation(self, value):
+        return value
+
+
+class _PriorityField(serializers.IntegerField):
+    def __init__(self, **kwargs):
+        kwargs.setdefault("min_value", INT32_MIN)
+        kwargs.setdefault("max_value", INT32_MAX)
+        kwargs.setdefault("help_text", "Higher runs first.")
+        super().__init__(**kwargs)
+
+
+class ProgramCreateSerializer(serializers.Serializer):
+    id = PublicIdField(required=False, help_text="Public id; generated (uuid4 hex) when absent.")
+    priority = _PriorityField()
+    device_type = serializers.CharField(max_length=100)
+    callback_url = serializers.URLField(
+        required=False, allow_blank=True, default="", max_length=1000,
+        help_text="Each finished job is POSTed here as JSON, signed with HMAC-SHA256.",
+    )
+    user_id = ClientRefField(required=False, allow_blank=True, default="", help_text="Your own user reference.")
+    jobs = JobSpecListField(help_text=f"1 to {settings.PROGRAM_MAX_JOBS} jobs.")
+
+    def to_internal_value(self, data):
+        try:
+            return super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            # Job errors come back flat (`jobs[3].shots`), next to the
+            # program's own fields, rather than nested under `jobs`.
+            detail = exc.detail
+            if isinstance(detail, dict) and isinstance(detail.get("jobs"), dict):
+                nested = detail.pop("jobs")
+                detail.update(nested)
+            raise serializers.ValidationError(detail) from None
+
+
+class JobSubmitSerializer(serializers.Serializer):
+    """The brief's flat form: one job naming its program."""
+
+    id = PublicIdField(required=False, help_text="Public id; generated (uuid4 hex) when absent.")
+    priority = _PriorityField()
+    device_type = serializers.CharField(max_length=100)
+    program_id = PublicIdField(
+        required=False,
+        help_text="Program to join; created on first use (owned by you). Absent: the job gets a program of its own.",
+    )
+    user_id = ClientRefField(required=False, allow_blank=True, default="", help_text="Your own user reference.")
+    instructions = serializers.JSONField(required=False, default=list, help_text="Free-form JSON for the QPU.")
+    shots = serializers.IntegerField(required=False, min_value=1, max_value=MAX_SHOTS, default=1)
+    min_size = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=INT32_MAX, default=None)
+
+
+# --- output ----------------------------------------------------------------
+
+
+class CallbackStateSerializer(serializers.Serializer):
+    status = serializers.CharField(source="callback_status", help_text="'' (no callback), pending, delivered or failed.")
+    attempts = serializers.IntegerField(source="callback_attempts")
+    error = serializers.CharField(source="callback_error")
+    delivered_at = serializers.DateTimeField(source="callback_delivered_at", allow_null=True)
+
+
+class JobSerializer(serializers.ModelSerializer):
+    """A job in lists (without its instructions and result, which can be large)."""
+
+    id = serializers.CharField(source="key")
+    program = serializers.CharField(source="program.key")
+    user_id = serializers.CharField(source="program.client_user_id")
+    device = serializers.CharField(source="device_id", allow_null=True)
+    callback = CallbackStateSerializer(source="*")
+
+    class Meta:
+        model = Job
+        fields = [
+            "id", "program", "user_id", "priority", "device_type", "shots", "min_size", "status", "device",
+            "attempts", "created_at", "started_at", "finished_at", "error", "callback",
+        ]
+        read_only_fields = fields
+
+
+class JobDetailSerializer(JobSerializer):
+    result = serializers.JSONField(allow_null=True, help_text="One bit string per shot, as long as the device's size.")
+    queue_position = serializers.SerializerMethodField(
+        help_text="While queued: 1-based place among the queued jobs of its device type; otherwise null."
+    )
+
+    class Meta(JobSerializer.Meta):
+        fields = JobSerializer.Meta.fields + ["instructions", "result", "queue_position"]
+        read_only_fields = fields
+
+    def get_queue_position(self, job: Job) -> int | None:
+        from jobs.selectors import job_queue_position
+
+        return job_queue_position(job)
+
+
+class JobCountsSerializer(serializers.Serializer):
+    total = serializers.IntegerField()
+    queued = serializers.IntegerField()
+    running = serializers.IntegerField()
+    done = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    cancelled = serializers.IntegerField()
+
+
+class ProgramSerializer(serializers.ModelSerializer):
+    """A program with its job counts per status. The counts come from
+    ``context["job_counts"]`` ({program pk: {status: n}}), computed for a whole
+    page in one query."""
+
+    id = serializers.CharField(source="key")
+    owner = serializers.CharField(source="owner.get_username")
+    user_id = serializers.CharField(source="client_user_id")
+    jobs = serializers.SerializerMethodField()
+    finished = serializers.SerializerMethodField(help_text="True once no job is queued or running.")
+
+    class Meta:
+        model = Program
+        fields = ["id", "owner", "user_id", "priority", "device_type", "callback_url", "created_at", "jobs", "finished"]
+        read_only_fields = fields
+
+    def _counts(self, program: Program) -> dict[str, int]:
+        counts = dict(self.context.get("job_counts", {}).get(program.pk) or {s: 0 for s in JobStatus.values})
+        counts["total"] = sum(counts.values())
+        return counts
+
+    @extend_schema_field(JobCountsSerializer)
+    def get_jobs(self, program: Program) -> dict[str, int]:
+        return self._counts(program)
+
+    def get_finished(self, program: Program) -> bool:
+        counts = self._counts(program)
+        return counts[JobStatus.QUEUED] + counts[JobStatus.RUNNING] == 0
+
+
+class ProgramCreatedSerializer(ProgramSerializer):
+    job_ids = serializers.ListField(
+        child=serializers.CharField(), help_text="Public ids of the jobs, in submission order."
+    )
+
+    class Meta(ProgramSerializer.Meta):
+        fields = ProgramSerializer.Meta.fields + ["job_ids"]
+        read_only_fields = fields
+
+
+class ProgramCancelledSerializer(ProgramSerializer):
+    cancelled = serializers.IntegerField(help_text="Queued jobs cancelled by this request.")
+
+    class Meta(ProgramSerializer.Meta):
+        fields = ProgramSerializer.Meta.fields + ["cancelled"]
+        read_only_fields = fields

@@ -1,0 +1,260 @@
+"""Writes on programs and jobs: submission, cancellation, operator requeue.
+
+Claims, results and requeues done by the workers live in ``jobs.claims``.
+Every write that queues work wakes the workers (``jobs.notify``) once the
+transaction has committed, so a runner woken up always sees the new rows.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from jobs.exceptions import DomainError, DuplicateId, JobNotCancellable, ProgramMismatch
+from jobs.models import CallbackStatus, Job, JobStatus, Program
+from jobs.notify import notify_changed
+
+# Rows per INSERT statement: large enough that 10,000 jobs take a handful of
+# round trips, small enough to stay far below PostgreSQL's 65,535 parameters
+# (Django lowers it further on SQLite by itself).
+BULK_BATCH_SIZE = 2000
+# `key__in` lookups are chunked for the same parameter limits.
+LOOKUP_CHUNK = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """One job of a program submission, already validated."""
+
+    key: str | None = None
+    instructions: Any = field(default_factory=list)
+    shots: int = 1
+    min_size: int | None = None
+
+
+@dataclass(frozen=True)
+class ProgramCreated:
+    program: Program
+    job_keys: list[str]
+
+
+def new_key() -> str:
+    return uuid.uuid4().hex
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _check_job_keys_free(keys: list[str | None]) -> None:
+    """400 for an id given twice in the request, 409 for one already taken;
+    both name the job by its index so the client can find it."""
+    seen: dict[str, int] = {}
+    for index, key in enumerate(keys):
+        if key is None:
+            continue
+        if key in seen:
+            raise DomainError(f"Duplicate job id {key!r} (also jobs[{seen[key]}]).", field=f"jobs[{index}].id")
+        seen[key] = index
+    if not seen:
+        return
+    given = list(seen)
+    for chunk in _chunks(given, LOOKUP_CHUNK):
+        taken = set(Job.objects.filter(key__in=chunk).values_list("key", flat=True))
+        if taken:
+            first = min(seen[k] for k in taken)
+            raise DuplicateId(f"A job with id {keys[first]!r} already exists.", field=f"jobs[{first}].id")
+
+
+def program_create(
+    *,
+    owner,
+    priority: int,
+    device_type: str,
+    jobs: Sequence[JobSpec],
+    key: str | None = None,
+    callback_url: str = "",
+    client_user_id: str = "",
+) -> ProgramCreated:
+    """Create a program and all its jobs atomically, in bulk.
+
+    Jobs keep the order of ``jobs`` as their submission order (the queue's
+    tie-breaker). Either everything is created or nothing is.
+    """
+    if not jobs:
+        raise DomainError("A program needs at least one job.", field="jobs")
+    if len(jobs) > settings.PROGRAM_MAX_JOBS:
+        raise DomainError(f"At most {settings.PROGRAM_MAX_JOBS} jobs per program; got {len(jobs)}.", field="jobs")
+    key = key or new_key()
+    job_keys = [spec.key for spec in jobs]
+    with transaction.atomic():
+        if Program.objects.filter(key=key).exists():
+            raise DuplicateId(f"A program with id {key!r} already exists.", field="id")
+        _check_job_keys_free(job_keys)
+        program = Program.objects.create(
+            key=key,
+            owner=owner,
+            client_user_id=client_user_id,
+            priority=priority,
+            device_type=device_type,
+            callback_url=callback_url,
+        )
+        final_keys = [k or new_key() for k in job_keys]
+        owner_id, program_id = owner.pk, program.pk
+        rows = [
+            Job(
+                key=job_key,
+                program_id=program_id,
+                owner_id=owner_id,
+                priority=priority,
+                device_type=device_type,
+                instructions=spec.instructions,
+                shots=spec.shots,
+                min_size=spec.min_size,
+            )
+            for job_key, spec in zip(final_keys, jobs)
+        ]
+        try:
+            # A savepoint so a race on an id (another request took it since
+            # the check) leaves a clean transaction to roll back.
+            with transaction.atomic():
+                Job.objects.bulk_create(rows, batch_size=BULK_BATCH_SIZE)
+        except IntegrityError as exc:
+            raise DuplicateId("A job id of this program was taken meanwhile; nothing was created.", field="jobs") from exc
+        notify_changed(device_type)
+    return ProgramCreated(program=program, job_keys=final_keys)
+
+
+def job_submit(
+    *,
+    owner,
+    priority: int,
+    device_type: str,
+    key: str | None = None,
+    program_key: str | None = None,
+    client_user_id: str = "",
+    instructions: Any = None,
+    shots: int = 1,
+    min_size: int | None = None,
+) -> Job:
+    """The brief's flat form: one job naming its program.
+
+    The program is created on first use with this job's priority and device
+    type; later jobs join it and must agree on both (400 naming the field)
+    and come from the same owner (400 naming ``program_id``). Without a
+    ``program_key`` the job gets a program of its own.
+    """
+    instructions = [] if instructions is None else instructions
+    with transaction.atomic():
+        defaults = {
+            "owner": owner,
+            "priority": priority,
+            "device_type": device_type,
+            "client_user_id": client_user_id,
+        }
+        if program_key is None:
+            program = Program.objects.create(key=new_key(), **defaults)
+        else:
+            program, created = Program.objects.get_or_create(key=program_key, defaults=defaults)
+            if not created:
+                if program.owner_id != owner.pk:
+                    raise ProgramMismatch(f"Program {program_key!r} belongs to another user.", field="program_id")
+                if program.device_type != device_type:
+                    raise ProgramMismatch(
+                        f"Program {program_key!r} runs on device type {program.device_type!r}, not {device_type!r}.",
+                        field="device_type",
+                    )
+                if program.priority != priority:
+                    raise ProgramMismatch(
+                        f"Program {program_key!r} has priority {program.priority}, not {priority}; "
+                        "all jobs of a program share its priority.",
+                        field="priority",
+                    )
+        if key is not None and Job.objects.filter(key=key).exists():
+            raise DuplicateId(f"A job with id {key!r} already exists.", field="id")
+        try:
+            with transaction.atomic():
+                job = Job.objects.create(
+                    key=key or new_key(),
+                    program=program,
+                    owner=owner,
+                    priority=program.priority,
+                    device_type=program.device_type,
+                    instructions=instructions,
+                    shots=shots,
+                    min_size=min_size,
+                )
+        except IntegrityError as exc:
+            raise DuplicateId(f"A job with id {key!r} already exists.", field="id") from exc
+        notify_changed(device_type)
+    return job
+
+
+def job_cancel(*, job_id: int, now: datetime | None = None) -> Job:
+    """Cancel a queued job. Running and finished jobs cannot be (409).
+
+    One conditional UPDATE, so a worker claiming the job at the same moment
+    either gets it first (and the cancel is refused) or never sees it.
+    """
+    now = now or timezone.now()
+    cancelled = Job.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(
+        status=JobStatus.CANCELLED, finished_at=now
+    )
+    job = Job.objects.select_related("program").get(pk=job_id)
+    if not cancelled:
+        raise JobNotCancellable(f"Only queued jobs can be cancelled; this job is {job.status}.", field="status")
+    return job
+
+
+def program_cancel(*, program_id: int, now: datetime | None = None) -> int:
+    """Cancel every queued job of a program; running ones finish normally.
+    Returns how many jobs were cancelled."""
+    now = now or timezone.now()
+    return Job.objects.filter(program_id=program_id, status=JobStatus.QUEUED).update(
+        status=JobStatus.CANCELLED, finished_at=now
+    )
+
+
+def jobs_cancel(*, job_ids: Iterable[int], now: datetime | None = None) -> int:
+    """Operator bulk cancel (admin action): the queued ones among ``job_ids``."""
+    now = now or timezone.now()
+    return Job.objects.filter(pk__in=list(job_ids), status=JobStatus.QUEUED).update(
+        status=JobStatus.CANCELLED, finished_at=now
+    )
+
+
+def jobs_requeue_failed(*, job_ids: Iterable[int]) -> int:
+    """Operator retry of failed jobs: back to the queue in their original
+    place (priority and submission order unchanged) with a fresh attempt
+    budget. The last error is kept for reference until the next run starts
+    (a claim clears it); the callback state is reset so the next outcome is
+    delivered again."""
+    ids = list(job_ids)
+    with transaction.atomic():
+        types = set(
+            Job.objects.filter(pk__in=ids, status=JobStatus.FAILED).values_list("device_type", flat=True).distinct()
+        )
+        requeued = Job.objects.filter(pk__in=ids, status=JobStatus.FAILED).update(
+            status=JobStatus.QUEUED,
+            attempts=0,
+            device=None,
+            started_at=None,
+            finished_at=None,
+            lease_token="",
+            lease_expires_at=None,
+            callback_status=CallbackStatus.NONE,
+            callback_attempts=0,
+            callback_error="",
+            callback_delivered_at=None,
+        )
+        for device_type in types:
+            notify_changed(device_type)
+    return requeued

@@ -1,0 +1,175 @@
+"""The worker end to end with in-process devices."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from django.db import connection
+
+from devices.clients import DeviceError, SimulatedQPU
+from devices.models import Device
+from jobs import notify
+from jobs.models import Job, JobStatus
+from jobs.runner import Worker
+
+pytestmark = pytest.mark.django_db
+
+
+def test_run_once_runs_jobs_in_priority_order_and_stores_results(make_device, make_program, recording):
+    log, factory = recording
+    low = make_program(priority=1, jobs=2)
+    high = make_program(priority=9, jobs=1)
+    make_device("qpu-a", size=3)
+    assert Worker(client_factory=factory, listen=False).run_once() == 3
+    assert [key for _, key in log] == [f"{high.key}-j0", f"{low.key}-j0", f"{low.key}-j1"]
+    for job in Job.objects.all():
+        assert job.status == JobStatus.DONE and job.result == ["111"] and job.device_id == "qpu-a"
+        assert job.started_at <= job.finished_at
+    assert Device.objects.get(pk="qpu-a").runner == ""  # leases released after --once
+
+
+def test_device_errors_retry_then_fail_with_the_error_kept(make_device, make_program, recording, settings):
+    settings.JOB_MAX_ATTEMPTS = 3
+    log, factory = recording
+    factory.options.update(fail_times=10, error=DeviceError("device qpu-a timed out after 5s"))
+    make_program()
+    make_device("qpu-a")
+    Worker(client_factory=factory, listen=False).run_once()
+    job = Job.objects.get()
+    assert len(log) == 3
+    assert job.status == JobStatus.FAILED and job.attempts == 3 and job.error == "device qpu-a timed out after 5s"
+
+
+def test_a_transient_error_is_retried_and_succeeds(make_device, make_program, recording):
+    log, factory = recording
+    factory.options.update(fail_times=1)
+    make_program()
+    make_device("qpu-a")
+    Worker(client_factory=factory, listen=False).run_once()
+    job = Job.objects.get()
+    assert job.status == JobStatus.DONE and job.attempts == 2 and len(log) == 2
+
+
+def test_a_result_of_the_wrong_shape_is_a_device_error(make_device, make_program, settings):
+    settings.JOB_MAX_ATTEMPTS = 1
+
+    class Liar:
+        def run(self, *, device, job):
+            return ["01"]  # device has 4 qubits
+
+    make_program()
+    make_device("qpu-a", size=4)
+    Worker(client_factory=lambda d, stop_event=None: Liar(), listen=False).run_once()
+    job = Job.objects.get()
+    assert job.status == JobStatus.FAILED and "expected 4 bits" in job.error
+
+
+def test_draining_and_offline_devices_get_no_work(make_device, make_program, recording):
+    log, factory = recording
+    make_program()
+    make_device("qpu-d", status="draining")
+    make_device("qpu-o", status="offline")
+    assert Worker(client_factory=factory, listen=False).run_once() == 0
+    assert Job.objects.get().status == JobStatus.QUEUED
+
+
+def wait_until(predicate, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+@pytest.fixture
+def live_worker(transactional_db):
+    """A threaded Worker as `runworkers` runs it; stopped after the test."""
+    workers = []
+
+    def start(**kwargs):
+        kwargs.setdefault("listen", connection.vendor == "postgresql")
+        worker = Worker(**kwargs)
+        thread = threading.Thread(target=worker.run, daemon=True)
+        thread.start()
+        workers.append((worker, thread))
+        return worker
+
+    yield start
+    for worker, thread in workers:
+        worker.stop()
+        thread.join(timeout=20)
+        assert not thread.is_alive(), "worker did not stop cleanly"
+
+
+def test_threaded_worker_runs_each_device_sequentially_and_wakes_on_new_jobs(make_device, make_program, live_worker):
+    running: dict[str, int] = {}
+    overlaps = []
+    lock = threading.Lock()
+
+    class Sequential:
+        def run(self, *, device, job):
+            with lock:
+                running[device.id] = running.get(device.id, 0) + 1
+                if running[device.id] > 1:
+                    overlaps.append(device.id)
+            time.sleep(0.01)
+            with lock:
+                running[device.id] -= 1
+            return ["0" * device.size] * job.shots
+
+    make_device("qpu-1")
+    make_device("qpu-2")
+    # idle_wait=60: if the wake-up did not work, nothing would start during the test.
+    live_worker(client_factory=lambda d, stop_event=None: Sequential(), idle_wait=60, tick_seconds=0.2)
+    assert wait_until(lambda: Device.objects.filter(runner__gt="").count() == 2)
+    time.sleep(0.3)  # both runners now idle, waiting for a wake-up
+    make_program(jobs=10, priority=1)
+    notify.wake_local()  # what POST /programs does after commit
+    assert wait_until(lambda: Job.objects.filter(status=JobStatus.DONE).count() == 10)
+    assert overlaps == []
+    assert set(Job.objects.values_list("device_id", flat=True)) <= {"qpu-1", "qpu-2"}
+
+
+def test_removing_a_device_mid_job_requeues_it_and_it_runs_elsewhere(make_device, make_program, live_worker):
+    from devices.services import device_remove
+
+    started = threading.Event()
+    release = threading.Event()
+
+    class Slow:
+        def run(self, *, device, job):
+            if device.id == "qpu-slow":
+                started.set()
+                release.wait(10)
+            return ["1" * device.size] * job.shots
+
+    make_device("qpu-slow", type="analog")
+    make_program(jobs=1)
+    live_worker(client_factory=lambda d, stop_event=None: Slow(), idle_wait=60, tick_seconds=0.2)
+    assert started.wait(10)
+    job = Job.objects.get()
+    assert job.status == JobStatus.RUNNING and job.device_id == "qpu-slow"
+    device_remove(device_id="qpu-slow")
+    requeued = Job.objects.get()
+    assert requeued.status == JobStatus.QUEUED and requeued.id == job.id and requeued.priority == job.priority
+    make_device("qpu-fast", type="analog")
+    notify.wake_local()
+    assert wait_until(lambda: Job.objects.get().status == JobStatus.DONE)
+    release.set()
+    time.sleep(0.2)  # the removed device's late answer must not overwrite anything
+    done = Job.objects.get()
+    assert done.device_id == "qpu-fast" and done.attempts == 2
+
+
+def test_shutdown_hands_running_jobs_back_without_losing_them(make_device, make_program, live_worker):
+    make_device("qpu-sim")
+    make_program(jobs=1)
+    worker = live_worker(client_factory=lambda d, stop_event=None: SimulatedQPU(seconds=30, stop_event=stop_event), tick_seconds=0.2)
+    assert wait_until(lambda: Job.objects.get().status == JobStatus.RUNNING)
+    worker.shutdown(grace=0.2)
+    job = Job.objects.get()
+    assert job.status == JobStatus.QUEUED and job.attempts == 0 and job.device_id is None
+    assert Device.objects.get().runner == ""

@@ -1,0 +1,143 @@
+"""Result delivery to the program's callback_url: signed, retried with backoff."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from django.utils import timezone
+from django_q.models import OrmQ, Schedule
+
+from jobs import claims
+from jobs.models import Job
+from jobs.runner import Worker
+from jobs.tasks import deliver_callback
+
+pytestmark = pytest.mark.django_db
+
+
+class Receiver:
+    """A local HTTP endpoint that fails the first ``fail`` deliveries."""
+
+    def __init__(self, fail: int = 0):
+        self.fail = fail
+        self.received: list[tuple[dict, bytes]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.received.append((dict(self.headers), body))
+                code = 503 if receiver.fail > 0 else 204
+                receiver.fail -= 1
+                self.send_response(code)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/hook"
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def receiver():
+    made = []
+
+    def make(fail=0):
+        r = Receiver(fail)
+        made.append(r)
+        return r
+
+    yield make
+    for r in made:
+        r.close()
+
+
+def finish_one(make_device, make_program, url, recording):
+    log, factory = recording
+    make_program(callback_url=url, shots=2)
+    make_device("qpu-w", size=3)
+    Worker(client_factory=factory, listen=False).run_once()
+    return Job.objects.get()
+
+
+def test_finished_job_is_queued_for_delivery_and_delivered_signed(make_device, make_program, receiver, recording, settings):
+    settings.CALLBACK_SECRET = "s3cret"
+    r = receiver()
+    job = finish_one(make_device, make_program, r.url, recording)
+    assert job.callback_status == "pending"
+    assert OrmQ.objects.count() == 1  # the django-q2 task for the first attempt
+    assert deliver_callback(job.pk) == "delivered"
+    headers, body = r.received[0]
+    expected = "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
+    assert headers["X-Signature-256"] == expected
+    payload = json.loads(body)
+    assert payload["id"] == job.key and payload["status"] == "done" and payload["result"] == ["111", "111"]
+    job.refresh_from_db()
+    assert job.callback_status == "delivered" and job.callback_attempts == 1 and job.callback_delivered_at
+
+
+def test_failed_delivery_is_retried_with_exponential_backoff_until_it_succeeds(make_device, make_program, receiver, recording, settings):
+    settings.CALLBACK_BACKOFF_SECONDS = 10
+    r = receiver(fail=2)
+    job = finish_one(make_device, make_program, r.url, recording)
+    delays = []
+    for attempt in (1, 2):
+        before = timezone.now()
+        assert deliver_callback(job.pk) == "pending"
+        retry = Schedule.objects.get(name=f"callback-{job.pk}-{attempt + 1}")
+        assert retry.func == "jobs.tasks.deliver_callback" and retry.schedule_type == Schedule.ONCE
+        delays.append((retry.next_run - before).total_seconds())
+        job.refresh_from_db()
+        assert job.callback_attempts == attempt and "503" in job.callback_error
+    assert 9 < delays[0] < 11 and 19 < delays[1] < 21  # 10 s, then 20 s
+    assert deliver_callback(job.pk) == "delivered"
+    assert len(r.received) == 3
+    job.refresh_from_db()
+    assert job.callback_status == "delivered" and job.callback_error == ""
+
+
+def test_delivery_gives_up_after_the_maximum_attempts(make_device, make_program, receiver, recording, settings):
+    settings.CALLBACK_MAX_ATTEMPTS = 2
+    r = receiver(fail=99)
+    job = finish_one(make_device, make_program, r.url, recording)
+    assert deliver_callback(job.pk) == "pending"
+    assert deliver_callback(job.pk) == "failed"
+    assert deliver_callback(job.pk) == "failed"  # a stray retry does not post again
+    assert len(r.received) == 2
+    job.refresh_from_db()
+    assert job.callback_status == "failed" and job.callback_attempts == 2
+
+
+def test_failed_jobs_are_delivered_too_and_unreachable_receivers_are_retried(make_device, make_program, recording, settings):
+    settings.JOB_MAX_ATTEMPTS = 1
+    log, factory = recording
+    factory.options.update(fail_times=1)
+    make_program(callback_url="http://127.0.0.1:9/nothing-listens-here")
+    make_device("qpu-w")
+    Worker(client_factory=factory, listen=False).run_once()
+    job = Job.objects.get()
+    assert job.status == "failed" and job.callback_status == "pending"
+    assert deliver_callback(job.pk) == "pending"
+    job.refresh_from_db()
+    assert "ConnectionError" in job.callback_error
+
+
+def test_jobs_without_callback_url_create_no_delivery(make_device, make_program, recording):
+    log, factory = recording
+    make_program()
+    make_device("qpu-w")
+    Worker(client_factory=factory, listen=False).run_once()
+    assert Job.objects.get().callback_status == "" and OrmQ.objects.count() == 0
