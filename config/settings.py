@@ -105,7 +105,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
     }
     DATABASES["default"]["CONN_MAX_AGE"] = 0
-    DATABASES["default"].setdefault("TEST", {})["NAME"] = os.environ.get("SQLITE_TEST_PATH") or None
+    # Tests use a file too, not shared-cache memory: its table locks ignore the
+    # busy timeout, while threaded tests need the same locking as production.
+    import tempfile
+
+    DATABASES["default"].setdefault("TEST", {})["NAME"] = os.environ.get("SQLITE_TEST_PATH") or str(
+        Path(tempfile.gettempdir()) / f"qpu-scheduler-test-{os.getpid()}.sqlite3"
+    )
 else:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
@@ -188,6 +194,7 @@ PROGRAM_MAX_JOBS = env_int("PROGRAM_MAX_JOBS", 10_000)
 # --- Exam VM provisioning -------------------------------------------------
 EXAM_MAX_STUDENTS = env_int("EXAM_MAX_STUDENTS", 2500)
 VM_PROVIDER_URL = os.environ.get("VM_PROVIDER_URL", "")
+VM_PROVIDER_TIMEOUT_SECONDS = env_float("VM_PROVIDER_TIMEOUT_SECONDS", 5)
 VM_ALLOCATION_INTERVAL_SECONDS = env_float("VM_ALLOCATION_INTERVAL_SECONDS", 6)
 VM_REQUESTS_PER_SECOND = env_int("VM_REQUESTS_PER_SECOND", 3)
 VM_READY_MARGIN_SECONDS = env_float("VM_READY_MARGIN_SECONDS", 0)

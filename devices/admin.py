@@ -1,3 +1,72 @@
-from django.contrib import admin
+"""Operators' view of the device pool. Every change goes through
+``devices.services`` so the admin behaves exactly like the API (a removed
+device's job is requeued, workers are woken, ...)."""
 
-# Register your models here.
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+
+from devices import selectors, services
+from devices.exceptions import DeviceNotFound
+from devices.models import Device
+
+
+@admin.register(Device)
+class DeviceAdmin(admin.ModelAdmin):
+    list_display = ["id", "type", "size", "shown_status", "current_job", "jobs_done", "address", "last_seen_at"]
+    list_filter = ["status", "type"]
+    search_fields = ["id", "address", "type"]
+    readonly_fields = ["status", "registered_at", "last_seen_at", "runner", "runner_expires_at"]
+    fields = ["id", "address", "type", "size", *readonly_fields]
+    actions = ["drain_devices", "resume_devices"]
+    ordering = ["id"]
+
+    def get_queryset(self, request) -> QuerySet[Device]:
+        return selectors.device_list()
+
+    def get_readonly_fields(self, request, obj=None):
+        # The id is the device's own: settable once, never renamed.
+        return [*self.readonly_fields, "id"] if obj else self.readonly_fields
+
+    @admin.display(description="status")
+    def shown_status(self, device: Device) -> str:
+        return selectors.device_shown_status(device)
+
+    @admin.display(description="current job")
+    def current_job(self, device: Device) -> str:
+        return device.current_job or "-"
+
+    @admin.display(description="jobs done", ordering="jobs_done")
+    def jobs_done(self, device: Device) -> int:
+        return device.jobs_done
+
+    def save_model(self, request, obj: Device, form, change):
+        if change:
+            services.device_update(device_id=obj.pk, address=obj.address, type=obj.type, size=obj.size)
+        else:
+            services.device_register(device_id=obj.pk, address=obj.address, type=obj.type, size=obj.size)
+
+    def delete_model(self, request, obj: Device):
+        try:
+            services.device_remove(device_id=obj.pk)
+        except DeviceNotFound:
+            pass  # removed meanwhile: the goal is reached
+
+    def delete_queryset(self, request, queryset):
+        for device_id in list(queryset.values_list("pk", flat=True)):
+            self.delete_model(request, Device(pk=device_id))
+
+    @admin.action(description="Drain selected devices (finish the current job, take no more)", permissions=["change"])
+    def drain_devices(self, request, queryset):
+        ids = list(queryset.values_list("pk", flat=True))
+        for device_id in ids:
+            services.device_drain(device_id=device_id)
+        self.message_user(request, f"Draining {len(ids)} device(s).", messages.SUCCESS)
+
+    @admin.action(description="Resume selected devices (take jobs again)", permissions=["change"])
+    def resume_devices(self, request, queryset):
+        ids = list(queryset.values_list("pk", flat=True))
+        for device_id in ids:
+            services.device_resume(device_id=device_id)
+        self.message_user(request, f"Resumed {len(ids)} device(s).", messages.SUCCESS)

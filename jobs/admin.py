@@ -1,3 +1,104 @@
-from django.contrib import admin
+"""Operators' view of programs and jobs.
 
-# Register your models here.
+The job list opens with the queue per device type (depth, oldest wait,
+running jobs, devices online). Jobs are read-only here: state changes go
+through the same services as the API (cancel, requeue failed), never through
+a form that could bypass the queue rules.
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import Count, IntegerField, OuterRef, Subquery
+from django.db.models.functions import Coalesce
+
+from jobs import selectors, services
+from jobs.models import Job, Program
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    value = int(value)
+    hours, rest = divmod(value, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{hours}h {minutes:02d}m {seconds:02d}s" if hours else f"{minutes}m {seconds:02d}s"
+
+
+@admin.register(Program)
+class ProgramAdmin(admin.ModelAdmin):
+    list_display = ["key", "owner", "client_user_id", "priority", "device_type", "job_count", "created_at"]
+    list_filter = ["device_type", "priority"]
+    search_fields = ["key", "client_user_id", "owner__username"]
+    list_select_related = ["owner"]
+    readonly_fields = ["key", "owner", "client_user_id", "priority", "device_type", "callback_url", "created_at", "job_counts"]
+    actions = ["cancel_programs"]
+    show_full_result_count = False
+
+    def has_add_permission(self, request) -> bool:
+        return False  # programs come in through the API, with their jobs
+
+    def get_queryset(self, request):
+        # A correlated count is computed only for the rows of the page shown,
+        # where a JOIN + GROUP BY would aggregate the whole jobs table first.
+        n_jobs = Job.objects.filter(program_id=OuterRef("pk")).order_by().values("program_id").annotate(n=Count("pk")).values("n")
+        return super().get_queryset(request).annotate(n_jobs=Coalesce(Subquery(n_jobs, output_field=IntegerField()), 0))
+
+    @admin.display(description="jobs", ordering="n_jobs")
+    def job_count(self, program: Program) -> int:
+        return program.n_jobs
+
+    @admin.display(description="jobs per status")
+    def job_counts(self, program: Program) -> str:
+        counts = selectors.program_job_counts([program.pk])[program.pk]
+        return ", ".join(f"{status}: {n}" for status, n in counts.items())
+
+    @admin.action(description="Cancel the queued jobs of the selected programs", permissions=["change"])
+    def cancel_programs(self, request, queryset):
+        cancelled = sum(services.program_cancel(program_id=pk) for pk in queryset.values_list("pk", flat=True))
+        self.message_user(request, f"Cancelled {cancelled} queued job(s).", messages.SUCCESS)
+
+
+@admin.register(Job)
+class JobAdmin(admin.ModelAdmin):
+    list_display = [
+        "key", "program", "status", "priority", "device_type", "device_id", "attempts",
+        "created_at", "started_at", "finished_at", "callback_status",
+    ]
+    list_filter = ["status", "device_type", "callback_status"]
+    search_fields = ["key", "program__key", "device__id", "owner__username"]
+    list_select_related = ["program"]
+    readonly_fields = [
+        "key", "program", "owner", "priority", "device_type", "instructions", "shots", "min_size", "status",
+        "device_id", "attempts", "created_at", "started_at", "finished_at", "result", "error", "lease_token",
+        "lease_expires_at", "callback_status", "callback_attempts", "callback_error", "callback_delivered_at",
+    ]
+    fields = readonly_fields
+    actions = ["cancel_jobs", "requeue_failed_jobs"]
+    # Counting a million-row table for the "x of y selected" line is slow and useless.
+    show_full_result_count = False
+    change_list_template = "admin/jobs/job/change_list.html"
+
+    def has_add_permission(self, request) -> bool:
+        return False  # jobs come in through the API
+
+    def changelist_view(self, request, extra_context=None):
+        rows = selectors.queue_summary()
+        for row in rows:
+            row["oldest_wait"] = _seconds(row["oldest_wait_seconds"])
+        extra_context = {**(extra_context or {}), "queue_summary": rows}
+        return super().changelist_view(request, extra_context=extra_context)
+
+    @admin.action(description="Cancel selected jobs (queued ones only)", permissions=["change"])
+    def cancel_jobs(self, request, queryset):
+        ids = list(queryset.values_list("pk", flat=True))
+        cancelled = services.jobs_cancel(job_ids=ids)
+        level = messages.SUCCESS if cancelled == len(ids) else messages.WARNING
+        self.message_user(request, f"Cancelled {cancelled} of {len(ids)} job(s); only queued jobs can be cancelled.", level)
+
+    @admin.action(description="Requeue selected failed jobs (fresh attempts, original place)", permissions=["change"])
+    def requeue_failed_jobs(self, request, queryset):
+        ids = list(queryset.values_list("pk", flat=True))
+        requeued = services.jobs_requeue_failed(job_ids=ids)
+        level = messages.SUCCESS if requeued == len(ids) else messages.WARNING
+        self.message_user(request, f"Requeued {requeued} of {len(ids)} job(s); only failed jobs are requeued.", level)

@@ -103,6 +103,7 @@ class Worker:
                     break
         finally:
             self.shutdown()
+            connections.close_all()
 
     def run_once(self) -> int:
         """One manager pass, then let every leased device run the jobs it can
@@ -111,11 +112,9 @@ class Worker:
         done = 0
         for runner in list(self.runners.values()):
             client = self.client_factory(runner.device, stop_event=runner.stop)
-            while not self.stop_event.is_set():
-                job = self._claim(runner.device)
-                if job is None:
-                    break
-                self._execute(runner.device, client, job)
+            job = self._claim(runner.device)
+            while job is not None and not self.stop_event.is_set():
+                job = self._execute(runner.device, client, job) or self._claim(runner.device)
                 done += 1
         self._release_devices()
         return done
@@ -256,31 +255,39 @@ class Worker:
 
     def _device_loop(self, runner: _Runner) -> None:
         client = self.client_factory(runner.device, stop_event=runner.stop)
+        job = None
         try:
             while not runner.stop.is_set() and not self.stop_event.is_set():
-                seen = notify.generation()
                 try:
-                    job = self._claim(runner.device)
-                except Exception:
-                    logger.exception("claim for device %s failed", runner.device.id)
+                    if job is None:
+                        seen = notify.generation()
+                        job = self._claim(runner.device)
+                        if job is None:
+                            notify.wait_for_change(seen, timeout=self.idle_wait)
+                            continue
+                    # Returns the device's next job when it could take one in
+                    # the same round trip as storing this result.
+                    job = self._execute(runner.device, client, job)
+                except Exception:  # database trouble: the lease protects the job; retry
+                    logger.exception("runner of device %s failed", runner.device.id)
                     close_old_connections()
+                    job = None
                     runner.stop.wait(1.0)
-                    continue
-                if job is None:
-                    notify.wait_for_change(seen, timeout=self.idle_wait)
-                    continue
-                self._execute(runner.device, client, job)
+            if job is not None:  # claimed just before the stop: hand it back untouched
+                claims.job_release(job_id=job.id, token=job.token)
         finally:
             connections.close_all()
 
-    def _execute(self, device: DeviceRef, client: DeviceClient, job: claims.ClaimedJob) -> None:
+    def _execute(self, device: DeviceRef, client: DeviceClient, job: claims.ClaimedJob) -> claims.ClaimedJob | None:
+        """Run one job on its device and record the outcome; returns the
+        device's next job if it was claimed together with the result."""
         payload = JobPayload(key=job.key, instructions=job.instructions, shots=job.shots)
         try:
             result = validate_result(client.run(device=device, job=payload), device=device, job=payload)
         except Exception as exc:  # any device failure is the job's failed attempt
             if self.stop_event.is_set():
                 claims.job_release(job_id=job.id, token=job.token)
-                return
+                return None
             error = str(exc) if isinstance(exc, DeviceError) else f"{type(exc).__name__}: {exc}"
             outcome = claims.job_fail_attempt(
                 job_id=job.id, token=job.token, error=error, max_attempts=settings.JOB_MAX_ATTEMPTS
@@ -290,12 +297,19 @@ class Worker:
                 if outcome[0] == JobStatus.QUEUED:
                     notify.wake_local()
                 _on_finished(job.id, outcome[1])
-            return
-        callback_status = claims.job_finish(job_id=job.id, token=job.token, result=result)
+            return None
+        if self.stop_event.is_set():
+            callback_status, next_job = claims.job_finish(job_id=job.id, token=job.token, result=result), None
+        else:
+            callback_status, next_job = claims.job_finish_and_claim(
+                job_id=job.id, token=job.token, result=result, device_id=device.id, device_type=device.type,
+                device_size=device.size, runner=self.name, lease_seconds=self.lease_seconds,
+            )
         if callback_status is None:
             logger.warning("result of job %s from %s discarded: the job was requeued meanwhile", job.key, device.id)
-            return
-        _on_finished(job.id, callback_status)
+        else:
+            _on_finished(job.id, callback_status)
+        return next_job
 
     # ------------------------------------------------------------- listener
     def _listen_loop(self) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import datetime
 
-from django.db.models import Count, Min, Q, QuerySet
+from django.db.models import Count, Min, QuerySet
 from django.utils import timezone
 
 from devices.models import Device, DeviceStatus
@@ -44,19 +44,18 @@ def job_queue_position(job: Job) -> int | None:
     type, in claim order (priority desc, then submission order); None when
     the job is not queued.
 
-    ``priority >= p`` is the range the partial index ``job_queue_idx``
-    (device_type, priority desc, id) WHERE status = 'queued' serves; the
-    rest of the condition drops the later jobs of equal priority.
+    Counted as two ranges of the partial index ``job_queue_idx``
+    (device_type, priority desc, id) WHERE status = 'queued': the jobs of
+    higher priority, then those of equal priority submitted earlier. Both are
+    index-only range scans bounded on every column, so only the jobs ahead
+    are read.
     """
     if job.status != JobStatus.QUEUED:
         return None
-    ahead = (
-        Job.objects.filter(status=JobStatus.QUEUED, device_type=job.device_type, priority__gte=job.priority)
-        .filter(Q(priority__gt=job.priority) | Q(id__lt=job.pk))
-        .order_by()
-        .count()
-    )
-    return ahead + 1
+    queued = Job.objects.filter(status=JobStatus.QUEUED, device_type=job.device_type).order_by()
+    higher = queued.filter(priority__gt=job.priority).count()
+    earlier = queued.filter(priority=job.priority, id__lt=job.pk).count()
+    return higher + earlier + 1
 
 
 def program_job_counts(program_ids: list[int]) -> dict[int, dict[str, int]]:

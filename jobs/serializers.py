@@ -123,9 +123,9 @@ def parse_job_specs(data: Any) -> list[JobSpec]:
 
 
 class JobSpecSerializer(serializers.Serializer):
-    """Documentation of one entry of a program's ``jobs`` (validated by
-    ``parse_job_specs``)."""
+    """One job of a program. All fields are optional."""
 
+    # Documentation only: the list is validated by parse_job_specs, same rules.
     id = PublicIdField(required=False, help_text="Public id; generated (uuid4 hex) when absent.")
     instructions = serializers.JSONField(required=False, help_text="Free-form JSON for the QPU (default []).")
     shots = serializers.IntegerField(required=False, min_value=1, max_value=MAX_SHOTS, default=1)

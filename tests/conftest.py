@@ -14,6 +14,12 @@ import pytest
 from django.db import connection
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    # Real hashers take ~100 ms per user; tests create many users.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 def is_postgres() -> bool:
     return connection.vendor == "postgresql"
 

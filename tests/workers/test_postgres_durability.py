@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from django.db import connection, connections
 
+from config.dburl import current_database_url
 from devices.models import Device
 from jobs.models import Job, JobStatus
 from jobs.runner import Worker
@@ -68,15 +69,6 @@ def test_concurrent_processes_never_take_the_same_job_and_keep_priority_order(ma
     assert Job.objects.filter(status=JobStatus.DONE).count() == total
 
 
-def _database_url() -> str:
-    s = connection.settings_dict
-    host = s.get("HOST") or "127.0.0.1"
-    port = s.get("PORT") or 5432
-    user = s.get("USER") or "root"
-    auth = f"{user}:{s['PASSWORD']}" if s.get("PASSWORD") else user
-    return f"postgres://{auth}@{host}:{port}/{s['NAME']}"
-
-
 def wait_until(predicate, timeout=30.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -91,7 +83,7 @@ def test_worker_killed_with_sigkill_mid_job_loses_nothing(make_device, make_prog
     make_program(jobs=1)
     env = {
         **os.environ,
-        "DATABASE_URL": _database_url(),
+        "DATABASE_URL": current_database_url(),
         "JOB_LEASE_SECONDS": "2",
         "DEVICE_SIM_SECONDS": "60",  # the job is still running when we kill the worker
         "LOG_LEVEL": "WARNING",
@@ -123,7 +115,7 @@ def test_worker_killed_with_sigkill_mid_job_loses_nothing(make_device, make_prog
 def test_sigterm_stops_runworkers_cleanly_and_hands_the_job_back(make_device, make_program):
     make_device("qpu-t", address="sim")
     make_program(jobs=1)
-    env = {**os.environ, "DATABASE_URL": _database_url(), "DEVICE_SIM_SECONDS": "60", "LOG_LEVEL": "WARNING"}
+    env = {**os.environ, "DATABASE_URL": current_database_url(), "DEVICE_SIM_SECONDS": "60", "LOG_LEVEL": "WARNING"}
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "manage.py"), "runworkers", "--no-task-cluster", "--no-vm-scheduler"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -1,0 +1,58 @@
+"""Reads on the device pool, with what the API shows next to each device."""
+
+from __future__ import annotations
+
+from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
+
+from devices.exceptions import DeviceNotFound, DomainError
+from devices.models import Device, DeviceStatus
+from jobs.models import Job, JobStatus
+
+
+def device_list(*, type: str | None = None, status: str | None = None) -> QuerySet[Device]:
+    """Devices annotated with ``current_job`` (public job id or None) and
+    ``jobs_done``. Both subqueries use ``job_device_status_idx``.
+
+    ``status`` filters on the status as shown: ``busy`` is an online device
+    with a running job, ``online`` an idle online one.
+    """
+    running = Job.objects.filter(device_id=OuterRef("pk"), status=JobStatus.RUNNING).order_by().values("key")[:1]
+    done = (
+        Job.objects.filter(device_id=OuterRef("pk"), status=JobStatus.DONE)
+        .order_by()
+        .values("device_id")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    qs = Device.objects.annotate(
+        current_job=Subquery(running),
+        jobs_done=Coalesce(Subquery(done, output_field=IntegerField()), Value(0)),
+    )
+    if type is not None:
+        qs = qs.filter(type=type)
+    if status is not None:
+        if status not in DeviceStatus.values:
+            raise DomainError(f"Unknown status {status!r}; one of {', '.join(DeviceStatus.values)}.", field="status")
+        if status == DeviceStatus.BUSY:
+            qs = qs.filter(status=DeviceStatus.ONLINE, current_job__isnull=False)
+        elif status == DeviceStatus.ONLINE:
+            qs = qs.filter(status=DeviceStatus.ONLINE, current_job__isnull=True)
+        else:
+            qs = qs.filter(status=status)
+    return qs
+
+
+def device_get(*, device_id: str) -> Device:
+    device = device_list().filter(pk=device_id).first()
+    if device is None:
+        raise DeviceNotFound(device_id)
+    return device
+
+
+def device_shown_status(device: Device) -> str:
+    """The status users see: ``busy`` is an online device running a job."""
+    current = getattr(device, "current_job", None)
+    if device.status == DeviceStatus.ONLINE and current:
+        return DeviceStatus.BUSY
+    return device.status

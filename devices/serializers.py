@@ -1,0 +1,77 @@
+"""Input and output shapes of the device API."""
+
+from __future__ import annotations
+
+import re
+
+from rest_framework import serializers
+
+from devices.models import Device
+from devices.selectors import device_shown_status
+
+# Ids travel in URL paths (`/devices/<id>`, `/jobs/<id>`): a slash would split
+# the path and whitespace or control characters are never what a client meant.
+PUBLIC_ID_MAX_LENGTH = 100
+PUBLIC_ID_RE = re.compile(r"^[^/\s\x00-\x1f\x7f]+$")
+INT32_MAX = 2**31 - 1
+INT32_MIN = -(2**31)
+
+
+def public_id_error(value: str) -> str | None:
+    """Why ``value`` cannot be a public id, or None when it can."""
+    if not value:
+        return "This field may not be blank."
+    if len(value) > PUBLIC_ID_MAX_LENGTH:
+        return f"Ensure this field has no more than {PUBLIC_ID_MAX_LENGTH} characters."
+    if value in {".", ".."} or not PUBLIC_ID_RE.match(value):
+        return "Ids may not contain '/', spaces or control characters, nor be '.' or '..'."
+    return None
+
+
+class PublicIdField(serializers.CharField):
+    """A client-given id: a string, or a JSON number kept as its string."""
+
+    default_error_messages = {"invalid": "Must be a string or an integer."}
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_length", PUBLIC_ID_MAX_LENGTH)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        # Floats would round-trip badly ("1e3", "1.0"): only str and int.
+        if isinstance(data, bool) or not isinstance(data, (str, int)):
+            self.fail("invalid")
+        value = super().to_internal_value(data)
+        error = public_id_error(value)
+        if error:
+            raise serializers.ValidationError(error)
+        return value
+
+
+class DeviceRegisterSerializer(serializers.Serializer):
+    id = PublicIdField(help_text="The device's own id, e.g. `dev-42` (a JSON number is kept as a string).")
+    address = serializers.CharField(
+        max_length=500,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="`http(s)://` URL the scheduler POSTs jobs to; anything else uses the built-in simulated QPU.",
+    )
+    type = serializers.CharField(max_length=100, help_text="Device type jobs ask for.")
+    size = serializers.IntegerField(min_value=1, max_value=INT32_MAX, help_text="Number of qubits.")
+
+
+class DeviceSerializer(serializers.ModelSerializer):
+    status = serializers.SerializerMethodField(
+        help_text="online, busy (online and running a job), draining or offline."
+    )
+    current_job = serializers.CharField(read_only=True, allow_null=True, help_text="Public id of the running job.")
+    jobs_done = serializers.IntegerField(read_only=True, help_text="Jobs this device completed.")
+
+    class Meta:
+        model = Device
+        fields = ["id", "address", "type", "size", "status", "registered_at", "last_seen_at", "current_job", "jobs_done"]
+        read_only_fields = fields
+
+    def get_status(self, device: Device) -> str:
+        return device_shown_status(device)

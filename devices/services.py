@@ -1,0 +1,157 @@
+"""Writes on the device pool.
+
+Every change that may let a device take work (a registration, a resume, a
+device coming back online, a job requeued) wakes the workers through
+``jobs.notify`` once the transaction commits. A device that disappears while
+running a job (removed, restarted, silent) never loses the job: it goes back
+to the queue in its original place through ``jobs.claims.jobs_requeue_for_device``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from devices.exceptions import DeviceNotFound
+from devices.models import Device, DeviceStatus
+from jobs.claims import jobs_requeue_for_device
+from jobs.notify import notify_changed
+
+DEVICES_CHANGED = "devices"
+
+
+def _locked(device_id: str) -> Device:
+    device = Device.objects.select_for_update().filter(pk=device_id).first()
+    if device is None:
+        raise DeviceNotFound(device_id)
+    return device
+
+
+def _requeue(device: Device) -> int:
+    requeued = jobs_requeue_for_device(device_id=device.pk)
+    if requeued:
+        # The jobs are queued again: any free device of the type may take them.
+        notify_changed(device.type)
+    return requeued
+
+
+def device_register(
+    *, device_id: str, address: str, type: str, size: int, now: datetime | None = None
+) -> tuple[Device, bool]:
+    """Add a device to the pool, or update it when it registers again.
+
+    A device registers again after a restart, so whatever it was running is
+    lost on its side: that job is requeued. The device comes back online
+    (even if it was draining: a restart is a fresh start). Returns
+    ``(device, created)``.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        device, created = Device.objects.select_for_update().get_or_create(
+            pk=device_id,
+            defaults={
+                "address": address,
+                "type": type,
+                "size": size,
+                "status": DeviceStatus.ONLINE,
+                "registered_at": now,
+                "last_seen_at": now,
+            },
+        )
+        if not created:
+            _requeue(device)
+            device.address = address
+            device.type = type
+            device.size = size
+            device.status = DeviceStatus.ONLINE
+            device.last_seen_at = now
+            device.save(update_fields=["address", "type", "size", "status", "last_seen_at"])
+        notify_changed(DEVICES_CHANGED)
+    return device, created
+
+
+def device_update(*, device_id: str, address: str, type: str, size: int) -> Device:
+    """Operator edit (admin) of a device's address, type or size."""
+    with transaction.atomic():
+        device = _locked(device_id)
+        device.address, device.type, device.size = address, type, size
+        device.save(update_fields=["address", "type", "size"])
+        notify_changed(DEVICES_CHANGED)
+    return device
+
+
+def device_remove(*, device_id: str) -> int:
+    """Remove a device from the pool; its running job goes back to the queue.
+
+    Returns how many jobs were requeued (0 or 1).
+    """
+    with transaction.atomic():
+        device = _locked(device_id)
+        requeued = _requeue(device)
+        device.delete()
+    return requeued
+
+
+def device_heartbeat(*, device_id: str, now: datetime | None = None) -> Device:
+    """Record contact; an offline device that speaks again is back online."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        device = _locked(device_id)
+        device.last_seen_at = now
+        fields = ["last_seen_at"]
+        if device.status == DeviceStatus.OFFLINE:
+            device.status = DeviceStatus.ONLINE
+            fields.append("status")
+            notify_changed(DEVICES_CHANGED)
+        device.save(update_fields=fields)
+    return device
+
+
+def device_drain(*, device_id: str) -> Device:
+    """Let the device finish its current job and take no more.
+
+    The runners only claim work for online devices, so the status alone is
+    enough; the running job is left alone.
+    """
+    with transaction.atomic():
+        device = _locked(device_id)
+        if device.status != DeviceStatus.DRAINING:
+            device.status = DeviceStatus.DRAINING
+            device.save(update_fields=["status"])
+    return device
+
+
+def device_resume(*, device_id: str) -> Device:
+    """Undo a drain (or bring an offline device back by hand): online again."""
+    with transaction.atomic():
+        device = _locked(device_id)
+        if device.status != DeviceStatus.ONLINE:
+            device.status = DeviceStatus.ONLINE
+            device.save(update_fields=["status"])
+        notify_changed(DEVICES_CHANGED)
+    return device
+
+
+def devices_mark_offline_stale(*, now: datetime, timeout_s: float) -> list[str]:
+    """Mark offline every device silent for more than ``timeout_s`` seconds
+    and requeue the jobs they were running. Returns the ids marked offline.
+
+    The rows are locked while deciding, so a heartbeat that arrives at the
+    same moment waits and then brings the device straight back online.
+    """
+    cutoff = now - timedelta(seconds=timeout_s)
+    with transaction.atomic():
+        stale = list(
+            Device.objects.select_for_update()
+            .filter(last_seen_at__lt=cutoff)
+            .exclude(status=DeviceStatus.OFFLINE)
+            .order_by("pk")
+        )
+        if not stale:
+            return []
+        Device.objects.filter(pk__in=[d.pk for d in stale]).update(status=DeviceStatus.OFFLINE)
+        for device in stale:
+            _requeue(device)
+    return [d.pk for d in stale]
