@@ -11,7 +11,18 @@ import json
 
 from django.http import QueryDict
 from rest_framework.exceptions import ParseError
-from rest_framework.parsers import BaseParser, FormParser
+from rest_framework.parsers import BaseParser, FormParser, JSONParser
+
+
+class SafeJSONParser(JSONParser):
+    """DRF's JSON parser, but a body nested deeper than Python's recursion
+    limit is a 400, not a 500."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError as exc:
+            raise ParseError("JSON nested too deeply") from exc
 
 
 class LenientJSONParser(BaseParser):
@@ -25,9 +36,9 @@ class LenientJSONParser(BaseParser):
         if stripped.startswith("{") or stripped.startswith("["):
             try:
                 return json.loads(text)
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:
                 raise ParseError(f"JSON parse error - {exc}") from exc
         return QueryDict(text, encoding=encoding)
 
 
-__all__ = ["LenientJSONParser", "FormParser"]
+__all__ = ["LenientJSONParser", "SafeJSONParser", "FormParser"]

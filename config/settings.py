@@ -142,7 +142,7 @@ REST_FRAMEWORK = {
     # The brief's example client sends JSON without a JSON content type
     # (plain `curl -d`), so the form parser's content type is read as JSON too.
     "DEFAULT_PARSER_CLASSES": [
-        "rest_framework.parsers.JSONParser",
+        "config.parsers.SafeJSONParser",
         "config.parsers.LenientJSONParser",
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",

@@ -22,6 +22,10 @@ class DeviceAdmin(admin.ModelAdmin):
     actions = ["drain_devices", "resume_devices"]
     ordering = ["id"]
 
+    def get_search_results(self, request, queryset, search_term):
+        # PostgreSQL refuses NUL in a query and no stored value has one.
+        return super().get_search_results(request, queryset, search_term.replace("\x00", ""))
+
     def get_queryset(self, request) -> QuerySet[Device]:
         return selectors.device_list()
 

@@ -30,6 +30,8 @@ def device_list(*, type: str | None = None, status: str | None = None) -> QueryS
         jobs_done=Coalesce(Subquery(done, output_field=IntegerField()), Value(0)),
     )
     if type is not None:
+        if "\x00" in type:
+            raise DomainError("Null characters are not allowed.", field="type")
         qs = qs.filter(type=type)
     if status is not None:
         if status not in DeviceStatus.values:
@@ -44,7 +46,8 @@ def device_list(*, type: str | None = None, status: str | None = None) -> QueryS
 
 
 def device_get(*, device_id: str) -> Device:
-    device = device_list().filter(pk=device_id).first()
+    # A NUL cannot be in any stored id (and PostgreSQL refuses it in a query).
+    device = None if "\x00" in device_id else device_list().filter(pk=device_id).first()
     if device is None:
         raise DeviceNotFound(device_id)
     return device

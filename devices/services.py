@@ -23,6 +23,8 @@ DEVICES_CHANGED = "devices"
 
 
 def _locked(device_id: str) -> Device:
+    if "\x00" in device_id:  # cannot exist, and PostgreSQL refuses it in a query
+        raise DeviceNotFound(device_id)
     device = Device.objects.select_for_update().filter(pk=device_id).first()
     if device is None:
         raise DeviceNotFound(device_id)

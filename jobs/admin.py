@@ -35,6 +35,10 @@ class ProgramAdmin(admin.ModelAdmin):
     actions = ["cancel_programs"]
     show_full_result_count = False
 
+    def get_search_results(self, request, queryset, search_term):
+        # PostgreSQL refuses NUL in a query and no stored value has one.
+        return super().get_search_results(request, queryset, search_term.replace("\x00", ""))
+
     def has_add_permission(self, request) -> bool:
         return False  # programs come in through the API, with their jobs
 
@@ -78,6 +82,10 @@ class JobAdmin(admin.ModelAdmin):
     # Counting a million-row table for the "x of y selected" line is slow and useless.
     show_full_result_count = False
     change_list_template = "admin/jobs/job/change_list.html"
+
+    def get_search_results(self, request, queryset, search_term):
+        # PostgreSQL refuses NUL in a query and no stored value has one.
+        return super().get_search_results(request, queryset, search_term.replace("\x00", ""))
 
     def has_add_permission(self, request) -> bool:
         return False  # jobs come in through the API

@@ -28,14 +28,24 @@ def parse_statuses(raw: str | None) -> list[str] | None:
     return statuses
 
 
+def _text(params, name: str) -> str | None:
+    value = params.get(name)
+    if not value:
+        return None
+    if "\x00" in value:
+        # PostgreSQL refuses NUL in a query; no stored value has one anyway.
+        raise DomainError("Null characters are not allowed.", field=name)
+    return value
+
+
 def filter_jobs(qs: QuerySet[Job], params) -> QuerySet[Job]:
     statuses = parse_statuses(params.get("status"))
     if statuses:
         qs = qs.filter(status__in=statuses)
-    if params.get("program"):
-        qs = qs.filter(program__key=params["program"])
-    if params.get("device_type"):
-        qs = qs.filter(device_type=params["device_type"])
+    if program := _text(params, "program"):
+        qs = qs.filter(program__key=program)
+    if device_type := _text(params, "device_type"):
+        qs = qs.filter(device_type=device_type)
     return qs
 
 
@@ -43,8 +53,8 @@ def filter_programs(qs: QuerySet[Program], params) -> QuerySet[Program]:
     statuses = parse_statuses(params.get("status"))
     if statuses:
         qs = qs.filter(Exists(Job.objects.filter(program_id=OuterRef("pk"), status__in=statuses)))
-    if params.get("program"):
-        qs = qs.filter(key=params["program"])
-    if params.get("device_type"):
-        qs = qs.filter(device_type=params["device_type"])
+    if program := _text(params, "program"):
+        qs = qs.filter(key=program)
+    if device_type := _text(params, "device_type"):
+        qs = qs.filter(device_type=device_type)
     return qs

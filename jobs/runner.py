@@ -128,7 +128,9 @@ class Worker:
     # -------------------------------------------------------------- manager
     def tick(self, *, start_threads: bool = True) -> None:
         now = timezone.now()
-        if time.monotonic() - self._last_renew >= self.lease_seconds / 3:
+        # Renewal also keeps the built-in simulated devices "heard from", so
+        # it runs well within both the lease and the device timeout.
+        if time.monotonic() - self._last_renew >= min(self.lease_seconds, settings.DEVICE_TIMEOUT_SECONDS) / 3:
             self._renew(now)
         self._housekeeping(now)
         self._acquire(now, start_threads=start_threads)

@@ -26,14 +26,15 @@ def programs_visible_to(user) -> QuerySet[Program]:
 
 def job_get(*, user, key: str) -> Job:
     """A job by public id; someone else's job is as missing as a wrong id."""
-    job = jobs_visible_to(user).filter(key=key).first()
+    # A NUL cannot be in any stored id (and PostgreSQL refuses it in a query).
+    job = None if "\x00" in key else jobs_visible_to(user).filter(key=key).first()
     if job is None:
         raise JobNotFound(f"No job with id {key!r}.")
     return job
 
 
 def program_get(*, user, key: str) -> Program:
-    program = programs_visible_to(user).filter(key=key).first()
+    program = None if "\x00" in key else programs_visible_to(user).filter(key=key).first()
     if program is None:
         raise ProgramNotFound(f"No program with id {key!r}.")
     return program

@@ -25,6 +25,16 @@ from jobs.services import JobSpec
 # single result (and the device's reply) within reason.
 MAX_SHOTS = 100_000
 _INT_RE = re.compile(r"^\s*[-+]?\d+\s*$")
+# An escaped NUL in JSON text: "\u0000" preceded by an even number of
+# backslashes (an odd number would make it a literal backslash + "u0000").
+_JSON_NUL_RE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+NUL_MESSAGE = "Strings may not contain NUL (\\u0000) characters."
+
+
+def contains_nul(value: Any) -> bool:
+    """True when a JSON value holds a NUL character in any string or key:
+    PostgreSQL cannot store one in ``jsonb``, so it is refused up front."""
+    return bool(_JSON_NUL_RE.search(json.dumps(value)))
 
 
 class ClientRefField(serializers.CharField):
@@ -114,6 +124,13 @@ def parse_job_specs(data: Any) -> list[JobSpec]:
             errors[name] = [exc.message]
             if len(errors) >= 20:
                 break
+    if not errors and contains_nul([spec.instructions for spec in specs]):
+        # One dump for the whole list; only on a hit find the culprit(s).
+        for index, spec in enumerate(specs):
+            if contains_nul(spec.instructions):
+                errors[f"jobs[{index}].instructions"] = [NUL_MESSAGE]
+                if len(errors) >= 20:
+                    break
     if errors:
         raise serializers.ValidationError(errors)
     return specs
@@ -191,6 +208,11 @@ class JobSubmitSerializer(serializers.Serializer):
     instructions = serializers.JSONField(required=False, default=list, help_text="Free-form JSON for the QPU.")
     shots = serializers.IntegerField(required=False, min_value=1, max_value=MAX_SHOTS, default=1)
     min_size = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=INT32_MAX, default=None)
+
+    def validate_instructions(self, value):
+        if contains_nul(value):
+            raise serializers.ValidationError(NUL_MESSAGE)
+        return value
 
 
 # --- output ----------------------------------------------------------------

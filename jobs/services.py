@@ -99,14 +99,18 @@ def program_create(
         if Program.objects.filter(key=key).exists():
             raise DuplicateId(f"A program with id {key!r} already exists.", field="id")
         _check_job_keys_free(job_keys)
-        program = Program.objects.create(
-            key=key,
-            owner=owner,
-            client_user_id=client_user_id,
-            priority=priority,
-            device_type=device_type,
-            callback_url=callback_url,
-        )
+        try:
+            with transaction.atomic():  # savepoint: a concurrent request may take the id
+                program = Program.objects.create(
+                    key=key,
+                    owner=owner,
+                    client_user_id=client_user_id,
+                    priority=priority,
+                    device_type=device_type,
+                    callback_url=callback_url,
+                )
+        except IntegrityError as exc:
+            raise DuplicateId(f"A program with id {key!r} already exists.", field="id") from exc
         final_keys = [k or new_key() for k in job_keys]
         owner_id, program_id = owner.pk, program.pk
         rows = [

@@ -256,3 +256,13 @@ def test_drain_and_resume_unknown_device_are_404(staff_api):
 def test_get_on_action_paths_is_405(staff_api):
     make_device("dev-1")
     assert staff_api.get("/devices/dev-1/drain").status_code == 405
+
+
+def test_nul_characters_are_refused_not_a_server_error(staff_api):
+    response = staff_api.post("/devices", {**REGISTER, "address": "x\u0000"}, format="json")
+    assert response.status_code == 400 and "address" in response.json()
+    assert staff_api.get("/devices/a%00").status_code == 404
+    assert staff_api.delete("/devices/a%00").status_code == 404
+    assert staff_api.post("/devices/a%00/heartbeat").status_code == 404
+    response = staff_api.get("/devices?type=%00")
+    assert response.status_code == 400 and "type" in response.json()

@@ -154,3 +154,8 @@ def test_staff_without_permissions_cannot_use_the_actions(django_user_model, use
     response = client.post("/admin/jobs/job/", {"action": "cancel_jobs", "_selected_action": [job.pk]})
     assert response.status_code == 403
     assert Job.objects.get(pk=job.pk).status == JobStatus.QUEUED
+
+
+def test_admin_search_with_a_nul_character_is_not_a_server_error(admin_client_):
+    for url in ("/admin/jobs/job/?q=%00", "/admin/jobs/program/?q=a%00", "/admin/devices/device/?q=%00"):
+        assert admin_client_.get(url).status_code == 200, url

@@ -291,3 +291,21 @@ def test_cannot_cancel_another_users_job_but_staff_can(api, staff_api, other_use
 def test_unknown_job_is_404(api):
     assert api.get("/jobs/nope").status_code == 404
     assert api.post("/jobs/nope/cancel").status_code == 404
+
+
+def test_nul_characters_are_refused_not_a_server_error(api):
+    response = form_post(api, "/jobs", {**FLAT, "instructions": {"k\u0000": 1}})
+    assert response.status_code == 400 and "instructions" in response.json()
+    response = form_post(api, "/jobs", {**FLAT, "device_type": "a\u0000"})
+    assert response.status_code == 400 and "device_type" in response.json()
+    assert Job.objects.count() == 0
+    assert api.get("/jobs/x%00").status_code == 404
+    assert api.post("/jobs/x%00/cancel").status_code == 404
+    response = api.get("/jobs?program=%00")
+    assert response.status_code == 400 and "program" in response.json()
+
+
+def test_literal_backslash_u0000_text_is_accepted(api):
+    response = form_post(api, "/jobs", {**FLAT, "instructions": ["\\u0000"]})
+    assert response.status_code == 201
+    assert Job.objects.get().instructions == ["\\u0000"]

@@ -254,3 +254,19 @@ def test_staff_may_cancel_any_program(staff_api, user):
     program = make_program(user, key="p")
     make_job(program)
     assert staff_api.post("/programs/p/cancel").json()["cancelled"] == 1
+
+
+def test_nul_characters_in_instructions_are_a_400_naming_the_job(api):
+    jobs = [{"instructions": ["fine", "\\u0000 is text here"]}, {"instructions": {"op": "a\u0000b"}}]
+    response = api.post("/programs", program_payload(jobs=jobs), format="json")
+    assert response.status_code == 400
+    assert set(response.json()) == {"jobs[1].instructions"}
+    assert Job.objects.count() == 0
+
+
+def test_nul_characters_in_ids_and_filters_never_reach_the_database(api):
+    assert api.get("/programs/a%00b").status_code == 404
+    assert api.post("/programs/a%00b/cancel").status_code == 404
+    response = api.get("/programs?device_type=a%00")
+    assert response.status_code == 400 and "device_type" in response.json()
+    assert api.get("/programs?program=%00").status_code == 400

@@ -169,3 +169,19 @@ def test_concurrent_programs_claiming_the_same_job_id_one_wins_nothing_partial()
     assert len(winners) == 1 and len(losers) == 3, results
     assert Program.objects.count() == 1
     assert Job.objects.count() == 201
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_programs_with_the_same_program_id_one_wins():
+    owner = make_user("racer")
+
+    def submit(i):
+        return services.program_create(
+            owner=owner, priority=0, device_type="analog", key="same", jobs=[JobSpec(key=f"j{i}-{k}") for k in range(50)]
+        )
+
+    results = _run_threads(submit, 4)
+    assert sum(isinstance(r, services.ProgramCreated) for r in results) == 1, results
+    assert all(isinstance(r, (services.ProgramCreated, DuplicateId)) for r in results), results
+    assert Program.objects.count() == 1 and Job.objects.count() == 50

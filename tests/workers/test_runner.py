@@ -173,3 +173,27 @@ def test_shutdown_hands_running_jobs_back_without_losing_them(make_device, make_
     job = Job.objects.get()
     assert job.status == JobStatus.QUEUED and job.attempts == 0 and job.device_id is None
     assert Device.objects.get().runner == ""
+
+
+def test_a_silent_http_device_goes_offline_and_its_job_runs_elsewhere(make_device, make_program, live_worker, settings):
+    settings.DEVICE_TIMEOUT_SECONDS = 1
+    started = threading.Event()
+    release = threading.Event()
+
+    class Hung:
+        def run(self, *, device, job):
+            if device.id == "qpu-http":
+                started.set()
+                release.wait(10)  # the device hangs and stops heartbeating
+            return ["0" * device.size] * job.shots
+
+    make_device("qpu-http", address="http://127.0.0.1:9/qpu")
+    make_program(jobs=1)
+    live_worker(client_factory=lambda d, stop_event=None: Hung(), idle_wait=60, tick_seconds=0.2)
+    assert started.wait(10)
+    make_device("qpu-sim", address="sim")  # registered (and heard from) just now
+    assert wait_until(lambda: Device.objects.get(pk="qpu-http").status == "offline")
+    assert wait_until(lambda: Job.objects.get().status == JobStatus.DONE)
+    release.set()
+    job = Job.objects.get()
+    assert job.device_id == "qpu-sim" and job.attempts == 2

@@ -1,0 +1,565 @@
+"""``schedule_vms --simulate``: the live scheduler on a virtual clock and the fake provider.
+
+The very same ``Scheduler`` runs, writing its VM records and call log to the
+configured database, inside one transaction that is rolled back at the end:
+the operator's exams and VMs are untouched. Inside it, the existing exams,
+VMs and call log are first deleted (so scenario ids cannot collide and the
+simulated world holds the scenario only); on PostgreSQL those rows stay
+row-locked until the rollback, so a live edit of an existing exam waits for
+the simulation to end (reads are never blocked).
+
+Time jumps straight to the next moment something is due: the scheduler's
+next call or exam event, or the scenario's next change (applied exactly at
+its time, before the scheduler's pass at that instant).
+
+The report is judged from the call log alone: ``replay_calls`` re-runs it
+through the provider model to learn when each VM was ready and stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+import time
+import uuid as uuid_module
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import connection, transaction
+
+from config.exceptions import DomainError
+from exams.models import Exam
+from vms.clock import VirtualClock
+from vms.models import VM, CallEndpoint, ProviderCall
+from vms.planner import PlannerConfig, from_ms, to_ms
+from vms.providers import FakeProvider, replay_calls
+from vms.scheduler import DEFAULT_LOCK_KEY, Scheduler, SchedulerConfig, SchedulerLock
+
+
+class ScenarioError(DomainError):
+    """The scenario file is not valid; the message names the offending field."""
+
+
+@dataclass(frozen=True)
+class ScenarioExam:
+    id: int
+    name: str
+    start: datetime
+    end: datetime
+    students: int
+
+
+@dataclass(frozen=True)
+class ScenarioChange:
+    at: datetime
+    action: str
+    exam_id: int
+    fields: dict
+
+
+@dataclass(frozen=True)
+class Scenario:
+    start: datetime
+    exams: tuple[ScenarioExam, ...]
+    changes: tuple[ScenarioChange, ...]
+    allocation_interval_s: float = 6.0
+    requests_per_second: int = 3
+
+
+# --- reading and validating a scenario -------------------------------------------
+
+EXAM_FIELDS = ("name", "start", "end", "students")
+
+
+def _time(value: Any, where: str) -> datetime:
+    if not isinstance(value, str):
+        raise ScenarioError(f"{where}: expected an ISO 8601 time string, got {value!r}", field=where)
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise ScenarioError(f"{where}: {value!r} is not an ISO 8601 time", field=where) from None
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)  # the service's only time zone
+    return parsed.astimezone(timezone.utc)
+
+
+def _int(value: Any, where: str, *, low: int, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ScenarioError(f"{where}: expected an integer, got {value!r}", field=where)
+    if value < low or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise ScenarioError(f"{where}: must be {bound}, got {value}", field=where)
+    return value
+
+
+def _exam_values(raw: Any, where: str, *, partial: bool) -> dict:
+    if not isinstance(raw, dict):
+        raise ScenarioError(f"{where}: expected an object", field=where)
+    unknown = set(raw) - {"id", *EXAM_FIELDS}
+    if unknown:
+        raise ScenarioError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}", field=where)
+    values: dict = {}
+    for name in EXAM_FIELDS:
+        if name not in raw:
+            if not partial:
+                raise ScenarioError(f"{where}.{name}: required", field=f"{where}.{name}")
+            continue
+        value = raw[name]
+        if name == "name":
+            if not isinstance(value, str) or not value.strip() or len(value) > 200:
+                raise ScenarioError(f"{where}.name: expected a non-empty string of at most 200 characters", field=f"{where}.name")
+            values[name] = value.strip()
+        elif name in ("start", "end"):
+            values[name] = _time(value, f"{where}.{name}")
+        else:
+            values[name] = _int(value, f"{where}.students", low=0, high=settings.EXAM_MAX_STUDENTS)
+    return values
+
+
+def parse_scenario(data: Any) -> Scenario:
+    """Validate a scenario document; every error names the field (``exams[2].end``)."""
+    if not isinstance(data, dict):
+        raise ScenarioError("scenario: expected a JSON object")
+    unknown = set(data) - {"start", "exams", "changes", "provider"}
+    if unknown:
+        raise ScenarioError(f"scenario: unknown field(s) {', '.join(sorted(unknown))}")
+    if "start" not in data:
+        raise ScenarioError("start: required", field="start")
+    start = _time(data["start"], "start")
+    raw_exams = data.get("exams", [])
+    if not isinstance(raw_exams, list):
+        raise ScenarioError("exams: expected a list", field="exams")
+    state: dict[int, dict] = {}
+    exams = []
+    for i, raw in enumerate(raw_exams):
+        where = f"exams[{i}]"
+        values = _exam_values(raw, where, partial=False)
+        exam_id = _int(raw.get("id"), f"{where}.id", low=1, high=2**31 - 1)
+        if exam_id in state:
+            raise ScenarioError(f"{where}.id: duplicate exam id {exam_id}", field=f"{where}.id")
+        if values["end"] <= values["start"]:
+            raise ScenarioError(f"{where}.end: must be after start", field=f"{where}.end")
+        state[exam_id] = values
+        exams.append(ScenarioExam(id=exam_id, **values))
+    raw_changes = data.get("changes", [])
+    if not isinstance(raw_changes, list):
+        raise ScenarioError("changes: expected a list", field="changes")
+    parsed = []
+    for i, raw in enumerate(raw_changes):
+        where = f"changes[{i}]"
+        if not isinstance(raw, dict):
+            raise ScenarioError(f"{where}: expected an object", field=where)
+        unknown = set(raw) - {"at", "action", "exam"}
+        if unknown:
+            raise ScenarioError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}", field=where)
+        at = _time(raw.get("at"), f"{where}.at")
+        if at < start:
+            raise ScenarioError(f"{where}.at: before the scenario's start", field=f"{where}.at")
+        action = raw.get("action")
+        if action not in ("create", "update", "delete"):
+            raise ScenarioError(f"{where}.action: must be create, update or delete, got {action!r}", field=f"{where}.action")
+        exam = raw.get("exam")
+        if not isinstance(exam, dict):
+            raise ScenarioError(f"{where}.exam: expected an object", field=f"{where}.exam")
+        exam_id = _int(exam.get("id"), f"{where}.exam.id", low=1, high=2**31 - 1)
+        values = _exam_values(exam, f"{where}.exam", partial=action != "create")
+        if action == "delete" and values:
+            raise ScenarioError(f"{where}.exam: a delete takes only the id", field=f"{where}.exam")
+        parsed.append((at, i, ScenarioChange(at=at, action=action, exam_id=exam_id, fields=values), where))
+    # Replay the changes in time order to check each one applies.
+    parsed.sort(key=lambda item: (item[0], item[1]))
+    for _at, _i, change, where in parsed:
+        if change.action == "create":
+            if change.exam_id in state:
+                raise ScenarioError(f"{where}.exam.id: exam {change.exam_id} already exists then", field=f"{where}.exam.id")
+            state[change.exam_id] = dict(change.fields)
+        elif change.exam_id not in state:
+            raise ScenarioError(f"{where}.exam.id: no exam {change.exam_id} at that time", field=f"{where}.exam.id")
+        elif change.action == "update":
+            state[change.exam_id].update(change.fields)
+        else:
+            del state[change.exam_id]
+        if change.action != "delete" and state[change.exam_id]["end"] <= state[change.exam_id]["start"]:
+            raise ScenarioError(f"{where}.exam.end: must be after start", field=f"{where}.exam.end")
+    provider = data.get("provider") or {}
+    if not isinstance(provider, dict):
+        raise ScenarioError("provider: expected an object", field="provider")
+    unknown = set(provider) - {"allocation_interval_s", "requests_per_second"}
+    if unknown:
+        raise ScenarioError(f"provider: unknown field(s) {', '.join(sorted(unknown))}", field="provider")
+    interval = provider.get("allocation_interval_s", settings.VM_ALLOCATION_INTERVAL_SECONDS)
+    if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not 0 < interval <= 3600:
+        raise ScenarioError("provider.allocation_interval_s: expected a number of seconds in (0, 3600]", field="provider.allocation_interval_s")
+    rps = _int(provider.get("requests_per_second", settings.VM_REQUESTS_PER_SECOND), "provider.requests_per_second", low=1, high=1000)
+    if interval * rps < 1:
+        raise ScenarioError(
+            "provider: allocation_interval_s * requests_per_second must be at least 1 (calls, not allocation, would limit)",
+            field="provider",
+        )
+    return Scenario(
+        start=start,
+        exams=tuple(exams),
+        changes=tuple(c for _a, _i, c, _w in parsed),
+        allocation_interval_s=float(interval),
+        requests_per_second=rps,
+    )
+
+
+def load_scenario(path: str) -> Scenario:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except OSError as exc:
+        raise ScenarioError(f"cannot read scenario {path}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise ScenarioError(f"scenario {path} is not valid JSON: {exc}") from None
+    return parse_scenario(data)
+
+
+# --- running it ----------------------------------------------------------------------
+
+
+@dataclass
+class Progress:
+    """A one-line progress display on a terminal (stderr); silent otherwise."""
+
+    stream: Any = field(default_factory=lambda: sys.stderr)
+    enabled: bool | None = None
+    every_s: float = 0.25
+    _last: float = 0.0
+
+    def __post_init__(self):
+        if self.enabled is None:
+            self.enabled = bool(getattr(self.stream, "isatty", lambda: False)())
+
+    def update(self, now: datetime, start: datetime, end: datetime, scheduler: Scheduler, force: bool = False) -> None:
+        if not self.enabled:
+            return
+        wall = time.monotonic()
+        if not force and wall - self._last < self.every_s:
+            return
+        self._last = wall
+        span = max(1.0, (end - start).total_seconds())
+        done = min(100.0, max(0.0, (now - start).total_seconds() / span * 100))
+        s = scheduler.stats
+        self.stream.write(
+            f"\rsimulating {now:%Y-%m-%d %H:%M:%S}Z {done:5.1f}%  starts {s.starts:,}  stops {s.stops:,}  "
+            f"assigns {s.assigns:,}  live VMs {len(scheduler.vms):,}   "
+        )
+        self.stream.flush()
+
+    def done(self) -> None:
+        if self.enabled:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _wipe() -> None:
+    """Empty the tables the simulation uses (inside its transaction only)."""
+    with connection.cursor() as cursor:
+        for model in (ProviderCall, VM, Exam):
+            cursor.execute(f"DELETE FROM {connection.ops.quote_name(model._meta.db_table)}")
+
+
+def _apply(change: ScenarioChange) -> None:
+    if change.action == "create":
+        exam = Exam(id=change.exam_id, **change.fields)
+        exam.full_clean(validate_unique=False)
+        exam.save(force_insert=True)
+    elif change.action == "update":
+        exam = Exam.objects.get(pk=change.exam_id)
+        for name, value in change.fields.items():
+            setattr(exam, name, value)
+        exam.full_clean(validate_unique=False)
+        exam.save()
+    else:
+        Exam.objects.filter(pk=change.exam_id).delete()
+
+
+class SimulationStuck(RuntimeError):
+    pass
+
+
+def simulate(
+    scenario: Scenario,
+    *,
+    seed: int = 0,
+    progress: Progress | None = None,
+    planner_config: PlannerConfig | None = None,
+    on_pass: Callable[[Scheduler, VirtualClock], None] | None = None,
+) -> dict:
+    """Run ``scenario``; returns the report (see ``build_report``)."""
+    clock = VirtualClock(scenario.start)
+    rng = random.Random(seed)
+    provider = FakeProvider(
+        clock=clock,
+        allocation_interval_s=scenario.allocation_interval_s,
+        requests_per_second=scenario.requests_per_second,
+        # reproducible reports: the same scenario and seed give the same uuids
+        id_factory=lambda: str(uuid_module.UUID(int=rng.getrandbits(128), version=4)),
+    )
+    planner = planner_config or PlannerConfig(
+        allocation_interval_ms=round(scenario.allocation_interval_s * 1000),
+        requests_per_second=scenario.requests_per_second,
+        ready_margin_ms=round(settings.VM_READY_MARGIN_SECONDS * 1000),
+    )
+    # Nobody else can see the simulation's uncommitted rows: no table polling.
+    config = SchedulerConfig(planner=planner, poll_db_ms=None)
+    # Its own lock key: a live scheduler on the same database must not block it.
+    lock = SchedulerLock(key=(DEFAULT_LOCK_KEY + 1 + os.getpid()) & 0x7FFFFFFFFFFFFFFF)
+    progress = progress or Progress(enabled=False)
+    wall_start = time.monotonic()
+    with transaction.atomic():
+        try:
+            _wipe()
+            for e in scenario.exams:
+                exam = Exam(id=e.id, name=e.name, start=e.start, end=e.end, students=e.students)
+                exam.full_clean(validate_unique=False)
+                exam.save(force_insert=True)
+            scheduler = Scheduler(clock=clock, provider=provider, config=config, lock=lock)
+            try:
+                last = _run(scenario, scheduler, clock, progress, on_pass)
+            finally:
+                scheduler.close()
+                progress.done()
+            report = build_report(
+                allocation_interval_s=scenario.allocation_interval_s,
+                requests_per_second=scenario.requests_per_second,
+                until=last,
+            )
+            report["summary"].update(
+                {
+                    "simulated_from": _iso(scenario.start),
+                    "simulated_until": _iso(last),
+                    "passes": scheduler.stats.passes,
+                    "replans": scheduler.stats.replans,
+                    "wall_seconds": round(time.monotonic() - wall_start, 3),
+                    "database": connection.vendor,
+                }
+            )
+        finally:
+            transaction.set_rollback(True)
+    return report
+
+
+def _run(scenario: Scenario, scheduler: Scheduler, clock: VirtualClock, progress: Progress, on_pass) -> datetime:
+    changes = list(scenario.changes)
+    ci = 0
+    horizon = max([e.end for e in scenario.exams] + [c.at for c in changes] + [c.fields["end"] for c in changes if "end" in c.fields] + [scenario.start])
+    same_instant = 0
+    last_now = None
+    while True:
+        now = clock.now()
+        applied = False
+        while ci < len(changes) and changes[ci].at <= now:
+            _apply(changes[ci])
+            ci += 1
+            applied = True
+        if applied:
+            scheduler.exams_changed()
+        due = scheduler.run_pass()
+        if on_pass is not None:
+            on_pass(scheduler, clock)
+        progress.update(now, scenario.start, horizon, scheduler)
+        now_ms = to_ms(now)
+        if ci >= len(changes) and _finished(scheduler, now_ms):
+            return now
+        candidates = [d for d in (due,) if d is not None]
+        if ci < len(changes):
+            candidates.append(to_ms(changes[ci].at))
+        if not candidates:
+            raise SimulationStuck(f"nothing is due at {now.isoformat()} but the simulation has not finished")
+        nxt = max(now_ms, min(candidates))
+        if nxt == now_ms:
+            same_instant = same_instant + 1 if last_now == now_ms else 1
+            if same_instant > 10_000:
+                raise SimulationStuck(f"the scheduler keeps asking to run again at {now.isoformat()}")
+        last_now = now_ms
+        clock.advance_to(from_ms(nxt))
+
+
+def _finished(scheduler: Scheduler, now_ms: int) -> bool:
+    if any(e.end_ms > now_ms for e in scheduler.exams.values()):
+        return False
+    return not any(v.uuid is not None for v in scheduler.vms.values())
+
+
+def _iso(t: datetime | None) -> str | None:
+    if t is None:
+        return None
+    return t.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def build_report(*, allocation_interval_s: float, requests_per_second: int, until: datetime) -> dict:
+    """The report from the call log and the exams table as they are now.
+
+    ``ready_at_start`` counts the VMs bound to the exam at its start (start
+    call, then any ``assign``) that the provider model, replaying the log, has
+    ready at the start and not yet stopped.
+    """
+    rows = list(ProviderCall.objects.order_by("t", "id").values_list("t", "endpoint", "vm_uuid", "exam_ref", "outcome"))
+    calls = []
+    for t, endpoint, vm, exam, outcome in rows:
+        entry = {"t": _iso(t), "endpoint": endpoint, "vm": vm, "exam": exam}
+        if endpoint != CallEndpoint.ASSIGN:
+            entry["outcome"] = outcome
+        calls.append(entry)
+    replay = replay_calls(
+        ((t, endpoint, vm, outcome) for t, endpoint, vm, _exam, outcome in rows if endpoint != CallEndpoint.ASSIGN),
+        allocation_interval_s=allocation_interval_s,
+        requests_per_second=requests_per_second,
+    )
+    bindings: dict[str, list[tuple[datetime, int]]] = {}
+    for t, endpoint, vm, exam, outcome in rows:
+        if vm and outcome == "ok" and endpoint in (CallEndpoint.START, CallEndpoint.ASSIGN):
+            bindings.setdefault(vm, []).append((t, exam))
+    exams = list(Exam.objects.order_by("id").values_list("id", "name", "start", "end", "students"))
+    starts = {pk: start for pk, _n, start, _e, _s in exams}
+    ready_at_start = {pk: 0 for pk in starts}
+    for vm, history in bindings.items():
+        times = replay.get(vm)
+        if not times or times["ready_at"] is None:
+            continue
+        ready, stopped = times["ready_at"], times["stopped_at"]
+        for i, (t, exam_id) in enumerate(history):
+            start = starts.get(exam_id)
+            if start is None:
+                continue
+            bound_until = history[i + 1][0] if i + 1 < len(history) else None
+            if t <= start and (bound_until is None or bound_until > start):
+                if ready <= start and (stopped is None or stopped > start):
+                    ready_at_start[exam_id] += 1
+    vm_seconds = 0.0
+    for times in replay.values():
+        ready = times["ready_at"]
+        if ready is None:
+            continue
+        end = times["stopped_at"] or until
+        if end > ready:
+            vm_seconds += (end - ready).total_seconds()
+    counts = {"start": 0, "stop": 0, "assign": 0, "rate_limited": 0, "error": 0}
+    for _t, endpoint, _vm, _exam, outcome in rows:
+        counts[endpoint] += 1
+        if outcome in counts:
+            counts[outcome] += 1
+    return {
+        "calls": calls,
+        "exams": [
+            {
+                "id": pk,
+                "name": name,
+                "start": _iso(start),
+                "end": _iso(end),
+                "students": students,
+                "ready_at_start": ready_at_start[pk],
+                "shortfall": max(0, students - ready_at_start[pk]),
+            }
+            for pk, name, start, end, students in exams
+        ],
+        "vm_seconds": round(vm_seconds, 3),
+        "summary": {
+            "calls": len(rows),
+            "starts": counts["start"],
+            "stops": counts["stop"],
+            "assigns": counts["assign"],
+            "rate_limited": counts["rate_limited"],
+            "errors": counts["error"],
+            "vms": len(replay),
+            "never_stopped": sum(1 for t in replay.values() if t["stopped_at"] is None),
+            "surplus_at_start": sum(max(0, ready_at_start[pk] - s) for pk, _n, _st, _e, s in exams),
+        },
+    }
+
+
+# --- generating scenarios --------------------------------------------------------------
+
+
+def make_scenario(
+    n_exams: int,
+    *,
+    days: int = 3,
+    vms: int | None = None,
+    students: tuple[int, int] = (50, 2500),
+    changes: int = 0,
+    seed: int = 1,
+    start: datetime | None = None,
+) -> dict:
+    """A random but reproducible scenario: exams on weekdays' office hours
+    (08:00-17:00 starts, 1-3 h long) over ``days`` days, ``students`` drawn
+    in a range and, with ``vms``, scaled so they add up to about ``vms``;
+    ``changes`` random updates/deletes/late creates."""
+    if n_exams < 1 or days < 1:
+        raise ValueError("need at least one exam and one day")
+    rng = random.Random(seed)
+    start = start or datetime(2030, 3, 4, tzinfo=timezone.utc)
+    start = start.replace(hour=0, minute=0, second=0, microsecond=0)
+    lo, hi = students
+    exams = []
+    for i in range(n_exams):
+        day = i * days // n_exams
+        t = start + timedelta(days=day, hours=8) + timedelta(minutes=30 * rng.randrange(0, 18))
+        exams.append({"id": i + 1, "name": f"Exam {i + 1}", "start": t, "end": t + timedelta(minutes=rng.choice([60, 90, 120, 180])), "students": rng.randint(lo, hi)})
+    if vms is not None:
+        total = sum(e["students"] for e in exams)
+        for e in exams:
+            e["students"] = max(0, min(settings.EXAM_MAX_STUDENTS, round(e["students"] * vms / total)))
+        diff = vms - sum(e["students"] for e in exams)
+        for e in exams:
+            if diff == 0:
+                break
+            step = max(-e["students"], min(diff, settings.EXAM_MAX_STUDENTS - e["students"]))
+            e["students"] += step
+            diff -= step
+    change_list = []
+    next_id = n_exams + 1
+    alive = {e["id"]: e for e in exams}
+    for _ in range(changes):
+        kind = rng.choice(["more", "fewer", "move", "delete", "create"])
+        target = rng.choice(sorted(alive)) if alive else None
+        if target is None or kind == "create":
+            day = rng.randrange(days)
+            t = start + timedelta(days=day, hours=8) + timedelta(minutes=30 * rng.randrange(0, 18))
+            at = max(start, t - timedelta(minutes=rng.choice([20, 60, 240])))
+            exam = {"id": next_id, "name": f"Late exam {next_id}", "start": t, "end": t + timedelta(hours=1), "students": rng.randint(10, 400)}
+            change_list.append({"at": at, "action": "create", "exam": exam})
+            alive[next_id] = dict(exam)
+            next_id += 1
+            continue
+        e = alive[target]
+        at = max(start, e["start"] - timedelta(minutes=rng.choice([10, 45, 180, 600])))
+        if kind == "delete":
+            change_list.append({"at": at, "action": "delete", "exam": {"id": target}})
+            del alive[target]
+        elif kind == "move":
+            shift = timedelta(minutes=rng.choice([-60, -30, 30, 120]))
+            new_start = max(at + timedelta(minutes=5), e["start"] + shift)
+            new_end = new_start + (e["end"] - e["start"])
+            change_list.append({"at": at, "action": "update", "exam": {"id": target, "start": new_start, "end": new_end}})
+            e.update(start=new_start, end=new_end)
+        else:
+            n = e["students"]
+            n = min(settings.EXAM_MAX_STUDENTS, n + rng.randint(1, 200)) if kind == "more" else max(0, n - rng.randint(1, 200))
+            change_list.append({"at": at, "action": "update", "exam": {"id": target, "students": n}})
+            e["students"] = n
+    change_list.sort(key=lambda c: c["at"])
+
+    def enc(value):
+        if isinstance(value, datetime):
+            return _iso(value)
+        if isinstance(value, dict):
+            return {k: enc(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [enc(v) for v in value]
+        return value
+
+    return enc({"start": start, "exams": exams, "changes": change_list, "provider": {"allocation_interval_s": 6, "requests_per_second": 3}})
+
+
+def validation_errors(exc: ValidationError) -> str:
+    return "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())
