@@ -189,9 +189,11 @@ class SchedulerConfig:
     # Check the exams table for changes that sent no signal at most this
     # often; None: never (the simulation: nobody else can see its data).
     poll_db_ms: int | None = 5_000
-    # Store waiting -> ready in the database at most this often (cosmetic:
-    # the plan works from ready times, operators like to see states).
-    promote_every_ms: int = 30_000
+    # Store waiting -> ready in the database at most this often. Cosmetic: the
+    # plan works from ready times, and reads show a waiting VM whose ready
+    # time has passed as ready; VMs are also stored ready when their exam
+    # starts. None: never (the simulation, where it would only cost time).
+    promote_every_ms: int | None = 30_000
     # Extra spacing of calls beyond the provider's window (clock skew live).
     pacing_margin_ms: int = 0
     # A start whose VM will be ready this much later than planned replans.
@@ -581,7 +583,7 @@ class Scheduler:
         self._retry_at[endpoint] = now + delay
 
     def _promote(self, now: int) -> None:
-        if self._promote_pending and now >= self._next_promote_ms:
+        if self.config.promote_every_ms is not None and self._promote_pending and now >= self._next_promote_ms:
             services.vms_promote_ready(now=from_ms(now))
             self._promote_pending = any(v.ready_ms > now for v in self.vms.values() if v.state == VMState.WAITING)
             self._next_promote_ms = now + self.config.promote_every_ms

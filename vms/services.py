@@ -23,31 +23,50 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import Exists, OuterRef
+from django.db import connection
+from django.db.models import Case, Exists, F, OuterRef, Value, When
 
 from vms.models import VM, CallEndpoint, CallOutcome, ProviderCall, VMState
 
 logger = logging.getLogger(__name__)
 
 
+def _table(model) -> str:
+    return connection.ops.quote_name(model._meta.db_table)
+
+
+def _dt(value: datetime | None):
+    return connection.ops.adapt_datetimefield_value(value)
+
+
 def vm_start_intent(*, exam_id: int, now: datetime, expected_ready_at: datetime, used: bool) -> int:
     """Record that a start is about to be called; returns the VM row id."""
-    vm = VM.objects.create(
-        exam_id=exam_id,
-        exam_ref=exam_id,
-        state=VMState.REQUESTING,
-        requested_at=now,
-        ready_at=expected_ready_at,
-        used_at=now if used else None,
-    )
-    return vm.id
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {_table(VM)} (uuid, exam_id, exam_ref, state, requested_at, ready_at, used_at,"
+            " stop_requested_at, stopped_at, error) VALUES (NULL, %s, %s, %s, %s, %s, %s, NULL, NULL, '') RETURNING id",
+            [exam_id, exam_id, VMState.REQUESTING, _dt(now), _dt(expected_ready_at), _dt(now) if used else None],
+        )
+        return cursor.fetchone()[0]
+
+
+_CALL_COLUMNS = "(t, endpoint, vm_id, vm_uuid, exam_ref, outcome, error)"
 
 
 def vm_start_succeeded(*, vm_id: int, exam_id: int, uuid: str, t: datetime) -> None:
-    ProviderCall.objects.create(
-        t=t, endpoint=CallEndpoint.START, vm_id=vm_id, vm_uuid=uuid, exam_ref=exam_id, outcome=CallOutcome.OK
-    )
-    VM.objects.filter(pk=vm_id).update(uuid=uuid, state=VMState.WAITING)
+    """Log the call (with the uuid: from here a restart knows the VM), then
+    mark the VM waiting. On PostgreSQL both in one statement."""
+    call = [_dt(t), CallEndpoint.START, vm_id, uuid, exam_id, CallOutcome.OK, ""]
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                f"WITH logged AS (INSERT INTO {_table(ProviderCall)} {_CALL_COLUMNS} VALUES (%s, %s, %s, %s, %s, %s, %s))"
+                f" UPDATE {_table(VM)} SET uuid = %s, state = %s WHERE id = %s",
+                [*call, uuid, VMState.WAITING, vm_id],
+            )
+        else:
+            cursor.execute(f"INSERT INTO {_table(ProviderCall)} {_CALL_COLUMNS} VALUES (%s, %s, %s, %s, %s, %s, %s)", call)
+            cursor.execute(f"UPDATE {_table(VM)} SET uuid = %s, state = %s WHERE id = %s", [uuid, VMState.WAITING, vm_id])
 
 
 def vm_start_failed(*, vm_id: int, exam_id: int, t: datetime, outcome: str, error: str, may_exist: bool) -> None:
@@ -63,9 +82,14 @@ def vm_start_failed(*, vm_id: int, exam_id: int, t: datetime, outcome: str, erro
 
 
 def vms_mark_stopping(*, vm_ids: list[int], now: datetime) -> None:
-    VM.objects.filter(pk__in=vm_ids).exclude(state=VMState.STOPPING).update(
-        state=VMState.STOPPING, stop_requested_at=now
-    )
+    if not vm_ids:
+        return
+    marks = ", ".join(["%s"] * len(vm_ids))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {_table(VM)} SET state = %s, stop_requested_at = %s WHERE id IN ({marks})",
+            [VMState.STOPPING, _dt(now), *vm_ids],
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,24 +105,32 @@ class StopCall:
 
 
 def vms_record_stop_calls(*, calls: list[StopCall]) -> None:
+    """Log a batch of stop calls and mark the VMs that are gone stopped
+    (on PostgreSQL one statement for a batch whose calls share an instant)."""
     if not calls:
         return
-    ProviderCall.objects.bulk_create(
-        [
-            ProviderCall(
-                t=c.t, endpoint=CallEndpoint.STOP, vm_id=c.vm_id, vm_uuid=c.uuid, exam_ref=c.exam_id,
-                outcome=c.outcome, error=c.error[:2000],
-            )
-            for c in calls
-        ]
-    )
+    rows = ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(calls))
+    params: list = []
+    for c in calls:
+        params += [_dt(c.t), CallEndpoint.STOP, c.vm_id, c.uuid, c.exam_id, c.outcome, c.error[:2000]]
     by_time: dict[datetime, list[int]] = {}
     for c in calls:
         if c.gone:
             by_time.setdefault(c.t, []).append(c.vm_id)
-    # one statement per instant: the calls of a batch share it in the simulation
-    for t, ids in by_time.items():
-        VM.objects.filter(pk__in=ids).update(state=VMState.STOPPED, stopped_at=t)
+    updates = list(by_time.items())
+    insert = f"INSERT INTO {_table(ProviderCall)} {_CALL_COLUMNS} VALUES {rows}"
+
+    def update_sql(ids):
+        return f"UPDATE {_table(VM)} SET state = %s, stopped_at = %s WHERE id IN ({', '.join(['%s'] * len(ids))})"
+
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql" and len(updates) == 1:
+            t, ids = updates[0]
+            cursor.execute(f"WITH logged AS ({insert}) {update_sql(ids)}", [*params, VMState.STOPPED, _dt(t), *ids])
+            return
+        cursor.execute(insert, params)
+        for t, ids in updates:
+            cursor.execute(update_sql(ids), [VMState.STOPPED, _dt(t), *ids])
 
 
 def vm_assign(*, vm_id: int, uuid: str | None, exam_id: int, t: datetime) -> None:
@@ -110,10 +142,14 @@ def vm_assign(*, vm_id: int, uuid: str | None, exam_id: int, t: datetime) -> Non
 
 
 def vms_mark_used(*, exam_ids: list[int], now: datetime) -> int:
-    """The exams started: their VMs may be in use and are never re-bound."""
-    return VM.objects.filter(exam_id__in=exam_ids, used_at__isnull=True, state__in=[
-        VMState.REQUESTING, VMState.WAITING, VMState.READY,
-    ]).update(used_at=now)
+    """The exams started: their VMs may be in use and are never re-bound.
+    Those whose allocation has finished are stored as ready on the way."""
+    return VM.objects.filter(
+        exam_id__in=exam_ids, used_at__isnull=True, state__in=[VMState.REQUESTING, VMState.WAITING, VMState.READY]
+    ).update(
+        used_at=now,
+        state=Case(When(state=VMState.WAITING, ready_at__lte=now, then=Value(VMState.READY)), default=F("state")),
+    )
 
 
 def vms_promote_ready(*, now: datetime) -> int:

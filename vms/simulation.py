@@ -310,7 +310,7 @@ def simulate(
         ready_margin_ms=round(settings.VM_READY_MARGIN_SECONDS * 1000),
     )
     # Nobody else can see the simulation's uncommitted rows: no table polling.
-    config = SchedulerConfig(planner=planner, poll_db_ms=None)
+    config = SchedulerConfig(planner=planner, poll_db_ms=None, promote_every_ms=None)
     # Its own lock key: a live scheduler on the same database must not block it.
     lock = SchedulerLock(key=(DEFAULT_LOCK_KEY + 1 + os.getpid()) & 0x7FFFFFFFFFFFFFFF)
     progress = progress or Progress(enabled=False)

@@ -1,0 +1,419 @@
+"""The pure planner: exams + VMs + queue + now in, runs / stops / assigns out.
+
+No database: every test builds the inputs by hand. Where a plan's promise is
+checked ("exactly N ready at the start"), the planned requests are replayed
+through the provider model (``FakeProvider`` on a virtual clock), so the
+test does not just re-read the planner's own arithmetic.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from vms.clock import VirtualClock
+from vms.planner import (
+    STOP_ENDED,
+    STOP_ORPHAN,
+    STOP_PENDING,
+    STOP_RELEASE,
+    STOP_SURPLUS,
+    ExamIn,
+    PlannerConfig,
+    VmIn,
+    from_ms,
+    plan,
+    timeline,
+    to_ms,
+)
+from vms.providers import FakeProvider
+
+S = 1000
+MIN = 60 * S
+H = 60 * MIN
+I = 6 * S  # the allocation interval
+T0 = to_ms(datetime(2030, 5, 1, tzinfo=timezone.utc))
+CFG = PlannerConfig()
+
+
+def exam(id, start, students, end=None):
+    return ExamIn(id=id, start_ms=T0 + start, end_ms=T0 + (end if end is not None else start + H), students=students)
+
+
+def ready_vm(id, exam_id, ready_at, *, used=False):
+    return VmIn(id=id, exam_id=exam_id, requested_ms=T0 + ready_at - I, ready_ms=T0 + ready_at, used=used)
+
+
+def queued_vm(id, exam_id, requested_at, ready_at):
+    return VmIn(id=id, exam_id=exam_id, requested_ms=T0 + requested_at, ready_ms=T0 + ready_at)
+
+
+def replay(p, exams, *, config=CFG):
+    """Issue every planned request at its time on the provider model; return
+    {exam_id: VMs ready by its deadline} and the requests' times."""
+    clock = VirtualClock(from_ms(p.now_ms))
+    provider = FakeProvider(
+        clock=clock,
+        allocation_interval_s=config.allocation_interval_ms / 1000,
+        requests_per_second=config.requests_per_second,
+    )
+    owner = {}
+    times = []
+    for request_ms, exam_id, _ready in p.start_requests():
+        clock.advance_to(from_ms(request_ms))
+        owner[provider.start()] = exam_id
+        times.append(request_ms)
+    on_time = {e.id: 0 for e in exams}
+    for vm_id, exam_id in owner.items():
+        e = next(x for x in exams if x.id == exam_id)
+        if provider.ready_at(vm_id) <= from_ms(e.start_ms - config.ready_margin_ms):
+            on_time[exam_id] += 1
+    return on_time, times
+
+
+def test_one_exam_is_one_run_ending_exactly_at_the_start():
+    exams = [exam(1, 10 * H, 100)]
+    p = plan(exams=exams, vms=[], now_ms=T0, config=CFG)
+    ep = p.exam(1)
+    assert len(p.runs) == 1
+    run = p.runs[0]
+    assert (run.exam_id, run.count) == (1, 100)
+    assert run.ready_ms(99) == T0 + 10 * H  # the last VM is ready exactly at the start
+    assert run.slot_start_ms == T0 + 10 * H - 100 * I  # and not a slot earlier than needed
+    assert ep.expected_ready_at_start == 100 and ep.shortfall == 0
+    assert ep.requesting_starts_ms == T0 + 10 * H - 100 * I
+    on_time, _ = replay(p, exams)
+    assert on_time == {1: 100}
+    # nothing is due yet; the first request is the next thing to do
+    assert p.starts_due(T0) == []
+    assert p.next_due_ms(T0) == run.first_request_ms
+
+
+def test_requests_inside_a_run_go_out_early_but_the_first_at_its_slot():
+    p = plan(exams=[exam(1, H, 3)], vms=[], now_ms=T0, config=CFG)
+    run = p.runs[0]
+    slot0 = run.slot_start_ms
+    assert [run.request_ms(k) for k in range(3)] == [slot0, slot0 + I - 1500, slot0 + 2 * I - 1500]
+    assert [run.ready_ms(k) for k in range(3)] == [slot0 + I, slot0 + 2 * I, slot0 + 3 * I]
+
+
+def test_ready_margin_moves_the_deadline():
+    config = PlannerConfig(ready_margin_ms=60 * S)
+    exams = [exam(1, H, 10)]
+    p = plan(exams=exams, vms=[], now_ms=T0, config=config)
+    assert p.runs[0].end_ms == T0 + H - 60 * S
+    assert replay(p, exams, config=config)[0] == {1: 10}
+
+
+def test_equal_starts_are_packed_back_to_back_and_all_on_time():
+    exams = [exam(1, 2 * H, 300), exam(2, 2 * H, 120)]
+    p = plan(exams=exams, vms=[], now_ms=T0, config=CFG)
+    assert [(r.exam_id, r.count) for r in p.runs] == [(1, 300), (2, 120)]
+    assert p.runs[0].end_ms == p.runs[1].slot_start_ms  # no gap, no overlap
+    assert p.runs[1].end_ms == T0 + 2 * H
+    assert p.runs[1].early_first  # it follows a busy allocator: may go out early too
+    assert replay(p, exams)[0] == {1: 300, 2: 120}
+
+
+def test_a_later_exam_pushes_an_overlapping_earlier_one_back():
+    # B (12:30, 200 VMs = 20 min) overlaps A's natural run (12:00, 300 VMs = 30 min)
+    exams = [exam(1, 12 * H, 300), exam(2, 12 * H + 10 * MIN, 200)]
+    p = plan(exams=exams, vms=[], now_ms=T0, config=CFG)
+    runs = {r.exam_id: r for r in p.runs}
+    assert runs[2].end_ms == T0 + 12 * H + 10 * MIN
+    assert runs[1].end_ms == runs[2].slot_start_ms  # A ends where B begins: earlier than 12:00
+    assert runs[1].end_ms < T0 + 12 * H
+    assert replay(p, exams)[0] == {1: 300, 2: 200}
+
+
+def test_a_gap_between_exams_stays_idle():
+    exams = [exam(1, 2 * H, 10), exam(2, 5 * H, 10)]
+    p = plan(exams=exams, vms=[], now_ms=T0, config=CFG)
+    assert [r.end_ms for r in p.runs] == [T0 + 2 * H, T0 + 5 * H]
+    assert not p.runs[1].early_first
+
+
+def test_infeasible_exam_gets_what_fits_and_late_vms_until_its_end():
+    # 10 minutes to go: 100 VMs can be ready, 50 come late (before the end)
+    exams = [exam(1, 10 * MIN, 150, end=40 * MIN)]
+    p = plan(exams=exams, vms=[], now_ms=T0, config=CFG)
+    ep = p.exam(1)
+    assert ep.expected_ready_at_start == 100
+    assert ep.shortfall == 50
+    assert ep.late_planned == 50
+    on_time_run, late_run = p.runs
+    assert on_time_run.slot_start_ms == T0 and on_time_run.count == 100
+    assert late_run.late and late_run.slot_start_ms == T0 + 10 * MIN and late_run.count == 50
+    assert p.starts_due(T0) == [1]  # start now
+    assert replay(p, exams)[0] == {1: 100}
+
+
+def test_late_vms_are_only_planned_while_they_are_ready_before_the_end():
+    exams = [exam(1, 10 * MIN, 500, end=20 * MIN)]
+    p = plan(exams=exams, vms=[], now_ms=T0, config=CFG)
+    # 100 on time; from 10:00 to 20:00 99 more can be ready strictly before the end
+    assert p.exam(1).shortfall == 400
+    assert p.exam(1).late_planned == 99
+    last = p.runs[-1]
+    assert last.ready_ms(last.count - 1) < T0 + 20 * MIN
+
+
+def test_earliest_exam_first_when_both_cannot_make_it():
+    # capacity to the first deadline (10 min) is 100 VMs; to the second 150
+    exams = [exam(1, 10 * MIN, 120), exam(2, 15 * MIN, 80)]
+    p = plan(exams=exams, vms=[], now_ms=T0, config=CFG)
+    assert (p.exam(1).expected_ready_at_start, p.exam(1).shortfall) == (100, 20)
+    assert (p.exam(2).expected_ready_at_start, p.exam(2).shortfall) == (50, 30)
+    assert replay(p, exams)[0] == {1: 100, 2: 50}
+
+
+def test_late_vms_never_take_a_slot_an_on_time_vm_needs():
+    # exam 1 is short; exam 2 (later) has a run right after exam 1's start
+    exams = [exam(1, 10 * MIN, 150, end=3 * H), exam(2, 40 * MIN, 100)]
+    p = plan(exams=exams, vms=[], now_ms=T0, config=CFG)
+    assert p.exam(2).shortfall == 0
+    assert replay(p, exams)[0] == {1: 100, 2: 100}
+    busy = sorted((r.slot_start_ms, r.end_ms) for r in p.runs)
+    for (s1, e1), (s2, e2) in zip(busy, busy[1:]):
+        assert e1 <= s2  # slots never overlap
+    # exam 2 still gets its slots as late as possible
+    assert next(r for r in p.runs if r.exam_id == 2).end_ms == T0 + 40 * MIN
+
+
+def test_existing_ready_and_queued_vms_count_and_the_queue_delays_new_slots():
+    now = T0 + 60 * MIN
+    vms = [ready_vm(1, 1, 50 * MIN), ready_vm(2, 1, 55 * MIN), queued_vm(3, 1, 59 * MIN, 61 * MIN)]
+    # another exam's VM waits behind: the allocator is busy until 67:00
+    vms.append(queued_vm(4, 2, 60 * MIN, 67 * MIN))
+    exams = [exam(1, 70 * MIN, 5), exam(2, 3 * H, 1)]
+    p = plan(exams=exams, vms=vms, now_ms=now, config=CFG)
+    assert p.allocator_free_ms == T0 + 67 * MIN
+    ep = p.exam(1)
+    assert ep.expected_ready_at_start == 5 and ep.new_on_time == 2
+    run = next(r for r in p.runs if r.exam_id == 1)
+    assert run.end_ms == T0 + 70 * MIN and run.count == 2
+    assert p.stops == ()
+
+
+def test_fewer_students_stops_the_surplus_waiting_vms_first():
+    now = T0 + 60 * MIN
+    vms = [
+        ready_vm(1, 1, 50 * MIN),
+        ready_vm(2, 1, 55 * MIN),
+        queued_vm(3, 1, 59 * MIN, 61 * MIN),  # allocating
+        queued_vm(4, 1, 60 * MIN, 67 * MIN),  # waiting
+    ]
+    p = plan(exams=[exam(1, 90 * MIN, 1)], vms=vms, now_ms=now, config=CFG)
+    assert [s.vm_id for s in p.stops] == [4, 3, 2]
+    assert {s.reason for s in p.stops} == {STOP_SURPLUS}
+    assert p.exam(1).expected_ready_at_start == 1
+    assert p.runs == ()
+
+
+def test_more_students_adds_a_run_behind_the_queue():
+    now = T0 + 60 * MIN
+    vms = [ready_vm(i, 1, 50 * MIN + i * I) for i in range(10)]
+    exams = [exam(1, 2 * H, 15)]
+    p = plan(exams=exams, vms=vms, now_ms=now, config=CFG)
+    assert p.exam(1).new_on_time == 5
+    assert p.runs[0].end_ms == T0 + 2 * H
+    assert p.exam(1).expected_ready_at_start == 15
+
+
+def test_deleted_exam_vms_are_stopped_when_nobody_can_use_them():
+    now = T0 + 60 * MIN
+    vms = [ready_vm(1, 7, 50 * MIN), queued_vm(2, 7, 59 * MIN, 61 * MIN)]
+    p = plan(exams=[], vms=vms, now_ms=now, config=CFG)
+    assert [(s.vm_id, s.reason) for s in p.stops] == [(2, STOP_SURPLUS), (1, STOP_SURPLUS)]
+    assert p.assigns == ()
+
+
+def test_used_vms_of_a_deleted_exam_are_stopped_never_rebound():
+    now = T0 + 60 * MIN
+    vms = [ready_vm(1, None, 50 * MIN, used=True)]
+    p = plan(exams=[exam(2, 70 * MIN, 1)], vms=vms, now_ms=now, config=CFG)
+    assert [(s.vm_id, s.reason) for s in p.stops] == [(1, STOP_ORPHAN)]
+    assert p.assigns == ()
+    assert p.exam(2).new_on_time == 1
+
+
+def test_a_shrunk_exams_fresh_vms_are_rebound_to_an_exam_that_needs_more():
+    # exam 1 (12:00) shrinks from 100 to 60; exam 2 (12:10) needs 100 and has none:
+    # rather than stop 40 and allocate 40, re-bind them (no start, no stop, no slot)
+    now = T0 + 11 * H + 55 * MIN
+    vms = [ready_vm(i, 1, 11 * H + 45 * MIN + (i % 50) * S) for i in range(100)]
+    exams = [exam(1, 12 * H, 60), exam(2, 12 * H + 10 * MIN, 100)]
+    p = plan(exams=exams, vms=vms, now_ms=now, config=CFG)
+    assert len(p.assigns) == 40
+    assert {a.exam_id for a in p.assigns} == {2}
+    assert p.stops == ()
+    assert p.exam(2).rebound_in == 40
+    assert p.exam(2).new_on_time == 60
+    assert p.exam(2).expected_ready_at_start == 100
+    assert p.exam(1).expected_ready_at_start == 60
+
+
+def test_surplus_vms_are_not_parked_for_days_just_to_save_an_allocation():
+    now = T0 + 60 * MIN
+    vms = [ready_vm(i, 1, 55 * MIN) for i in range(10)]
+    exams = [exam(1, 70 * MIN, 0), exam(2, 48 * H, 10)]
+    p = plan(exams=exams, vms=vms, now_ms=now, config=CFG)
+    assert p.assigns == ()
+    assert len(p.stops) == 10
+    assert p.runs[0].end_ms == T0 + 48 * H
+
+
+def test_an_earlier_exam_short_of_time_takes_a_later_exams_fresh_vms():
+    # exam 2 (14:00) has 50 ready VMs; exam 1 is created at 12:55 for 13:00
+    # with 80 students: 50 fit in 5 minutes, 30 come from exam 2 (earliest first)
+    now = T0 + 12 * H + 55 * MIN
+    vms = [ready_vm(i, 2, 12 * H + i * S) for i in range(50)]
+    exams = [exam(1, 13 * H, 80), exam(2, 14 * H, 50)]
+    p = plan(exams=exams, vms=vms, now_ms=now, config=CFG)
+    assert p.exam(1).expected_ready_at_start == 80
+    assert sum(1 for a in p.assigns if a.exam_id == 1) == 30
+    # exam 2 makes up for them by its own start
+    assert p.exam(2).expected_ready_at_start == 50
+    assert p.exam(2).new_on_time == 30
+
+
+def test_an_exam_moved_days_later_releases_its_vms_and_requests_again_later():
+    now = T0 + 60 * MIN
+    vms = [ready_vm(i, 1, 50 * MIN + i * I) for i in range(20)]
+    p = plan(exams=[exam(1, 3 * 24 * H, 20)], vms=vms, now_ms=now, config=CFG)
+    assert {s.reason for s in p.stops} == {STOP_RELEASE}
+    assert len(p.stops) == 20
+    assert p.runs[0].count == 20 and p.runs[0].end_ms == T0 + 3 * 24 * H
+    assert p.exam(1).expected_ready_at_start == 20
+
+
+def test_an_exam_moved_a_little_later_keeps_its_vms():
+    now = T0 + 60 * MIN
+    vms = [ready_vm(i, 1, 50 * MIN + i * I) for i in range(20)]
+    p = plan(exams=[exam(1, 75 * MIN, 20)], vms=vms, now_ms=now, config=CFG)
+    assert p.stops == () and p.runs == ()
+    assert p.exam(1).expected_ready_at_start == 20
+
+
+def test_releases_never_cost_an_exam_an_on_time_vm():
+    # exam 1 moved far away, but the allocator is fully booked by exam 2 until
+    # exam 1's start: re-requesting exam 1's VMs would not fit, so they stay
+    now = T0
+    vms = [ready_vm(i, 1, -10 * MIN + i * S) for i in range(10)]
+    exams = [exam(1, 10 * H, 10), exam(2, 10 * H, 6000)]
+    p = plan(exams=exams, vms=vms, now_ms=now, config=CFG)
+    assert p.exam(1).expected_ready_at_start + p.exam(2).expected_ready_at_start == 6010
+    assert not any(s.reason == STOP_RELEASE for s in p.stops)
+
+
+def test_an_exam_moved_earlier_gets_what_fits_and_stops_useless_late_vms():
+    now = T0 + 60 * MIN
+    # its VMs are queued for 62:00..; the exam now starts at 61:00 and ends at 62:00
+    vms = [queued_vm(1, 1, 59 * MIN, 62 * MIN + 30 * S)]
+    p = plan(exams=[exam(1, 61 * MIN, 1, end=62 * MIN)], vms=vms, now_ms=now, config=CFG)
+    assert [s.vm_id for s in p.stops] == [1]
+    assert p.exam(1).shortfall == 1
+
+
+def test_vms_of_ended_exams_are_stopped_earliest_end_first():
+    now = T0 + 5 * H
+    vms = [ready_vm(1, 1, H, used=True), ready_vm(2, 2, H, used=True), ready_vm(3, 1, H, used=True)]
+    exams = [exam(1, 2 * H, 2, end=4 * H), exam(2, 2 * H, 1, end=3 * H)]
+    p = plan(exams=exams, vms=vms, now_ms=now, config=CFG)
+    assert [s.vm_id for s in p.stops] == [2, 1, 3]
+    assert {s.reason for s in p.stops} == {STOP_ENDED}
+
+
+def test_a_started_exam_that_shrinks_stops_the_surplus_at_once():
+    now = T0 + 2 * H + 10 * MIN
+    vms = [ready_vm(i, 1, 2 * H - i * I, used=True) for i in range(5)]
+    p = plan(exams=[exam(1, 2 * H, 3, end=4 * H)], vms=vms, now_ms=now, config=CFG)
+    assert len(p.stops) == 2 and {s.reason for s in p.stops} == {STOP_SURPLUS}
+    assert p.exam(1).started
+
+
+def test_a_started_exam_missing_vms_gets_late_ones_at_once():
+    now = T0 + 2 * H + 10 * MIN
+    vms = [ready_vm(1, 1, 2 * H, used=True)]
+    p = plan(exams=[exam(1, 2 * H, 3, end=4 * H)], vms=vms, now_ms=now, config=CFG)
+    assert p.runs[0].slot_start_ms == now and p.runs[0].count == 2 and p.runs[0].late
+    assert p.starts_due(now) == [1]
+    assert p.exam(1).expected_ready_at_start == 1 and p.exam(1).shortfall == 2
+
+
+def test_pending_stops_come_first():
+    now = T0 + 5 * H
+    vms = [ready_vm(1, 1, H, used=True), VmIn(id=2, exam_id=9, requested_ms=T0, ready_ms=T0 + I, stopping=True)]
+    p = plan(exams=[exam(1, 2 * H, 1, end=4 * H)], vms=vms, now_ms=now, config=CFG)
+    assert [(s.vm_id, s.reason) for s in p.stops] == [(2, STOP_PENDING), (1, STOP_ENDED)]
+
+
+def test_a_lost_start_is_planned_around_but_never_used_or_stopped():
+    now = T0
+    lost = VmIn(id=9, exam_id=1, requested_ms=T0, ready_ms=T0 + I, unknown=True)
+    p = plan(exams=[exam(1, 10 * MIN, 100)], vms=[lost], now_ms=now, config=CFG)
+    assert p.allocator_free_ms == T0 + I
+    assert p.exam(1).expected_ready_at_start == 99  # one slot less: the lost VM may hold it
+    assert p.stops == () and p.assigns == ()
+
+
+def test_request_spacing_stays_under_the_call_rate():
+    exams = [exam(i, H + i * 7 * S, 40) for i in range(1, 6)]
+    p = plan(exams=exams, vms=[], now_ms=T0, config=CFG)
+    _on_time, times = replay(p, exams)
+    for a, b in zip(times, times[1:]):
+        assert b - a >= CFG.call_spacing_ms
+
+
+def test_plan_size_grows_with_exams_not_students():
+    exams = [exam(i, i * 24 * H, 2500) for i in range(1, 41)]
+    p = plan(exams=exams, vms=[], now_ms=T0, config=CFG)
+    assert len(p.runs) == 40
+    assert p.total_requests == 100_000
+    assert all(e.shortfall == 0 for e in p.exams)
+
+
+def test_dense_days_reach_back_across_every_future_exam():
+    # dozens of 2,500-student exams a day: allocation reaches back days
+    exams = [exam(i, 3 * 24 * H + (i % 24) * 30 * MIN, 2500) for i in range(1, 25)]
+    p = plan(exams=exams, vms=[], now_ms=T0, config=CFG)
+    assert all(e.shortfall == 0 for e in p.exams)
+    first = min(r.slot_start_ms for r in p.runs)
+    assert first < T0 + 2 * 24 * H  # 24 x 2,500 x 6 s = 100 h of allocation
+    assert sum(r.count for r in p.runs) == 60_000
+    starts = sorted((r.slot_start_ms, r.end_ms) for r in p.runs)
+    assert all(e1 == s2 for (_s1, e1), (s2, _e2) in zip(starts, starts[1:]))  # one dense block
+
+
+def test_timeline_steps_from_existing_vms_through_the_runs():
+    now = T0 + 60 * MIN
+    vms = [ready_vm(1, 1, 50 * MIN), queued_vm(2, 1, 59 * MIN, 61 * MIN)]
+    p = plan(exams=[exam(1, 2 * H, 12)], vms=vms, now_ms=now, config=CFG)
+    points = timeline(p, 1, ready_ms_of_vms=[T0 + 50 * MIN, T0 + 61 * MIN])
+    assert points[0] == (now, 1)
+    assert points[1] == (T0 + 61 * MIN, 2)
+    assert points[-1] == (T0 + 2 * H, 12)
+    assert [n for _t, n in points] == sorted(n for _t, n in points)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"allocation_interval_ms": 0},
+        {"requests_per_second": 0},
+        {"allocation_interval_ms": 100, "requests_per_second": 3},
+        {"ready_margin_ms": -1},
+    ],
+)
+def test_config_rejects_impossible_values(kwargs):
+    with pytest.raises(ValueError):
+        PlannerConfig(**kwargs)
+
+
+def test_time_conversion_is_exact_to_the_millisecond():
+    t = datetime(2030, 5, 1, 8, 0, 0, 123000, tzinfo=timezone.utc)
+    assert from_ms(to_ms(t)) == t
+    assert to_ms(t + timedelta(microseconds=1)) == to_ms(t) + 1  # never earlier than the instant
+    with pytest.raises(ValueError):
+        to_ms(datetime(2030, 5, 1))
