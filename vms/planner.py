@@ -374,15 +374,19 @@ def plan(*, exams: Iterable[ExamIn], vms: Iterable[VmIn], now_ms: int, config: P
     # allocation began by now) frees the allocator at its stop, i.e. about now.
     ready_of: dict[int, int] = {}
     prev_end = now_ms
+    moved = False
     for vm in queue:
         allocating = vm.ready_ms - interval <= now_ms
         if vm.id in stopped_ids:
             if allocating:
                 prev_end = max(prev_end, now_ms)
+            moved = True
             continue
-        ready = vm.ready_ms if allocating else min(vm.ready_ms, max(vm.requested_ms, prev_end) + interval)
+        ready = vm.ready_ms
+        if moved and not allocating:
+            ready = min(ready, max(vm.requested_ms, prev_end) + interval)
         ready_of[vm.id] = ready
-        prev_end = ready
+        prev_end = max(prev_end, ready)
 
     # --- 3. fresh VMs: keep, pool, late --------------------------------------
     future = sorted(
@@ -416,6 +420,7 @@ def plan(*, exams: Iterable[ExamIn], vms: Iterable[VmIn], now_ms: int, config: P
         late_keep[e.id] = late
 
     # --- 4. forward pass: on-time counts, earliest deadline first ------------
+    holders = [i for i, e in enumerate(future) if keep[e.id]]  # exams with fresh VMs
     allocator_free = prev_end
     new_slots: dict[int, int] = {}
     rebound: dict[int, list[_Fresh]] = {e.id: [] for e in future}
@@ -438,8 +443,12 @@ def plan(*, exams: Iterable[ExamIn], vms: Iterable[VmIn], now_ms: int, config: P
         if need > 0:
             # Earliest exams first: take fresh VMs of the latest exams that
             # are ready in time for this one; those exams replan for themselves.
-            for later in reversed(future[i + 1 :]):
-                theirs = keep[later.id]
+            for h in range(len(holders) - 1, -1, -1):
+                if holders[h] <= i:
+                    break
+                theirs = keep[future[holders[h]].id]
+                if not theirs or theirs[0].ready > deadline:
+                    continue
                 j = bisect.bisect_right([f.ready for f in theirs], deadline)
                 while need > 0 and j > 0:
                     j -= 1
@@ -667,19 +676,25 @@ def _stop_key(vm: VmIn, ready: int, now_ms: int, interval: int, *, due_ms: int |
     return (2, now_ms if due_ms is None else due_ms, ready, vm.id)
 
 
-def timeline(plan: Plan, exam_id: int, *, ready_ms_of_vms: Sequence[int] = ()) -> list[tuple[int, int]]:
+def timeline(plan: Plan, exam_id: int, *, vms: Iterable[tuple[int, int | None, int]] = ()) -> list[tuple[int, int]]:
     """Planned ready VMs of one exam over time: ``[(t_ms, count), ...]``.
 
-    Starts from the exam's VMs already ready or queued (their ready times in
-    ``ready_ms_of_vms``), then each run adds its VMs, one every interval; a run
-    contributes two points (first and last ready), so the chart stays small.
+    ``vms`` are the live VMs as ``(vm_id, exam_id, ready_ms)``: those the plan
+    keeps for the exam (bound to it and not stopped, or re-bound to it) count
+    from their ready time, then each run adds its VMs, one every interval; a
+    run contributes two points (first and last ready) so charts stay small.
     """
     ep = plan.exam(exam_id)
-    points: list[tuple[int, int]] = []
-    count = sum(1 for r in ready_ms_of_vms if r <= plan.now_ms)
-    points.append((plan.now_ms, count))
-    events = sorted(r for r in ready_ms_of_vms if r > plan.now_ms)
-    items: list[tuple[int, int, int]] = [(r, r, 1) for r in events]
+    stopped = {s.vm_id for s in plan.stops}
+    moved = {a.vm_id: a.exam_id for a in plan.assigns}
+    ready_times = [
+        ready
+        for vm_id, bound, ready in vms
+        if vm_id not in stopped and moved.get(vm_id, bound) == exam_id
+    ]
+    count = sum(1 for r in ready_times if r <= plan.now_ms)
+    points: list[tuple[int, int]] = [(plan.now_ms, count)]
+    items: list[tuple[int, int, int]] = [(r, r, 1) for r in ready_times if r > plan.now_ms]
     if ep is not None:
         items += [(run.ready_ms(0), run.ready_ms(run.count - 1), run.count) for run in ep.runs]
     items.sort()

@@ -98,6 +98,9 @@ class SchedulerLock:
         self._conn_ident: int | None = None
         self._file = None
         self._held = False
+        # Bumped on every (re)acquisition: the holder must then recover, since
+        # another scheduler may have acted (or crashed) in between.
+        self.acquisitions = 0
 
     @property
     def held(self) -> bool:
@@ -115,11 +118,13 @@ class SchedulerLock:
                 ok = bool(cursor.fetchone()[0])
             self._held = ok
             self._conn_ident = id(conn.connection) if ok else None
+            self.acquisitions += ok
             return ok, ok
         if self._held:
             return True, False
         ok = self._acquire_local(conn)
         self._held = ok
+        self.acquisitions += ok
         return ok, ok
 
     def _acquire_local(self, conn) -> bool:
@@ -259,6 +264,7 @@ class Scheduler:
         self._start_event_i = 0
         self._alloc_free_ms = 0
         self._unrecorded: list[_StartRecord] = []
+        self._recovered_at = 0
         self._shortfalls: dict[int, int] = {}
 
     # --- public ------------------------------------------------------------
@@ -281,13 +287,14 @@ class Scheduler:
         """Do what is due now; returns when something is next due (ms), or None."""
         now = self.now_ms()
         self.stats.passes += 1
-        held, fresh = self.lock.acquire()
+        held, _fresh = self.lock.acquire()
         if not held:
             return now + self.config.lock_retry_ms
         if self._unrecorded:
             self._flush_unrecorded()
-        if fresh:
+        if self.lock.acquisitions != self._recovered_at:
             self._recover(now)
+            self._recovered_at = self.lock.acquisitions
         generation = signals.generation()
         if generation != self._seen_generation:
             self._seen_generation = generation
@@ -348,7 +355,7 @@ class Scheduler:
         self._reload = True
 
     def _load(self, now: int) -> None:
-        self.exams = {e.id: e for e in selectors.exams_for_planning()}
+        self.exams = {e.id: e for e in selectors.exams_for_planning(now=from_ms(now))}
         self.vms = {v.id: v for v in selectors.vms_alive(now_ms=now, interval_ms=self.interval_ms)}
         if self.config.poll_db_ms is not None and self._fingerprint is None:
             self._fingerprint = selectors.exams_fingerprint()
@@ -438,7 +445,7 @@ class Scheduler:
             if v is None or v.used:
                 continue
             services.vm_assign(vm_id=v.id, uuid=v.uuid, exam_id=a.exam_id, t=from_ms(self.now_ms()))
-            v.exam_id = a.exam_id
+            v.exam_id = v.exam_ref = a.exam_id
             self.stats.assigns += 1
         self._assigns = []
 
@@ -467,24 +474,24 @@ class Scheduler:
             try:
                 self.provider.stop(v.uuid)
             except RateLimitExceeded as exc:
-                calls.append(services.StopCall(v.id, v.uuid, v.exam_id, from_ms(t), CallOutcome.RATE_LIMITED, str(exc)))
+                calls.append(services.StopCall(v.id, v.uuid, v.exam_ref, from_ms(t), CallOutcome.RATE_LIMITED, str(exc)))
                 self.stats.rate_limited += 1
                 self._retry("stop", t, exc.retry_after)
                 queue.extendleft(reversed([_PendingStop(x.id) for x in batch[i:]]))
                 break
             except UnknownVM as exc:
                 # nothing to stop: the provider never had (or no longer has) it
-                calls.append(services.StopCall(v.id, v.uuid, v.exam_id, from_ms(t), CallOutcome.ERROR, str(exc), gone=True))
+                calls.append(services.StopCall(v.id, v.uuid, v.exam_ref, from_ms(t), CallOutcome.ERROR, str(exc), gone=True))
                 self.stats.errors += 1
             except ProviderError as exc:
-                calls.append(services.StopCall(v.id, v.uuid, v.exam_id, from_ms(t), CallOutcome.ERROR, str(exc)))
+                calls.append(services.StopCall(v.id, v.uuid, v.exam_ref, from_ms(t), CallOutcome.ERROR, str(exc)))
                 self.stats.errors += 1
                 self._retry("stop", t, None)
                 queue.extendleft(reversed([_PendingStop(x.id) for x in batch[i:]]))
                 break
             else:
                 pacer.record(self.now_ms())
-                calls.append(services.StopCall(v.id, v.uuid, v.exam_id, from_ms(t), CallOutcome.OK, gone=True))
+                calls.append(services.StopCall(v.id, v.uuid, v.exam_ref, from_ms(t), CallOutcome.OK, gone=True))
                 self.stats.stops += 1
                 self._backoff["stop"] = self.config.backoff_initial_ms
         services.vms_record_stop_calls(calls=calls)
@@ -543,7 +550,7 @@ class Scheduler:
                 self.stats.errors += 1
                 if may_exist:
                     # it may sit in the provider's queue: plan around it
-                    self.vms[vm_id] = LiveVM(vm_id, None, exam_id, VMState.LOST, t, expected, True)
+                    self.vms[vm_id] = LiveVM(vm_id, None, exam_id, VMState.LOST, t, expected, True, exam_id)
                     self._alloc_free_ms = expected
                     self.stats.lost += 1
                 self._retry("start", t, None)
@@ -558,7 +565,7 @@ class Scheduler:
                 self._unrecorded.append(_StartRecord(vm_id, exam_id, uuid, from_ms(t)))
                 raise
             finally:
-                self.vms[vm_id] = LiveVM(vm_id, uuid, exam_id, VMState.WAITING, t, expected, used)
+                self.vms[vm_id] = LiveVM(vm_id, uuid, exam_id, VMState.WAITING, t, expected, used, exam_id)
                 self._alloc_free_ms = expected
                 self._run_k += 1
             self.stats.starts += 1
@@ -599,7 +606,7 @@ class Scheduler:
             candidates.append(max(now, self._next_event_ms))
         if self._dirty:
             candidates.append(now)
-        if self.config.poll_db_ms is not None:
+        if self.config.poll_db_ms:
             candidates.append(self._next_poll_ms)
         return min(candidates) if candidates else None
 

@@ -23,10 +23,17 @@ def planner_config_from_settings(**overrides) -> PlannerConfig:
     return PlannerConfig(**values)
 
 
-def exams_for_planning() -> list[ExamIn]:
+def exams_for_planning(*, now: datetime | None = None) -> list[ExamIn]:
+    """Exams the planner needs: every one not yet over, and past ones still
+    holding live VMs (their stops are ordered by end). Years of history stay
+    out of every pass."""
+    qs = Exam.objects.all()
+    if now is not None:
+        holding = VM.objects.filter(state__in=ALIVE_STATES, exam_id__isnull=False).values("exam_id")
+        qs = qs.filter(Q(end__gt=now) | Q(id__in=holding))
     return [
         ExamIn(id=pk, start_ms=to_ms(start), end_ms=to_ms(end), students=students)
-        for pk, start, end, students in Exam.objects.values_list("id", "start", "end", "students")
+        for pk, start, end, students in qs.values_list("id", "start", "end", "students")
     ]
 
 
@@ -48,6 +55,8 @@ class LiveVM:
     requested_ms: int
     ready_ms: int
     used: bool
+    # the exam it was last bound to, kept when that exam is deleted (call log)
+    exam_ref: int | None = None
 
     def as_planner_input(self) -> VmIn:
         return VmIn(
@@ -66,11 +75,13 @@ def vms_alive(*, now_ms: int, interval_ms: int, include_lost: bool = True) -> li
     still occupy the allocator (they are planned around, never acted on)."""
     states = list(ALIVE_STATES)
     rows = VM.objects.filter(state__in=states).values_list(
-        "id", "uuid", "exam_id", "state", "requested_at", "ready_at", "used_at"
+        "id", "uuid", "exam_id", "state", "requested_at", "ready_at", "used_at", "exam_ref"
     )
     out = [
-        LiveVM(pk, uuid, exam_id, state, to_ms(req), to_ms(ready) if ready else to_ms(req) + interval_ms, used is not None)
-        for pk, uuid, exam_id, state, req, ready, used in rows
+        LiveVM(
+            pk, uuid, exam_id, state, to_ms(req), to_ms(ready) if ready else to_ms(req) + interval_ms, used is not None, ref
+        )
+        for pk, uuid, exam_id, state, req, ready, used, ref in rows
     ]
     if include_lost:
         # A lost start may still be in the provider's queue: plan around it.
@@ -78,7 +89,7 @@ def vms_alive(*, now_ms: int, interval_ms: int, include_lost: bool = True) -> li
         for pk, exam_id, req, ready in VM.objects.filter(state=VMState.LOST, ready_at__gt=horizon).values_list(
             "id", "exam_id", "requested_at", "ready_at"
         ):
-            out.append(LiveVM(pk, None, exam_id, VMState.LOST, to_ms(req), to_ms(ready), True))
+            out.append(LiveVM(pk, None, exam_id, VMState.LOST, to_ms(req), to_ms(ready), True, exam_id))
     return out
 
 
@@ -86,11 +97,18 @@ def lost_vm_count() -> int:
     return VM.objects.filter(state=VMState.LOST).count()
 
 
-def vm_list(*, exam_id: int | None = None, state: str | None = None) -> QuerySet[VM]:
+def vm_list(*, now: datetime, exam: int | None = None, state: str | None = None) -> QuerySet[VM]:
+    """VMs in request order; ``exam`` matches the exam a VM is bound to (or
+    was, if that exam was deleted); ``state`` is the state as of ``now``
+    (a waiting VM whose ready time has passed is ready)."""
     qs = VM.objects.all()
-    if exam_id is not None:
-        qs = qs.filter(Q(exam_id=exam_id) | Q(exam__isnull=True, exam_ref=exam_id))
-    if state is not None:
+    if exam is not None:
+        qs = qs.filter(Q(exam_id=exam) | Q(exam__isnull=True, exam_ref=exam))
+    if state == VMState.READY:
+        qs = qs.filter(Q(state=VMState.READY) | Q(state=VMState.WAITING, ready_at__lte=now))
+    elif state == VMState.WAITING:
+        qs = qs.filter(state=VMState.WAITING, ready_at__gt=now)
+    elif state is not None:
         qs = qs.filter(state=state)
     return qs.order_by("requested_at", "id")
 
@@ -123,7 +141,7 @@ def current_plan(*, now: datetime, config: PlannerConfig | None = None) -> Plan:
     now_ms = to_ms(now)
     vms = vms_alive(now_ms=now_ms, interval_ms=config.allocation_interval_ms)
     return plan(
-        exams=exams_for_planning(), vms=[v.as_planner_input() for v in vms], now_ms=now_ms, config=config
+        exams=exams_for_planning(now=now), vms=[v.as_planner_input() for v in vms], now_ms=now_ms, config=config
     )
 
 
@@ -139,10 +157,10 @@ def exam_plan_summary(*, exam: Exam, now: datetime, plan_: Plan | None = None, m
     ep = plan_.exam(exam.id)
     counts = exam_vm_counts(exam_ids=[exam.id], now=now).get(exam.id, {})
     start_ms, end_ms = to_ms(exam.start), to_ms(exam.end)
-    alive = list(
-        VM.objects.filter(exam_id=exam.id, state__in=[VMState.WAITING, VMState.READY]).values_list("ready_at", flat=True)
+    alive = VM.objects.filter(state__in=[VMState.WAITING, VMState.READY], ready_at__isnull=False).values_list(
+        "id", "exam_id", "ready_at"
     )
-    planned = timeline(plan_, exam.id, ready_ms_of_vms=[to_ms(r) for r in alive if r is not None])
+    planned = timeline(plan_, exam.id, vms=[(pk, exam_id, to_ms(ready)) for pk, exam_id, ready in alive])
     actual = _actual_timeline(exam_id=exam.id, until=now)
     first_requested = counts.get("first_requested")
     requesting_starts = ep.requesting_starts_ms if ep else None
@@ -192,6 +210,31 @@ def exam_plan_summary(*, exam: Exam, now: datetime, plan_: Plan | None = None, m
             "actual": [{"t": _iso(t), "ready": n} for t, n in _thin(actual, max_points)],
         },
     }
+
+
+def exams_overview(*, exam_ids: list[int], now: datetime, plan_: Plan | None = None) -> dict[int, dict]:
+    """The admin list's columns for many exams: one plan, one aggregate."""
+    if plan_ is None:
+        plan_ = current_plan(now=now)
+    counts = exam_vm_counts(exam_ids=exam_ids, now=now)
+    out = {}
+    for exam_id in exam_ids:
+        ep = plan_.exam(exam_id)
+        c = counts.get(exam_id, {})
+        requesting = ep.requesting_starts_ms if ep else None
+        if c.get("first_requested") is not None:
+            fr = to_ms(c["first_requested"])
+            requesting = fr if requesting is None else min(requesting, fr)
+        out[exam_id] = {
+            "requested": c.get("requested", 0),
+            "ready": c.get("ready", 0),
+            "stopped": c.get("stopped", 0),
+            "requesting_starts_at": None if requesting is None else from_ms(requesting),
+            "expected_ready_at_start": ep.expected_ready_at_start if ep else None,
+            "shortfall": ep.shortfall if ep else None,
+            "started": ep.started if ep else None,
+        }
+    return out
 
 
 def _actual_timeline(*, exam_id: int, until: datetime) -> list[tuple[int, int]]:

@@ -518,7 +518,7 @@ def make_scenario(
             diff -= step
     change_list = []
     next_id = n_exams + 1
-    alive = {e["id"]: e for e in exams}
+    alive = {e["id"]: dict(e) for e in exams}  # the state as changes apply, not the initial exams
     for _ in range(changes):
         kind = rng.choice(["more", "fewer", "move", "delete", "create"])
         target = rng.choice(sorted(alive)) if alive else None

@@ -1,3 +1,9 @@
 from django.urls import path
 
-urlpatterns: list = []
+from vms import views
+
+# No trailing slashes, like the rest of the API.
+urlpatterns = [
+    path("exams/<int:pk>/plan", views.ExamPlanView.as_view(), name="exam-plan"),
+    path("vms", views.VMListView.as_view(), name="vm-list"),
+]

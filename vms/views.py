@@ -1,3 +1,44 @@
-from django.shortcuts import render
+"""Operators' read-only view of VM provisioning (staff only)."""
 
-# Create your views here.
+from __future__ import annotations
+
+from django.utils import timezone
+from rest_framework import generics
+from rest_framework.permissions import IsAdminUser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from exams.selectors import exam_get
+from vms.selectors import exam_plan_summary, vm_list
+from vms.serializers import VMListQuerySerializer, VMSerializer
+
+
+class ExamPlanView(APIView):
+    """GET /exams/<id>/plan: students, VM counts, when requesting starts, the
+    expected ready count at the start and shortfall, and the planned and
+    actual ready-VM timelines."""
+
+    permission_classes = [IsAdminUser]
+
+    def get(self, request, pk: int):
+        exam = exam_get(exam_id=pk)
+        return Response(exam_plan_summary(exam=exam, now=timezone.now()))
+
+
+class VMListView(generics.ListAPIView):
+    """GET /vms?exam=<id>&state=<state>: VMs in request order."""
+
+    permission_classes = [IsAdminUser]
+    serializer_class = VMSerializer
+
+    def get_queryset(self):
+        query = VMListQuerySerializer(data=self.request.query_params)
+        query.is_valid(raise_exception=True)
+        return vm_list(now=self._now, **query.validated_data)
+
+    def list(self, request, *args, **kwargs):
+        self._now = timezone.now()
+        return super().list(request, *args, **kwargs)
+
+    def get_serializer_context(self):
+        return {**super().get_serializer_context(), "now": getattr(self, "_now", None)}

@@ -19,6 +19,7 @@ from vms.planner import (
     STOP_PENDING,
     STOP_RELEASE,
     STOP_SURPLUS,
+    Assign,
     ExamIn,
     PlannerConfig,
     VmIn,
@@ -183,17 +184,54 @@ def test_late_vms_never_take_a_slot_an_on_time_vm_needs():
 
 def test_existing_ready_and_queued_vms_count_and_the_queue_delays_new_slots():
     now = T0 + 60 * MIN
-    vms = [ready_vm(1, 1, 50 * MIN), ready_vm(2, 1, 55 * MIN), queued_vm(3, 1, 59 * MIN, 61 * MIN)]
-    # another exam's VM waits behind: the allocator is busy until 67:00
-    vms.append(queued_vm(4, 2, 60 * MIN, 67 * MIN))
-    exams = [exam(1, 70 * MIN, 5), exam(2, 3 * H, 1)]
+    vms = [
+        ready_vm(1, 1, 50 * MIN),
+        ready_vm(2, 1, 55 * MIN),
+        queued_vm(3, 1, 59 * MIN + 58 * S, 60 * MIN + 4 * S),  # allocating
+        queued_vm(4, 2, 60 * MIN, 60 * MIN + 10 * S),  # waiting behind it
+    ]
+    # exam 1 needs 13 by 61:00: it has 3, and from 60:10 only 8 slots fit
+    exams = [exam(1, 61 * MIN, 13), exam(2, 75 * MIN, 1)]
     p = plan(exams=exams, vms=vms, now_ms=now, config=CFG)
-    assert p.allocator_free_ms == T0 + 67 * MIN
+    assert p.allocator_free_ms == T0 + 60 * MIN + 10 * S
     ep = p.exam(1)
-    assert ep.expected_ready_at_start == 5 and ep.new_on_time == 2
-    run = next(r for r in p.runs if r.exam_id == 1)
-    assert run.end_ms == T0 + 70 * MIN and run.count == 2
+    run = p.runs[0]
+    # as late as possible: the 8 slots end at the start, 2 s after the queue empties
+    assert (run.exam_id, run.slot_start_ms, run.count) == (1, T0 + 61 * MIN - 8 * I, 8)
+    assert not run.early_first
+    # earliest exam first: exam 2's fresh VM (ready at 60:10) goes to exam 1,
+    # exam 2 gets a new one in good time for 75:00
+    assert p.assigns == (Assign(vm_id=4, exam_id=1),)
+    assert (ep.expected_ready_at_start, ep.new_on_time, ep.shortfall) == (12, 8, 1)
+    assert (p.exam(2).expected_ready_at_start, p.exam(2).new_on_time) == (1, 1)
     assert p.stops == ()
+
+
+def test_stopping_a_queued_vm_moves_the_ones_behind_it_forward():
+    now = T0 + 60 * MIN
+    vms = [
+        # a stop of the VM being allocated is pending: it frees the allocator
+        VmIn(id=1, exam_id=None, requested_ms=T0 + 59 * MIN + 58 * S, ready_ms=T0 + 60 * MIN + 4 * S, stopping=True),
+        queued_vm(2, 2, 59 * MIN + 59 * S, 60 * MIN + 10 * S),  # waiting behind it, for exam 2
+    ]
+    p = plan(exams=[exam(2, 60 * MIN + 7 * S, 1)], vms=vms, now_ms=now, config=CFG)
+    # exam 2's VM starts allocating at the stop (now): ready at 60:06, in time for 60:07
+    assert [s.vm_id for s in p.stops] == [1]
+    assert p.exam(2).expected_ready_at_start == 1 and p.exam(2).shortfall == 0
+    assert p.allocator_free_ms == now + I
+
+
+def test_a_deleted_exams_allocating_vm_is_rebound_where_it_is_on_time():
+    now = T0 + 60 * MIN
+    vms = [
+        queued_vm(1, 1, 59 * MIN + 58 * S, 60 * MIN + 4 * S),  # allocating, exam 1 (deleted)
+        queued_vm(2, 1, 59 * MIN + 59 * S, 60 * MIN + 10 * S),  # waiting, exam 1 (deleted)
+        queued_vm(3, 2, 60 * MIN, 60 * MIN + 16 * S),  # waiting, exam 2: too late for 60:07
+    ]
+    p = plan(exams=[exam(2, 60 * MIN + 7 * S, 1, end=60 * MIN + 10 * S)], vms=vms, now_ms=now, config=CFG)
+    assert p.assigns == (Assign(vm_id=1, exam_id=2),)
+    assert [s.vm_id for s in p.stops] == [2, 3]  # waiting ones, next in line first
+    assert p.exam(2).expected_ready_at_start == 1
 
 
 def test_fewer_students_stops_the_surplus_waiting_vms_first():
@@ -201,10 +239,10 @@ def test_fewer_students_stops_the_surplus_waiting_vms_first():
     vms = [
         ready_vm(1, 1, 50 * MIN),
         ready_vm(2, 1, 55 * MIN),
-        queued_vm(3, 1, 59 * MIN, 61 * MIN),  # allocating
-        queued_vm(4, 1, 60 * MIN, 67 * MIN),  # waiting
+        queued_vm(3, 1, 59 * MIN + 58 * S, 60 * MIN + 4 * S),  # allocating
+        queued_vm(4, 1, 60 * MIN, 60 * MIN + 10 * S),  # waiting
     ]
-    p = plan(exams=[exam(1, 90 * MIN, 1)], vms=vms, now_ms=now, config=CFG)
+    p = plan(exams=[exam(1, 65 * MIN, 1)], vms=vms, now_ms=now, config=CFG)
     assert [s.vm_id for s in p.stops] == [4, 3, 2]
     assert {s.reason for s in p.stops} == {STOP_SURPLUS}
     assert p.exam(1).expected_ready_at_start == 1
@@ -214,10 +252,11 @@ def test_fewer_students_stops_the_surplus_waiting_vms_first():
 def test_more_students_adds_a_run_behind_the_queue():
     now = T0 + 60 * MIN
     vms = [ready_vm(i, 1, 50 * MIN + i * I) for i in range(10)]
-    exams = [exam(1, 2 * H, 15)]
+    exams = [exam(1, 70 * MIN, 15)]
     p = plan(exams=exams, vms=vms, now_ms=now, config=CFG)
     assert p.exam(1).new_on_time == 5
-    assert p.runs[0].end_ms == T0 + 2 * H
+    assert p.runs[0].end_ms == T0 + 70 * MIN
+    assert p.stops == ()
     assert p.exam(1).expected_ready_at_start == 15
 
 
@@ -238,20 +277,36 @@ def test_used_vms_of_a_deleted_exam_are_stopped_never_rebound():
     assert p.exam(2).new_on_time == 1
 
 
-def test_a_shrunk_exams_fresh_vms_are_rebound_to_an_exam_that_needs_more():
-    # exam 1 (12:00) shrinks from 100 to 60; exam 2 (12:10) needs 100 and has none:
-    # rather than stop 40 and allocate 40, re-bind them (no start, no stop, no slot)
+def _shrunk_exam_a(now):
+    """Exam A (12:00, 100 students) mid-way through its run at 11:55: 50 VMs
+    ready, one allocating; it shrinks to 20, leaving 31 fresh VMs spare."""
+    vms = [ready_vm(i, 1, 11 * H + 50 * MIN + (i + 1) * I) for i in range(50)]
+    vms.append(queued_vm(50, 1, 11 * H + 54 * MIN + 58 * S, 11 * H + 55 * MIN + 4 * S))
+    return vms
+
+
+def test_a_shrunk_exams_fresh_vms_are_rebound_to_an_exam_that_cannot_make_it_otherwise():
     now = T0 + 11 * H + 55 * MIN
-    vms = [ready_vm(i, 1, 11 * H + 45 * MIN + (i % 50) * S) for i in range(100)]
-    exams = [exam(1, 12 * H, 60), exam(2, 12 * H + 10 * MIN, 100)]
-    p = plan(exams=exams, vms=vms, now_ms=now, config=CFG)
-    assert len(p.assigns) == 40
-    assert {a.exam_id for a in p.assigns} == {2}
-    assert p.stops == ()
-    assert p.exam(2).rebound_in == 40
-    assert p.exam(2).new_on_time == 60
-    assert p.exam(2).expected_ready_at_start == 100
-    assert p.exam(1).expected_ready_at_start == 60
+    # exam B (12:10) needs 200: only 149 slots are left before it
+    exams = [exam(1, 12 * H, 20), exam(2, 12 * H + 10 * MIN, 200)]
+    p = plan(exams=exams, vms=_shrunk_exam_a(now), now_ms=now, config=CFG)
+    assert len(p.assigns) == 31 and {a.exam_id for a in p.assigns} == {2}
+    assert p.stops == ()  # nothing is stopped: every spare VM has a use
+    assert (p.exam(2).rebound_in, p.exam(2).new_on_time) == (31, 149)
+    assert (p.exam(2).expected_ready_at_start, p.exam(2).shortfall) == (180, 20)
+    assert p.exam(1).expected_ready_at_start == 20
+
+
+def test_a_shrunk_exams_fresh_vm_is_rebound_only_where_it_saves_an_allocation():
+    now = T0 + 11 * H + 55 * MIN
+    # exam B (12:15) needs 200: 199 slots are left; one spare VM makes it, and
+    # the allocating one waits less for B than a new VM would: it is re-bound.
+    # The 30 ready since before 11:55 would idle longer than new VMs: stopped.
+    exams = [exam(1, 12 * H, 20), exam(2, 12 * H + 15 * MIN, 200)]
+    p = plan(exams=exams, vms=_shrunk_exam_a(now), now_ms=now, config=CFG)
+    assert p.assigns == (Assign(vm_id=50, exam_id=2),)
+    assert len(p.stops) == 30 and {s.reason for s in p.stops} == {STOP_SURPLUS}
+    assert (p.exam(2).expected_ready_at_start, p.exam(2).new_on_time) == (200, 199)
 
 
 def test_surplus_vms_are_not_parked_for_days_just_to_save_an_allocation():
@@ -268,8 +323,8 @@ def test_an_earlier_exam_short_of_time_takes_a_later_exams_fresh_vms():
     # exam 2 (14:00) has 50 ready VMs; exam 1 is created at 12:55 for 13:00
     # with 80 students: 50 fit in 5 minutes, 30 come from exam 2 (earliest first)
     now = T0 + 12 * H + 55 * MIN
-    vms = [ready_vm(i, 2, 12 * H + i * S) for i in range(50)]
-    exams = [exam(1, 13 * H, 80), exam(2, 14 * H, 50)]
+    vms = [ready_vm(i, 2, 12 * H + 50 * MIN + i * S) for i in range(50)]
+    exams = [exam(1, 13 * H, 80), exam(2, 13 * H + 10 * MIN, 50)]
     p = plan(exams=exams, vms=vms, now_ms=now, config=CFG)
     assert p.exam(1).expected_ready_at_start == 80
     assert sum(1 for a in p.assigns if a.exam_id == 1) == 30
@@ -376,11 +431,11 @@ def test_plan_size_grows_with_exams_not_students():
 
 def test_dense_days_reach_back_across_every_future_exam():
     # dozens of 2,500-student exams a day: allocation reaches back days
-    exams = [exam(i, 3 * 24 * H + (i % 24) * 30 * MIN, 2500) for i in range(1, 25)]
+    exams = [exam(i, 5 * 24 * H + 8 * H + (i % 24) * 20 * MIN, 2500) for i in range(1, 25)]
     p = plan(exams=exams, vms=[], now_ms=T0, config=CFG)
     assert all(e.shortfall == 0 for e in p.exams)
     first = min(r.slot_start_ms for r in p.runs)
-    assert first < T0 + 2 * 24 * H  # 24 x 2,500 x 6 s = 100 h of allocation
+    assert first < T0 + 2 * 24 * H  # 24 x 2,500 x 6 s = 100 h of allocation before day 5
     assert sum(r.count for r in p.runs) == 60_000
     starts = sorted((r.slot_start_ms, r.end_ms) for r in p.runs)
     assert all(e1 == s2 for (_s1, e1), (s2, _e2) in zip(starts, starts[1:]))  # one dense block
@@ -388,12 +443,12 @@ def test_dense_days_reach_back_across_every_future_exam():
 
 def test_timeline_steps_from_existing_vms_through_the_runs():
     now = T0 + 60 * MIN
-    vms = [ready_vm(1, 1, 50 * MIN), queued_vm(2, 1, 59 * MIN, 61 * MIN)]
-    p = plan(exams=[exam(1, 2 * H, 12)], vms=vms, now_ms=now, config=CFG)
-    points = timeline(p, 1, ready_ms_of_vms=[T0 + 50 * MIN, T0 + 61 * MIN])
+    vms = [ready_vm(1, 1, 50 * MIN), queued_vm(2, 1, 59 * MIN + 58 * S, 60 * MIN + 4 * S)]
+    p = plan(exams=[exam(1, 70 * MIN, 12)], vms=vms, now_ms=now, config=CFG)
+    points = timeline(p, 1, vms=[(v.id, v.exam_id, v.ready_ms) for v in vms])
     assert points[0] == (now, 1)
-    assert points[1] == (T0 + 61 * MIN, 2)
-    assert points[-1] == (T0 + 2 * H, 12)
+    assert points[1] == (T0 + 60 * MIN + 4 * S, 2)
+    assert points[-1] == (T0 + 70 * MIN, 12)
     assert [n for _t, n in points] == sorted(n for _t, n in points)
 
 

@@ -1,0 +1,156 @@
+"""GET /exams/<id>/plan and GET /vms, and the admin pages built on them."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from exams.models import Exam
+from tests.factories import fast_passwords  # noqa: F401 (autouse fixture)
+from vms.models import VM, VMState
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def now():
+    return timezone.now().replace(microsecond=0)
+
+
+def vm(exam, state, *, ready_in_s: float, requested_s_ago: float = 60, **fields):
+    now = timezone.now()
+    return VM.objects.create(
+        exam=exam,
+        exam_ref=exam.id if exam else fields.pop("exam_ref", None),
+        state=state,
+        uuid=fields.pop("uuid", None),
+        requested_at=now - timedelta(seconds=requested_s_ago),
+        ready_at=now + timedelta(seconds=ready_in_s),
+        **fields,
+    )
+
+
+def test_plan_of_a_future_exam(staff_api, now):
+    exam = Exam.objects.create(name="Maths", start=now + timedelta(minutes=15), end=now + timedelta(hours=1), students=100)
+    vm(exam, VMState.WAITING, ready_in_s=-30, uuid="a")  # ready by now
+    vm(exam, VMState.WAITING, ready_in_s=3, uuid="b")  # allocating
+    response = staff_api.get(f"/exams/{exam.id}/plan")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["students"] == 100
+    assert body["vms"] == {"requested": 2, "ready": 1, "stopped": 0}
+    assert body["expected_ready_at_start"] == 100 and body["shortfall"] == 0 and not body["at_risk"]
+    assert body["planned_requests"] == 98
+    run = body["runs"][0]
+    assert run["count"] == 98 and run["last_ready_at"] == exam.start.isoformat().replace("+00:00", ".000Z")
+    assert body["requesting_starts_at"] <= run["first_request_at"]  # it began with the existing VMs
+    planned = body["timeline"]["planned"]
+    assert planned[0]["ready"] == 1 and planned[-1]["ready"] == 100
+    assert [p["t"] for p in planned] == sorted(p["t"] for p in planned)
+    assert body["timeline"]["actual"][-1]["ready"] == 1
+
+
+def test_plan_shows_the_shortfall_of_an_exam_at_risk(staff_api, now):
+    exam = Exam.objects.create(name="Soon", start=now + timedelta(minutes=10), end=now + timedelta(hours=1), students=500)
+    body = staff_api.get(f"/exams/{exam.id}/plan").json()
+    assert body["at_risk"] and 0 < body["expected_ready_at_start"] <= 100
+    assert body["shortfall"] == 500 - body["expected_ready_at_start"]
+    assert body["late_planned"] > 0
+
+
+def test_plan_of_a_started_exam_counts_what_was_ready_at_its_start(staff_api, now):
+    exam = Exam.objects.create(name="Running", start=now - timedelta(minutes=5), end=now + timedelta(hours=1), students=3)
+    vm(exam, VMState.READY, ready_in_s=-600, uuid="x", used_at=now)
+    vm(exam, VMState.READY, ready_in_s=-60, uuid="y", used_at=now)  # came late
+    body = staff_api.get(f"/exams/{exam.id}/plan").json()
+    assert body["started"] and body["expected_ready_at_start"] == 1 and body["shortfall"] == 2
+
+
+def test_plan_is_for_staff_only_and_404s_for_unknown_exams(api, anon_api, staff_api, now):
+    exam = Exam.objects.create(name="Maths", start=now + timedelta(hours=2), end=now + timedelta(hours=3), students=1)
+    assert anon_api.get(f"/exams/{exam.id}/plan").status_code == 401
+    assert api.get(f"/exams/{exam.id}/plan").status_code == 403
+    missing = staff_api.get("/exams/999999/plan")
+    assert missing.status_code == 404 and "id" in missing.json()
+
+
+def test_vms_list_filters_by_exam_and_state(staff_api, now):
+    a = Exam.objects.create(name="A", start=now + timedelta(hours=2), end=now + timedelta(hours=3), students=5)
+    b = Exam.objects.create(name="B", start=now + timedelta(hours=2), end=now + timedelta(hours=3), students=5)
+    vm(a, VMState.WAITING, ready_in_s=-10, uuid="a1")  # ready by now
+    vm(a, VMState.WAITING, ready_in_s=30, uuid="a2")
+    vm(b, VMState.STOPPED, ready_in_s=-100, uuid="b1", stopped_at=now)
+    everything = staff_api.get("/vms").json()
+    assert everything["count"] == 3
+    assert {v["uuid"]: v["state"] for v in everything["results"]} == {"a1": "ready", "a2": "waiting", "b1": "stopped"}
+    only_a = staff_api.get(f"/vms?exam={a.id}").json()
+    assert [v["uuid"] for v in only_a["results"]] == ["a1", "a2"]
+    ready = staff_api.get("/vms?state=ready").json()
+    assert [v["uuid"] for v in ready["results"]] == ["a1"]
+    waiting = staff_api.get(f"/vms?exam={a.id}&state=waiting").json()
+    assert [v["uuid"] for v in waiting["results"]] == ["a2"]
+
+
+def test_vms_of_a_deleted_exam_stay_listed_under_its_id(staff_api, now):
+    exam = Exam.objects.create(name="Gone", start=now + timedelta(hours=2), end=now + timedelta(hours=3), students=5)
+    exam_id = exam.id
+    vm(exam, VMState.STOPPED, ready_in_s=-10, uuid="g1", stopped_at=now)
+    exam.delete()
+    body = staff_api.get(f"/vms?exam={exam_id}").json()
+    assert [(v["uuid"], v["exam"], v["exam_ref"]) for v in body["results"]] == [("g1", None, exam_id)]
+
+
+@pytest.mark.parametrize("query, field", [("state=sleeping", "state"), ("exam=abc", "exam"), ("exam=0", "exam")])
+def test_vms_list_rejects_bad_filters_naming_them(staff_api, query, field):
+    response = staff_api.get(f"/vms?{query}")
+    assert response.status_code == 400
+    assert field in response.json()
+
+
+def test_vms_list_is_for_staff_only(api, anon_api):
+    assert anon_api.get("/vms").status_code == 401
+    assert api.get("/vms").status_code == 403
+
+
+# --- admin --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def admin_client(client, django_user_model):
+    user = django_user_model.objects.create_superuser("root", "root@example.com", "pw-root-123")
+    client.force_login(user)
+    return client
+
+
+def test_exam_admin_lists_vm_columns_and_warns_about_a_shortfall(admin_client, now):
+    Exam.objects.create(name="Fine", start=now + timedelta(hours=5), end=now + timedelta(hours=6), students=10)
+    Exam.objects.create(name="Tight", start=now + timedelta(minutes=5), end=now + timedelta(hours=1), students=400)
+    page = admin_client.get("/admin/exams/exam/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    for heading in ("vms requested", "vms ready", "vms stopped", "requesting starts", "ready at start"):
+        assert heading in html.lower()
+    assert "short by" in html and "color:#ba2121" in html
+
+
+def test_exam_admin_change_page_draws_the_plan_chart(admin_client, now):
+    exam = Exam.objects.create(name="Chart", start=now + timedelta(hours=1), end=now + timedelta(hours=2), students=50)
+    vm(exam, VMState.WAITING, ready_in_s=-5, uuid="c1")
+    page = admin_client.get(f"/admin/exams/exam/{exam.id}/change/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "<svg" in html and "planned ready" in html and "actual ready" in html and "<polyline" in html
+    assert ">start<" in html and ">end<" in html
+
+
+def test_vm_and_call_admins_are_read_only_lists(admin_client, now):
+    exam = Exam.objects.create(name="A", start=now + timedelta(hours=1), end=now + timedelta(hours=2), students=1)
+    record = vm(exam, VMState.LOST, ready_in_s=5)
+    page = admin_client.get("/admin/vms/vm/")
+    assert page.status_code == 200 and "lost (start outcome unknown)" in page.content.decode()
+    assert admin_client.get("/admin/vms/vm/add/").status_code == 403
+    assert admin_client.get(f"/admin/vms/vm/{record.id}/delete/").status_code == 403
+    assert admin_client.get("/admin/vms/vm/?state=lost").status_code == 200
+    assert admin_client.get("/admin/vms/providercall/").status_code == 200

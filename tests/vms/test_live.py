@@ -1,0 +1,222 @@
+"""The live side: wake-ups on exam changes, the django-q2 task, the commands."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+from django.core.management import call_command
+from django.db import connection, connections
+from django.utils import timezone
+
+from exams.models import Exam
+from vms import signals
+from vms.clock import SystemClock
+from vms.models import VM, ProviderCall
+from vms.providers import FakeProvider, reset_default_provider
+from vms.scheduler import SchedulerLock
+
+
+@pytest.fixture
+def default_fake(settings):
+    settings.VM_PROVIDER_URL = ""
+    reset_default_provider()
+    yield
+    reset_default_provider()
+
+
+def wait_until(predicate, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()
+
+
+@pytest.mark.django_db
+def test_exam_changed_wakes_the_scheduler_only_after_commit(django_capture_on_commit_callbacks):
+    before = signals.generation()
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        signals.exam_changed(exam_id=1)
+        assert signals.generation() == before  # not before the commit
+    for callback in callbacks:
+        callback()
+    assert signals.generation() == before + 1
+
+
+def test_wait_for_change_returns_as_soon_as_something_changes():
+    seen = signals.generation()
+    threading.Timer(0.05, signals.wake_local).start()
+    t0 = time.monotonic()
+    assert signals.wait_for_change(seen, timeout=10) != seen
+    assert time.monotonic() - t0 < 5
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_live_loop_sleeps_until_an_exam_appears_then_acts_at_once(default_fake):
+    from exams.services import exam_create
+    from vms.scheduler import live_scheduler
+
+    stop = threading.Event()
+    clock = SystemClock()
+    provider = FakeProvider(clock=clock)
+    holder = {}
+
+    def run():
+        try:
+            scheduler = live_scheduler(clock=clock, provider=provider)
+            holder["scheduler"] = scheduler
+            try:
+                scheduler.run_forever(stop_event=stop, max_sleep_s=30)
+            finally:
+                scheduler.close()
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        assert wait_until(lambda: "scheduler" in holder and holder["scheduler"].stats.passes >= 1)
+        passes = holder["scheduler"].stats.passes
+        # nothing is due: the loop sleeps (up to 30 s) ... until an exam is written
+        exam_create(name="Now", start=timezone.now() + timedelta(seconds=4), end=timezone.now() + timedelta(hours=1), students=1)
+        assert wait_until(lambda: VM.objects.filter(state="waiting").exists(), timeout=5)
+        assert holder["scheduler"].stats.passes <= passes + 3
+    finally:
+        stop.set()
+        signals.wake_local()
+        thread.join(10)
+    assert not thread.is_alive()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_notify_from_another_process_wakes_the_listener():
+    stop = threading.Event()
+    listener = signals.Listener(stop, poll_seconds=0.05)
+    listener.start()
+    try:
+        assert listener.listening.wait(5)
+        seen = signals.generation()
+        with connection.cursor() as cursor:  # as another process would, after its commit
+            cursor.execute("SELECT pg_notify(%s, %s)", [signals.CHANNEL, "7"])
+        assert wait_until(lambda: signals.generation() != seen, timeout=5)
+    finally:
+        stop.set()
+        listener.join(5)
+
+
+# --- django-q2 ------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_ensure_schedule_is_idempotent():
+    from django_q.models import Schedule
+
+    from vms.tasks import SCHEDULE_NAME, TASK, ensure_schedule
+
+    assert ensure_schedule() is True
+    assert ensure_schedule() is False
+    schedule = Schedule.objects.get(name=SCHEDULE_NAME)
+    assert (schedule.func, schedule.schedule_type, schedule.minutes) == (TASK, Schedule.MINUTES, 1)
+    Schedule.objects.filter(pk=schedule.pk).update(minutes=5)
+    assert ensure_schedule() is True and Schedule.objects.get(pk=schedule.pk).minutes == 1
+    assert Schedule.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_the_task_runs_the_loop_and_queues_its_successor(default_fake):
+    from django_q.models import OrmQ
+
+    from vms.tasks import schedule_vms_pass
+
+    Exam.objects.create(name="Soon", start=timezone.now() + timedelta(seconds=3), end=timezone.now() + timedelta(hours=1), students=1)
+    summary = schedule_vms_pass(run_seconds=0.3, chain=True)
+    assert summary.startswith("1 starts")
+    assert ProviderCall.objects.filter(endpoint="start", outcome="ok").count() == 1
+    assert OrmQ.objects.count() == 1  # the next run is queued
+
+
+@pytest.mark.django_db
+def test_the_task_does_nothing_while_another_scheduler_holds_the_lock(default_fake):
+    from vms.tasks import schedule_vms_pass
+
+    Exam.objects.create(name="Soon", start=timezone.now() + timedelta(seconds=3), end=timezone.now() + timedelta(hours=1), students=1)
+    other = None
+    holder = SchedulerLock()
+    if connection.vendor == "postgresql":
+        import psycopg2
+
+        s = connection.settings_dict
+        other = psycopg2.connect(dbname=s["NAME"], user=s["USER"], host=s["HOST"], port=s["PORT"] or 5432, password=s["PASSWORD"] or None)
+        other.autocommit = True
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_lock(%s)", [holder.key])
+    else:
+        assert holder.acquire()[0]
+    try:
+        assert "another VM scheduler" in schedule_vms_pass(run_seconds=0.2, chain=True, lock_wait_seconds=0.1)
+        assert not ProviderCall.objects.exists()
+    finally:
+        if other is not None:
+            other.close()
+        holder.release()
+
+
+# --- commands ----------------------------------------------------------------------
+
+
+def test_bench_planner_prints_its_figures():
+    out = io.StringIO()
+    call_command("bench_planner", "--exams", "60", "--repeats", "3", "--json", stdout=out)
+    figures = json.loads(out.getvalue())
+    assert figures["exams"] == 60 and figures["runs"] >= 1 and figures["planned_requests"] > 0
+    assert figures["max_ms"] >= figures["p50_ms"] > 0
+    text = io.StringIO()
+    call_command("bench_planner", "--exams", "10", "--repeats", "2", "--vms", "100", stdout=text)
+    assert "p50" in text.getvalue() and "100 live VMs" in text.getvalue()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_schedule_vms_process_is_woken_by_notify_and_stops_cleanly_on_sigterm():
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from exams.services import exam_create
+
+    s = connection.settings_dict
+    url = f"postgres://{s['USER']}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+    env = {**os.environ, "DATABASE_URL": url, "VM_PROVIDER_URL": "", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "schedule_vms"],
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert "VM scheduler running" in proc.stdout.readline()
+        time.sleep(0.5)  # let it settle into its sleep (nothing is due)
+        t0 = time.monotonic()
+        exam_create(name="Now", start=timezone.now() + timedelta(seconds=3), end=timezone.now() + timedelta(hours=1), students=1)
+        # woken by NOTIFY, not by its 5-second table check
+        assert wait_until(lambda: ProviderCall.objects.filter(endpoint="start", outcome="ok").exists(), timeout=10)
+        assert time.monotonic() - t0 < 4
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "VM scheduler stopped: 1 starts" in out

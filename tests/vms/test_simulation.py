@@ -1,0 +1,270 @@
+"""``schedule_vms --simulate``: scenarios with changes, judged from the call log."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections import Counter, defaultdict
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from exams.models import Exam
+from vms.models import VM, ProviderCall, VMState
+from vms.providers import replay_calls
+from vms.simulation import Progress, ScenarioError, make_scenario, parse_scenario, simulate
+
+pytestmark = pytest.mark.django_db
+
+EXAMPLE = Path("/work/shared/scenarios/example.json")
+EXAMPLE_DATA = {
+    "start": "2026-03-02T00:00:00Z",
+    "exams": [
+        {"id": 1, "name": "Maths", "start": "2026-03-02T08:00:00Z", "end": "2026-03-02T10:00:00Z", "students": 300},
+        {"id": 2, "name": "Physics", "start": "2026-03-02T08:00:00Z", "end": "2026-03-02T09:00:00Z", "students": 120},
+        {"id": 3, "name": "History", "start": "2026-03-02T08:30:00Z", "end": "2026-03-02T09:30:00Z", "students": 200},
+    ],
+    "changes": [
+        {"at": "2026-03-02T03:00:00Z", "action": "update", "exam": {"id": 2, "students": 150}},
+        {
+            "at": "2026-03-02T07:55:00Z",
+            "action": "create",
+            "exam": {"id": 4, "name": "Late", "start": "2026-03-02T08:20:00Z", "end": "2026-03-02T09:00:00Z", "students": 400},
+        },
+    ],
+}
+
+
+def t(iso: str) -> datetime:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00"))
+
+
+def by_id(report) -> dict:
+    return {e["id"]: e for e in report["exams"]}
+
+
+def check_log(report, *, rps: int = 3, interval: float = 6.0) -> dict:
+    """What every simulated report must satisfy, from its call log alone."""
+    calls = report["calls"]
+    assert [c["t"] for c in calls] == sorted(c["t"] for c in calls)
+    assert all(c["t"].endswith("Z") and len(c["t"]) == len("2026-03-02T00:00:00.000Z") for c in calls)
+    # strict replay: refuses any log the provider's rate limit would have refused
+    replay = replay_calls(calls, allocation_interval_s=interval, requests_per_second=rps)
+    assert all(v["stopped_at"] is not None for v in replay.values())  # nothing leaked
+    for e in report["exams"]:
+        assert e["ready_at_start"] <= e["students"]  # never one more
+        assert e["shortfall"] == e["students"] - e["ready_at_start"]
+    starts = Counter(c["vm"] for c in calls if c["endpoint"] == "start" and c["outcome"] == "ok")
+    assert all(n == 1 for n in starts.values())
+    return replay
+
+
+def test_the_example_scenario(tmp_path):
+    report = simulate(parse_scenario(EXAMPLE_DATA))
+    replay = check_log(report)
+    exams = by_id(report)
+    # the update at 03:00 is in force; 1 and 2 are exact
+    assert (exams[1]["ready_at_start"], exams[2]["ready_at_start"]) == (300, 150)
+    # exam 4 appears at 07:55 needing 400 by 08:20 while 1 and 2 take the
+    # allocator until 08:00: 200 fit, earliest deadline first, so exam 3
+    # (08:30) keeps only the 10 minutes after exam 4's deadline
+    assert (exams[4]["ready_at_start"], exams[4]["shortfall"]) == (200, 200)
+    assert (exams[3]["ready_at_start"], exams[3]["shortfall"]) == (100, 100)
+    calls = report["calls"]
+    first_for_4 = min(c["t"] for c in calls if c["exam"] == 4)
+    assert t(first_for_4) >= t("2026-03-02T07:55:00Z")
+    # late students still get a VM before their exam ends
+    ready = defaultdict(list)
+    for c in calls:
+        if c["endpoint"] == "start":
+            ready[c["exam"]].append(replay[c["vm"]]["ready_at"])
+    assert sum(1 for r in ready[4] if r < t("2026-03-02T09:00:00Z")) == 400
+    assert sum(1 for r in ready[3] if r < t("2026-03-02T09:30:00Z")) == 200
+    # VMs go from each end, earliest end first, 3 a second
+    stops = [c for c in calls if c["endpoint"] == "stop"]
+    assert stops[0]["t"] == "2026-03-02T09:00:00.000Z"
+    assert [c["exam"] for c in stops[:150]] == [2] * 150
+    assert report["vm_seconds"] > 0
+
+
+def test_the_example_file_through_the_command(tmp_path):
+    if not EXAMPLE.exists():
+        pytest.skip("shared example scenario not present")
+    out = tmp_path / "report.json"
+    stdout = io.StringIO()
+    call_command("schedule_vms", "--simulate", str(EXAMPLE), "--report", str(out), "--quiet", stdout=stdout)
+    report = json.loads(out.read_text())
+    check_log(report)
+    assert {e["id"]: e["ready_at_start"] for e in report["exams"]} == {1: 300, 2: 150, 3: 100, 4: 200}
+    assert "2 with a shortfall" in stdout.getvalue()
+
+
+def test_a_shrunk_exams_spare_vms_are_rebound_and_logged_as_assign():
+    scenario = parse_scenario(
+        {
+            "start": "2030-01-01T11:00:00Z",
+            "exams": [
+                {"id": 1, "name": "A", "start": "2030-01-01T12:00:00Z", "end": "2030-01-01T13:00:00Z", "students": 100},
+                {"id": 2, "name": "B", "start": "2030-01-01T12:10:00Z", "end": "2030-01-01T13:00:00Z", "students": 10},
+            ],
+            "changes": [
+                {"at": "2030-01-01T11:55:00Z", "action": "update", "exam": {"id": 1, "students": 20}},
+                {"at": "2030-01-01T11:55:00Z", "action": "update", "exam": {"id": 2, "students": 200}},
+            ],
+        }
+    )
+    report = simulate(scenario)
+    check_log(report)
+    assigns = [c for c in report["calls"] if c["endpoint"] == "assign"]
+    assert assigns and {c["exam"] for c in assigns} == {2}
+    assert all(c["t"] == "2030-01-01T11:55:00.000Z" for c in assigns)
+    moved = {c["vm"] for c in assigns}
+    started_for = {c["vm"]: c["exam"] for c in report["calls"] if c["endpoint"] == "start"}
+    assert {started_for[vm] for vm in moved} == {1}  # they were A's VMs
+    exams = by_id(report)
+    assert exams[1]["ready_at_start"] == 20
+    # B can only get 149 new VMs by 12:10: the re-bound ones make up the rest
+    assert exams[2]["ready_at_start"] == 149 + len(assigns)
+
+
+def test_deletes_creates_and_moves_are_applied_at_their_times():
+    scenario = parse_scenario(
+        {
+            "start": "2030-01-01T06:00:00Z",
+            "exams": [
+                {"id": 1, "name": "Kept", "start": "2030-01-01T09:00:00Z", "end": "2030-01-01T10:00:00Z", "students": 120},
+                {"id": 2, "name": "Deleted", "start": "2030-01-01T09:00:00Z", "end": "2030-01-01T10:00:00Z", "students": 80},
+                {"id": 3, "name": "Moved", "start": "2030-01-01T11:00:00Z", "end": "2030-01-01T12:00:00Z", "students": 50},
+            ],
+            "changes": [
+                {"at": "2030-01-01T08:55:00Z", "action": "delete", "exam": {"id": 2}},
+                {"at": "2030-01-01T09:30:00Z", "action": "update", "exam": {"id": 3, "start": "2030-01-01T10:30:00Z"}},
+                {
+                    "at": "2030-01-01T09:40:00Z",
+                    "action": "create",
+                    "exam": {"id": 9, "name": "New", "start": "2030-01-01T10:00:00Z", "end": "2030-01-01T10:45:00Z", "students": 30},
+                },
+            ],
+        }
+    )
+    report = simulate(scenario)
+    check_log(report)
+    exams = by_id(report)
+    assert 2 not in exams
+    assert {i: e["ready_at_start"] for i, e in exams.items()} == {1: 120, 3: 50, 9: 30}
+    calls = report["calls"]
+    deleted_stops = [c["t"] for c in calls if c["endpoint"] == "stop" and c["exam"] == 2]
+    assert deleted_stops and min(deleted_stops) == "2030-01-01T08:55:00.000Z"  # at once
+    assert min(c["t"] for c in calls if c["exam"] == 9) >= "2030-01-01T09:40:00.000Z"
+    assert report["summary"]["simulated_until"] >= "2030-01-01T12:00:00.000Z"
+
+
+def test_the_scenarios_provider_settings_are_used():
+    scenario = parse_scenario(
+        {
+            "start": "2030-01-01T06:00:00Z",
+            "exams": [{"id": 1, "name": "A", "start": "2030-01-01T07:00:00Z", "end": "2030-01-01T08:00:00Z", "students": 10}],
+            "provider": {"allocation_interval_s": 3, "requests_per_second": 2},
+        }
+    )
+    report = simulate(scenario)
+    check_log(report, rps=2, interval=3)
+    first = min(c["t"] for c in report["calls"] if c["endpoint"] == "start")
+    assert first == "2030-01-01T06:59:30.000Z"  # 10 VMs x 3 s before the start
+    assert by_id(report)[1]["ready_at_start"] == 10
+
+
+def test_existing_exams_and_vms_are_left_untouched():
+    now = datetime(2030, 1, 1, tzinfo=timezone.utc)
+    exam = Exam.objects.create(id=1, name="Real", start=now, end=now + timedelta(hours=1), students=7)
+    vm = VM.objects.create(exam=exam, exam_ref=1, uuid="real-vm", state=VMState.READY, requested_at=now, ready_at=now)
+    ProviderCall.objects.create(t=now, endpoint="start", vm=vm, vm_uuid="real-vm", exam_ref=1, outcome="ok")
+    report = simulate(parse_scenario(EXAMPLE_DATA))
+    assert len(report["calls"]) > 1000
+    assert list(Exam.objects.values_list("id", "name", "students")) == [(1, "Real", 7)]
+    assert list(VM.objects.values_list("uuid", "state")) == [("real-vm", VMState.READY)]
+    assert ProviderCall.objects.count() == 1
+
+
+def test_same_scenario_and_seed_give_the_same_report():
+    a = simulate(parse_scenario(EXAMPLE_DATA), seed=3)
+    b = simulate(parse_scenario(EXAMPLE_DATA), seed=3)
+    assert a["calls"] == b["calls"] and a["exams"] == b["exams"]
+
+
+def test_generated_scenario_with_changes_runs_clean():
+    data = make_scenario(6, days=1, vms=1500, changes=4, seed=5)
+    assert sum(e["students"] for e in data["exams"]) == 1500
+    assert make_scenario(6, days=1, vms=1500, changes=4, seed=5) == data  # reproducible
+    report = simulate(parse_scenario(data))
+    check_log(report)
+    assert report["summary"]["never_stopped"] == 0
+
+
+@pytest.mark.parametrize(
+    "mutate, field",
+    [
+        (lambda d: d.pop("start"), "start"),
+        (lambda d: d.update(start="yesterday"), "start"),
+        (lambda d: d["exams"][0].update(end="2026-03-02T07:00:00Z"), "exams[0].end"),
+        (lambda d: d["exams"][1].update(students=-1), "exams[1].students"),
+        (lambda d: d["exams"][1].update(students=100_000), "exams[1].students"),
+        (lambda d: d["exams"][2].update(id=1), "exams[2].id"),
+        (lambda d: d["exams"][2].pop("name"), "exams[2].name"),
+        (lambda d: d["changes"][0].update(action="rename"), "changes[0].action"),
+        (lambda d: d["changes"][0]["exam"].update(id=99), "changes[0].exam.id"),
+        (lambda d: d["changes"][1]["exam"].update(id=1), "changes[1].exam.id"),
+        (lambda d: d["changes"][0].update(at="2026-03-01T00:00:00Z"), "changes[0].at"),
+        (lambda d: d.update(provider={"requests_per_second": 0}), "provider.requests_per_second"),
+        (lambda d: d.update(provider={"allocation_interval_s": "6"}), "provider.allocation_interval_s"),
+        (lambda d: d.update(extra=1), None),
+    ],
+)
+def test_bad_scenarios_are_rejected_naming_the_field(mutate, field):
+    data = json.loads(json.dumps(EXAMPLE_DATA))
+    mutate(data)
+    with pytest.raises(ScenarioError) as excinfo:
+        parse_scenario(data)
+    assert excinfo.value.field == field
+    if field:
+        assert field in excinfo.value.message
+
+
+def test_the_command_reports_a_bad_scenario_clearly(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"start": "2026-03-02T00:00:00Z", "exams": [{"id": 1}]}')
+    with pytest.raises(CommandError, match=r"exams\[0\]\.name: required"):
+        call_command("schedule_vms", "--simulate", str(bad), "--report", str(tmp_path / "r.json"))
+    (tmp_path / "broken.json").write_text("{")
+    with pytest.raises(CommandError, match="not valid JSON"):
+        call_command("schedule_vms", "--simulate", str(tmp_path / "broken.json"), "--report", "-")
+    with pytest.raises(CommandError, match="--report"):
+        call_command("schedule_vms", "--simulate", str(bad))
+
+
+def test_progress_is_one_line_on_a_terminal_and_silent_otherwise():
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    tty = Tty()
+    simulate(parse_scenario(EXAMPLE_DATA), progress=Progress(stream=tty, every_s=0))
+    text = tty.getvalue()
+    assert text.startswith("\rsimulating ") and "starts" in text and text.endswith("\n")
+    assert "\n" not in text[:-1]
+    pipe = io.StringIO()
+    simulate(parse_scenario(EXAMPLE_DATA), progress=Progress(stream=pipe, every_s=0))
+    assert pipe.getvalue() == ""
+
+
+def test_make_scenario_command_writes_a_valid_scenario(tmp_path):
+    out = tmp_path / "s.json"
+    stdout = io.StringIO()
+    call_command("schedule_vms", "--make-scenario", "12", "--days", "2", "--vms", "5000", "--changes", "3", "--out", str(out), stdout=stdout)
+    data = json.loads(out.read_text())
+    scenario = parse_scenario(data)
+    assert len(scenario.exams) == 12 and sum(e.students for e in scenario.exams) == 5000
+    assert len(scenario.changes) == 3
+    assert "12 exams, 5000 students" in stdout.getvalue()

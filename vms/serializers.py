@@ -1,0 +1,50 @@
+"""API shapes of the VM scheduler's records."""
+
+from __future__ import annotations
+
+from django.utils import timezone
+from rest_framework import serializers
+
+from vms.models import VM, VMState
+
+
+def effective_state(vm: VM, now) -> str:
+    """A waiting VM whose allocation has finished (by the provider's FIFO
+    model) is ready: the scheduler does not store every such change."""
+    if vm.state == VMState.WAITING and vm.ready_at is not None and vm.ready_at <= now:
+        return VMState.READY
+    return vm.state
+
+
+class VMSerializer(serializers.ModelSerializer):
+    state = serializers.SerializerMethodField()
+    exam = serializers.IntegerField(source="exam_id", allow_null=True, read_only=True)
+    exam_ref = serializers.IntegerField(read_only=True, help_text="Id of the exam it was last bound to (kept after a delete).")
+
+    class Meta:
+        model = VM
+        fields = [
+            "id",
+            "uuid",
+            "exam",
+            "exam_ref",
+            "state",
+            "requested_at",
+            "ready_at",
+            "used_at",
+            "stop_requested_at",
+            "stopped_at",
+            "error",
+        ]
+        read_only_fields = fields
+
+    def get_state(self, vm: VM) -> str:
+        now = self.context.get("now") or timezone.now()
+        return effective_state(vm, now)
+
+
+class VMListQuerySerializer(serializers.Serializer):
+    """Filters of GET /vms."""
+
+    exam = serializers.IntegerField(required=False, min_value=1)
+    state = serializers.ChoiceField(choices=VMState.values, required=False)
