@@ -63,15 +63,46 @@ def start_stack(*, qpu_workers: bool = True, vm_scheduler: bool = True, task_clu
         stack.threads.append(thread)
         stack.stoppers.append(worker.stop)
     if vm_scheduler:
-        try:
-            from vms.scheduler import start_in_thread
-        except ImportError:
-            start_in_thread = None
-        if start_in_thread is not None:
-            thread, stop = start_in_thread()
-            stack.threads.append(thread)
-            stack.stoppers.append(stop)
+        thread, stop = start_vm_scheduler()
+        stack.threads.append(thread)
+        stack.stoppers.append(stop)
     return stack
+
+
+def start_vm_scheduler() -> tuple[threading.Thread, object]:
+    """The live VM scheduler loop in a thread of this process.
+
+    Only one scheduler acts at a time (advisory lock); a second one waits as a
+    standby. The django-q2 watchdog schedule is installed too: it runs the
+    loop from the task cluster whenever no scheduler holds the lock.
+    """
+    from vms import signals as vm_signals
+    from vms.scheduler import live_scheduler
+    from vms.tasks import ensure_schedule
+
+    stop_event = threading.Event()
+
+    def loop() -> None:
+        vm_signals.Listener(stop_event).start()
+        scheduler = live_scheduler()
+        try:
+            scheduler.run_forever(stop_event=stop_event)
+        finally:
+            scheduler.close()
+            connections.close_all()
+
+    try:
+        ensure_schedule()
+    except Exception:
+        logger.exception("could not install the VM scheduler's django-q2 watchdog schedule")
+    thread = threading.Thread(target=loop, name="vm-scheduler", daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        stop_event.set()
+        vm_signals.wake_local()
+
+    return thread, stop
 
 
 def install_stop_signals(stop_event: threading.Event) -> None:

@@ -118,6 +118,8 @@ def test_serve_runs_jobs_by_priority_over_http_and_stops_on_ctrl_c(service_datab
         r = me.post("/jobs", {"id": "blocker", "priority": 0, "user_id": "u-1", "program_id": "e2e-blocker",
                               "device_type": TYPE, "instructions": [{"op": "h", "q": 0}]})
         assert r.status_code == 201, r.text
+        blocker = _wait_job(me, "blocker", {"running", "done", "failed"}, timeout=5)
+        assert blocker["status"] in {"running", "done"}, blocker
         # While it runs, the operator drains the device: the job finishes, nothing new starts.
         r = op.post(f"/devices/{DEVICE}/drain")
         assert r.status_code == 200, r.text

@@ -92,9 +92,11 @@ class SchedulerLock:
     does not support anyway).
     """
 
-    def __init__(self, key: int = DEFAULT_LOCK_KEY, using: str = "default"):
+    def __init__(self, key: int = DEFAULT_LOCK_KEY, using: str = "default", *, file_lock: bool = True):
         self.key = key
         self.using = using
+        # The simulation's lock guards a private world: no file for it.
+        self.file_lock = file_lock
         self._conn_ident: int | None = None
         self._file = None
         self._held = False
@@ -133,7 +135,7 @@ class SchedulerLock:
             holder = _local_holders.get(ident)
             if holder is not None and holder is not self:
                 return False
-            path = _lock_file_path(conn.settings_dict.get("NAME"), self.key)
+            path = _lock_file_path(conn.settings_dict.get("NAME"), self.key) if self.file_lock else None
             if path is not None and self._file is None:
                 handle = open(path, "a+")
                 try:

@@ -312,7 +312,7 @@ def simulate(
     # Nobody else can see the simulation's uncommitted rows: no table polling.
     config = SchedulerConfig(planner=planner, poll_db_ms=None, promote_every_ms=None)
     # Its own lock key: a live scheduler on the same database must not block it.
-    lock = SchedulerLock(key=(DEFAULT_LOCK_KEY + 1 + os.getpid()) & 0x7FFFFFFFFFFFFFFF)
+    lock = SchedulerLock(key=(DEFAULT_LOCK_KEY + 1 + os.getpid()) & 0x7FFFFFFFFFFFFFFF, file_lock=False)
     progress = progress or Progress(enabled=False)
     wall_start = time.monotonic()
     with transaction.atomic():

@@ -110,11 +110,13 @@ class Command(BaseCommand):
         scheduler = live_scheduler()
         try:
             due = scheduler.run_pass()
+            acted = scheduler.lock.held
         finally:
             scheduler.close()
+        if not acted:
+            self.stdout.write("another VM scheduler holds the lock: nothing done")
+            return
         s = scheduler.stats
-        if not scheduler.lock.held and s.starts == s.stops == 0:
-            pass
         self.stdout.write(
             f"pass done: {s.starts} starts, {s.stops} stops, {s.assigns} assigns, {s.rate_limited} rate-limited, "
             f"{s.errors} errors; next due {from_ms(due).isoformat() if due else 'nothing'}"
