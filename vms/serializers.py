@@ -48,3 +48,49 @@ class VMListQuerySerializer(serializers.Serializer):
 
     exam = serializers.IntegerField(required=False, min_value=1)
     state = serializers.ChoiceField(choices=VMState.values, required=False)
+
+
+# --- GET /exams/<id>/plan (documentation of the response shape) -----------------
+
+
+class _VMCountsSerializer(serializers.Serializer):
+    requested = serializers.IntegerField()
+    ready = serializers.IntegerField()
+    stopped = serializers.IntegerField()
+
+
+class _RunSerializer(serializers.Serializer):
+    first_request_at = serializers.DateTimeField()
+    count = serializers.IntegerField()
+    spacing_s = serializers.FloatField()
+    first_ready_at = serializers.DateTimeField()
+    last_ready_at = serializers.DateTimeField()
+    late = serializers.BooleanField(help_text="Ready only after the start (shortfall), before the end.")
+
+
+class _PointSerializer(serializers.Serializer):
+    t = serializers.DateTimeField()
+    ready = serializers.IntegerField()
+
+
+class _TimelineSerializer(serializers.Serializer):
+    planned = _PointSerializer(many=True)
+    actual = _PointSerializer(many=True)
+
+
+class ExamPlanSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    start = serializers.DateTimeField()
+    end = serializers.DateTimeField()
+    students = serializers.IntegerField()
+    started = serializers.BooleanField()
+    vms = _VMCountsSerializer()
+    requesting_starts_at = serializers.DateTimeField(allow_null=True)
+    expected_ready_at_start = serializers.IntegerField(help_text="After the start: how many were ready at it.")
+    shortfall = serializers.IntegerField()
+    at_risk = serializers.BooleanField()
+    planned_requests = serializers.IntegerField()
+    late_planned = serializers.IntegerField()
+    runs = _RunSerializer(many=True)
+    timeline = _TimelineSerializer()

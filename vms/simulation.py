@@ -332,6 +332,7 @@ def simulate(
                 allocation_interval_s=scenario.allocation_interval_s,
                 requests_per_second=scenario.requests_per_second,
                 until=last,
+                students_at_start=students_at_start(scenario),
             )
             report["summary"].update(
                 {
@@ -396,12 +397,38 @@ def _iso(t: datetime | None) -> str | None:
     return t.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def build_report(*, allocation_interval_s: float, requests_per_second: int, until: datetime) -> dict:
+def students_at_start(scenario: Scenario) -> dict[int, int]:
+    """Per exam, the students in force at its (final) start: a change at the
+    start instant is applied before the pass at that instant, so it counts."""
+    history: dict[int, list[tuple[datetime, dict]]] = {}
+    for e in scenario.exams:
+        history[e.id] = [(scenario.start, {"start": e.start, "students": e.students})]
+    for c in scenario.changes:
+        if c.action == "delete":
+            history.pop(c.exam_id, None)
+            continue
+        state = dict(history[c.exam_id][-1][1]) if c.action == "update" else {}
+        state.update({k: v for k, v in c.fields.items() if k in ("start", "students")})
+        history.setdefault(c.exam_id, []).append((c.at, state))
+    out = {}
+    for exam_id, states in history.items():
+        start = states[-1][1]["start"]
+        in_force = [state for at, state in states if at <= start] or [states[0][1]]
+        out[exam_id] = in_force[-1]["students"]
+    return out
+
+
+def build_report(
+    *, allocation_interval_s: float, requests_per_second: int, until: datetime, students_at_start: dict | None = None
+) -> dict:
     """The report from the call log and the exams table as they are now.
 
     ``ready_at_start`` counts the VMs bound to the exam at its start (start
     call, then any ``assign``) that the provider model, replaying the log, has
-    ready at the start and not yet stopped.
+    ready at the start and not yet stopped. ``students`` is the exam's final
+    count; ``students_at_start`` the one in force at its start (they differ
+    only when students changed after the start), which ``shortfall`` is
+    measured against.
     """
     rows = list(ProviderCall.objects.order_by("t", "id").values_list("t", "endpoint", "vm_uuid", "exam_ref", "outcome"))
     calls = []
@@ -448,6 +475,7 @@ def build_report(*, allocation_interval_s: float, requests_per_second: int, unti
         counts[endpoint] += 1
         if outcome in counts:
             counts[outcome] += 1
+    at_start = {pk: (students_at_start or {}).get(pk, students) for pk, _n, _st, _e, students in exams}
     return {
         "calls": calls,
         "exams": [
@@ -457,8 +485,9 @@ def build_report(*, allocation_interval_s: float, requests_per_second: int, unti
                 "start": _iso(start),
                 "end": _iso(end),
                 "students": students,
+                "students_at_start": at_start[pk],
                 "ready_at_start": ready_at_start[pk],
-                "shortfall": max(0, students - ready_at_start[pk]),
+                "shortfall": max(0, at_start[pk] - ready_at_start[pk]),
             }
             for pk, name, start, end, students in exams
         ],
@@ -472,7 +501,7 @@ def build_report(*, allocation_interval_s: float, requests_per_second: int, unti
             "errors": counts["error"],
             "vms": len(replay),
             "never_stopped": sum(1 for t in replay.values() if t["stopped_at"] is None),
-            "surplus_at_start": sum(max(0, ready_at_start[pk] - s) for pk, _n, _st, _e, s in exams),
+            "surplus_at_start": sum(max(0, ready_at_start[pk] - at_start[pk]) for pk in at_start),
         },
     }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.utils import timezone
+from drf_spectacular.utils import extend_schema
 from rest_framework import generics
 from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
@@ -10,7 +11,7 @@ from rest_framework.views import APIView
 
 from exams.selectors import exam_get
 from vms.selectors import exam_plan_summary, vm_list
-from vms.serializers import VMListQuerySerializer, VMSerializer
+from vms.serializers import ExamPlanSerializer, VMListQuerySerializer, VMSerializer
 
 
 class ExamPlanView(APIView):
@@ -20,6 +21,7 @@ class ExamPlanView(APIView):
 
     permission_classes = [IsAdminUser]
 
+    @extend_schema(responses=ExamPlanSerializer)
     def get(self, request, pk: int):
         exam = exam_get(exam_id=pk)
         return Response(exam_plan_summary(exam=exam, now=timezone.now()))
@@ -30,6 +32,10 @@ class VMListView(generics.ListAPIView):
 
     permission_classes = [IsAdminUser]
     serializer_class = VMSerializer
+
+    @extend_schema(parameters=[VMListQuerySerializer])
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
 
     def get_queryset(self):
         query = VMListQuerySerializer(data=self.request.query_params)

@@ -54,8 +54,8 @@ def check_log(report, *, rps: int = 3, interval: float = 6.0) -> dict:
     replay = replay_calls(calls, allocation_interval_s=interval, requests_per_second=rps)
     assert all(v["stopped_at"] is not None for v in replay.values())  # nothing leaked
     for e in report["exams"]:
-        assert e["ready_at_start"] <= e["students"]  # never one more
-        assert e["shortfall"] == e["students"] - e["ready_at_start"]
+        assert e["ready_at_start"] <= e["students_at_start"]  # never one more
+        assert e["shortfall"] == e["students_at_start"] - e["ready_at_start"]
     starts = Counter(c["vm"] for c in calls if c["endpoint"] == "start" and c["outcome"] == "ok")
     assert all(n == 1 for n in starts.values())
     return replay
@@ -159,6 +159,48 @@ def test_deletes_creates_and_moves_are_applied_at_their_times():
     assert deleted_stops and min(deleted_stops) == "2030-01-01T08:55:00.000Z"  # at once
     assert min(c["t"] for c in calls if c["exam"] == 9) >= "2030-01-01T09:40:00.000Z"
     assert report["summary"]["simulated_until"] >= "2030-01-01T12:00:00.000Z"
+
+
+def test_changes_while_exams_run():
+    scenario = parse_scenario(
+        {
+            "start": "2030-01-01T08:00:00Z",
+            "exams": [
+                {"id": 1, "name": "Running already", "start": "2030-01-01T07:50:00Z", "end": "2030-01-01T09:00:00Z", "students": 30},
+                {"id": 2, "name": "Empty, then not", "start": "2030-01-01T09:00:00Z", "end": "2030-01-01T10:00:00Z", "students": 0},
+                {"id": 3, "name": "Cut short", "start": "2030-01-01T08:30:00Z", "end": "2030-01-01T10:00:00Z", "students": 40},
+                {"id": 4, "name": "Shrinks", "start": "2030-01-01T08:40:00Z", "end": "2030-01-01T10:00:00Z", "students": 50},
+                {"id": 5, "name": "Deleted", "start": "2030-01-01T08:45:00Z", "end": "2030-01-01T10:00:00Z", "students": 20},
+            ],
+            "changes": [
+                {"at": "2030-01-01T08:35:00Z", "action": "update", "exam": {"id": 3, "end": "2030-01-01T08:35:00.001Z"}},
+                {"at": "2030-01-01T08:50:00Z", "action": "update", "exam": {"id": 4, "students": 10}},
+                {"at": "2030-01-01T08:55:00Z", "action": "delete", "exam": {"id": 5}},
+                {"at": "2030-01-01T08:56:00Z", "action": "update", "exam": {"id": 2, "students": 5, "start": "2030-01-01T08:58:00Z"}},
+            ],
+        }
+    )
+    report = simulate(scenario)
+    replay = check_log(report)
+    exams = by_id(report)
+    assert {i: (e["students_at_start"], e["ready_at_start"]) for i, e in exams.items()} == {
+        1: (30, 0), 2: (5, 5), 3: (40, 40), 4: (50, 50)
+    }
+    calls = report["calls"]
+    # an exam already running gets its VMs as fast as possible, before its end
+    ready_1 = [replay[c["vm"]]["ready_at"] for c in calls if c["endpoint"] == "start" and c["exam"] == 1]
+    assert len(ready_1) == 30 and max(ready_1) < t("2030-01-01T09:00:00Z")
+    assert min(c["t"] for c in calls if c["exam"] == 1) == "2030-01-01T08:00:00.000Z"
+
+    def stops(exam_id):
+        return [c["t"] for c in calls if c["endpoint"] == "stop" and c["exam"] == exam_id]
+
+    assert min(stops(3)) == "2030-01-01T08:35:00.001Z" and len(stops(3)) == 40  # the new end
+    # 40 of 50 go at once when exam 4 shrinks during the exam; 10 at its end
+    assert sum(1 for x in stops(4) if x < "2030-01-01T10:00:00.000Z") == 40
+    assert min(stops(4)) == "2030-01-01T08:50:00.000Z"
+    assert min(stops(5)) == "2030-01-01T08:55:00.000Z" and len(stops(5)) == 20
+    assert report["summary"]["surplus_at_start"] == 0
 
 
 def test_the_scenarios_provider_settings_are_used():
