@@ -198,6 +198,10 @@ VM_PROVIDER_TIMEOUT_SECONDS = env_float("VM_PROVIDER_TIMEOUT_SECONDS", 5)
 VM_ALLOCATION_INTERVAL_SECONDS = env_float("VM_ALLOCATION_INTERVAL_SECONDS", 6)
 VM_REQUESTS_PER_SECOND = env_int("VM_REQUESTS_PER_SECOND", 3)
 VM_READY_MARGIN_SECONDS = env_float("VM_READY_MARGIN_SECONDS", 0)
+# Live only: absorbs the few ms between a request's due time and the call.
+VM_LIVE_LEAD_SECONDS = env_float("VM_LIVE_LEAD_SECONDS", 0.25)
+# The django-q2 form of the scheduler runs the loop this long per task.
+VM_TASK_RUN_SECONDS = env_float("VM_TASK_RUN_SECONDS", 100)
 
 LOGGING = {
     "version": 1,
