@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-import select
 import socket
 import threading
 import time
@@ -87,7 +86,7 @@ class Worker:
         """Run until ``stop()`` (or the stop event) then shut down cleanly."""
         logger.info("worker %s starting", self.name)
         if self.listen and connection.vendor == "postgresql":
-            self._listener = threading.Thread(target=self._listen_loop, name="qpu-listener", daemon=True)
+            self._listener = notify.listener(self.stop_event)
             self._listener.start()
         seen = notify.generation()
         try:
@@ -312,27 +311,3 @@ class Worker:
         else:
             _on_finished(job.id, callback_status)
         return next_job
-
-    # ------------------------------------------------------------- listener
-    def _listen_loop(self) -> None:
-        """Turn PostgreSQL notifications from other processes into local
-        wake-ups. Own connection, autocommit, LISTEN, select() on its socket."""
-        import psycopg2
-
-        params = connection.get_connection_params()
-        while not self.stop_event.is_set():
-            try:
-                conn = psycopg2.connect(**params)
-                conn.autocommit = True
-                with conn.cursor() as cursor:
-                    cursor.execute(f"LISTEN {notify.CHANNEL}")
-                while not self.stop_event.is_set():
-                    if select.select([conn], [], [], 1.0)[0]:
-                        conn.poll()
-                        if conn.notifies:
-                            conn.notifies.clear()
-                            notify.wake_local()
-                conn.close()
-            except Exception:
-                logger.exception("LISTEN connection lost; reconnecting")
-                self.stop_event.wait(1.0)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 from datetime import datetime
 
-import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
@@ -13,14 +12,6 @@ from devices.models import Device, DeviceStatus
 from jobs.models import Job, JobStatus, Program
 
 _seq = itertools.count(1)
-
-
-@pytest.fixture(autouse=True)
-def fast_passwords(settings):
-    """Creating a user hashes its password with PBKDF2 (~0.2 s on the CI
-    machine); tests need no strength. Import this fixture into a test module
-    to make it apply there."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 def make_user(username: str | None = None, **fields):

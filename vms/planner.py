@@ -51,7 +51,7 @@ so 1,000 exams of 2,500 students are 1,000 runs, not 2.5 million slots):
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
@@ -393,7 +393,6 @@ def plan(*, exams: Iterable[ExamIn], vms: Iterable[VmIn], now_ms: int, config: P
         (e for e in exams_by_id.values() if e.start_ms > now_ms),
         key=lambda e: (e.start_ms - margin, e.start_ms, e.id),
     )
-    order = {e.id: i for i, e in enumerate(future)}
     own: dict[int, list[_Fresh]] = {e.id: [] for e in future}
     pool = _Pool()
     for vm in fresh_vms:

@@ -8,7 +8,6 @@ import pytest
 from django.utils import timezone
 
 from exams.models import Exam
-from tests.factories import fast_passwords  # noqa: F401 (autouse fixture)
 from vms.models import VM, VMState
 
 pytestmark = pytest.mark.django_db

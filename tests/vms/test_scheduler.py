@@ -14,7 +14,7 @@ from datetime import timedelta
 import pytest
 
 from exams.models import Exam
-from tests.vms.conftest import T0, at, drive, make_exam, make_scheduler
+from tests.vms.conftest import at, drive, make_exam, make_scheduler
 from vms.exceptions import ProviderError, RateLimitExceeded
 from vms.models import VM, CallEndpoint, CallOutcome, ProviderCall, VMState
 from vms.planner import PlannerConfig, to_ms

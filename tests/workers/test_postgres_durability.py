@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from django.db import connection, connections
+from django.db import connections
 
 from config.dburl import current_database_url
 from devices.models import Device

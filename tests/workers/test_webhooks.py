@@ -6,14 +6,12 @@ import hashlib
 import hmac
 import json
 import threading
-from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.utils import timezone
 from django_q.models import OrmQ, Schedule
 
-from jobs import claims
 from jobs.models import Job
 from jobs.runner import Worker
 from jobs.tasks import deliver_callback

@@ -4,7 +4,6 @@ workers, the django-q2 cluster and the VM scheduler."""
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 
 from django.conf import settings
