@@ -185,6 +185,9 @@ JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 3)
 # A worker renews its leases every JOB_LEASE_SECONDS / 3; a worker killed with
 # kill -9 stops renewing and its job is requeued once the lease runs out.
 JOB_LEASE_SECONDS = env_float("JOB_LEASE_SECONDS", 30)
+# On SIGINT/SIGTERM a worker lets running jobs finish this long, then hands
+# them back to the queue.
+WORKER_SHUTDOWN_GRACE_SECONDS = env_float("WORKER_SHUTDOWN_GRACE_SECONDS", 10)
 CALLBACK_SECRET = os.environ.get("CALLBACK_SECRET", SECRET_KEY)
 CALLBACK_MAX_ATTEMPTS = env_int("CALLBACK_MAX_ATTEMPTS", 8)
 CALLBACK_BACKOFF_SECONDS = env_float("CALLBACK_BACKOFF_SECONDS", 15)

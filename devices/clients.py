@@ -25,6 +25,11 @@ class DeviceError(Exception):
     The job is retried elsewhere until it has used JOB_MAX_ATTEMPTS."""
 
 
+class DeviceBusy(DeviceError):
+    """The device is still running another job (HTTP 409): the job is handed
+    back untouched and tried again shortly."""
+
+
 @dataclass(frozen=True)
 class DeviceRef:
     id: str
@@ -98,6 +103,8 @@ class HttpQPU:
             raise DeviceError(f"device {device.id} timed out after {self.timeout:g}s") from exc
         except requests.RequestException as exc:
             raise DeviceError(f"device {device.id} unreachable: {exc}") from exc
+        if response.status_code == 409:
+            raise DeviceBusy(f"device {device.id} is busy: {response.text[:200]}")
         if response.status_code != 200:
             raise DeviceError(f"device {device.id} answered HTTP {response.status_code}: {response.text[:200]}")
         try:

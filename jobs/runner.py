@@ -29,13 +29,18 @@ from django.conf import settings
 from django.db import close_old_connections, connection, connections
 from django.utils import timezone
 
-from devices.clients import DeviceClient, DeviceError, DeviceRef, JobPayload, client_for, validate_result
+from devices.clients import DeviceBusy, DeviceClient, DeviceError, DeviceRef, JobPayload, client_for, validate_result
 from jobs import claims, notify
 from jobs.models import JobStatus
 
 logger = logging.getLogger(__name__)
 
 ClientFactory = Callable[..., DeviceClient]
+
+# What ``_execute`` returns when the device said it is busy: the job went back
+# untouched and the runner should leave the device alone for a moment.
+BUSY = object()
+BUSY_BACKOFF_SECONDS = 1.0
 
 
 def _on_finished(job_id: int, callback_status: str | None) -> None:
@@ -76,6 +81,10 @@ class Worker:
         self.listen = listen
         self.stop_event = stop_event or threading.Event()
         self.runners: dict[str, _Runner] = {}
+        # Runner threads told to stop that may still be inside a device call:
+        # their device is not driven again until they are done, so it never
+        # gets a second job while still running the first.
+        self._retiring: dict[str, threading.Thread] = {}
         self._last_renew = 0.0
         self._listener: threading.Thread | None = None
         self._shutdown_lock = threading.Lock()
@@ -113,15 +122,18 @@ class Worker:
             client = self.client_factory(runner.device, stop_event=runner.stop)
             job = self._claim(runner.device)
             while job is not None and not self.stop_event.is_set():
-                job = self._execute(runner.device, client, job) or self._claim(runner.device)
+                job = self._execute(runner, client, job)
+                if job is BUSY:
+                    break
+                job = job or self._claim(runner.device)
                 done += 1
         self._release_devices()
         return done
 
     def stop(self) -> None:
+        """Ask the worker to stop: no new claims; ``shutdown`` (at the end of
+        ``run``) gives running jobs their grace period."""
         self.stop_event.set()
-        for runner in self.runners.values():
-            runner.stop.set()
         notify.wake_local()
 
     # -------------------------------------------------------------- manager
@@ -131,6 +143,8 @@ class Worker:
         # it runs well within both the lease and the device timeout.
         if time.monotonic() - self._last_renew >= min(self.lease_seconds, settings.DEVICE_TIMEOUT_SECONDS) / 3:
             self._renew(now)
+        elif self.runners:
+            self._reconcile(self._driven_devices())
         self._housekeeping(now)
         self._acquire(now, start_threads=start_threads)
 
@@ -171,38 +185,66 @@ class Worker:
                 [expires, JobStatus.RUNNING, self.name],
             )
         self._last_renew = time.monotonic()
+        self._reconcile(rows)
+
+    def _driven_devices(self) -> dict[str, DeviceRef]:
+        """The devices this worker may drive, as the table says now (a cheap
+        read each tick, so a removal or re-registration is seen at once)."""
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT id, type, size, address FROM devices_device WHERE runner = %s AND status IN ('online', 'draining')",
+                [self.name],
+            )
+            return {r[0]: DeviceRef(id=r[0], type=r[1], size=r[2], address=r[3]) for r in cursor.fetchall()}
+
+    def _reconcile(self, rows: dict[str, DeviceRef]) -> None:
         for device_id, runner in list(self.runners.items()):
             ref = rows.get(device_id)
             if ref != runner.device:
                 # Removed, offline, taken over, or re-registered with another
                 # type/size/address: this runner's view is stale.
-                logger.info("device %s no longer driven by this worker", device_id)
+                logger.info("device %s no longer driven by this worker (or changed): runner restarts", device_id)
                 runner.stop.set()
                 self.runners.pop(device_id)
+                if runner.thread is not None:
+                    self._retiring[device_id] = runner.thread
+                notify.wake_local()  # an idle runner waits for wake-ups, not its stop event
 
     def _acquire(self, now, *, start_threads: bool) -> None:
         room = self.max_devices - len(self.runners)
         if room <= 0:
             return
+        self._retiring = {d: t for d, t in self._retiring.items() if t.is_alive()}
+        busy = list(self.runners) + list(self._retiring)
+        not_ours = f"AND id NOT IN ({', '.join(['%s'] * len(busy))})" if busy else ""
         expires = now + timedelta(seconds=self.lease_seconds)
         lock = "FOR UPDATE SKIP LOCKED" if connection.vendor == "postgresql" else ""
+        sim = "address NOT LIKE 'http://%%' AND address NOT LIKE 'https://%%'"
         with connection.cursor() as cursor:
+            # Online devices nobody drives (or whose runner died, or that this
+            # worker dropped, e.g. after a re-registration). A built-in
+            # simulated device lives inside the worker driving it, so one that
+            # went offline while no worker ran is alive again once taken.
             cursor.execute(
                 f"""
-                UPDATE devices_device SET runner = %s, runner_expires_at = %s
+                UPDATE devices_device
+                   SET runner = %s, runner_expires_at = %s,
+                       status = CASE WHEN status = 'offline' THEN 'online' ELSE status END,
+                       last_seen_at = CASE WHEN {sim} THEN %s ELSE last_seen_at END
                  WHERE id IN (SELECT id FROM devices_device
-                               WHERE status = 'online'
-                                 AND (runner = '' OR runner_expires_at IS NULL OR runner_expires_at < %s)
+                               WHERE (status = 'online' OR (status = 'offline' AND {sim}))
+                                 AND (runner = '' OR runner = %s OR runner_expires_at IS NULL OR runner_expires_at < %s)
+                                 {not_ours}
                                ORDER BY id LIMIT %s {lock})
                 RETURNING id, type, size, address
                 """,
-                [self.name, expires, now, room],
+                [self.name, expires, now, self.name, now, *busy, room],
             )
             acquired = [DeviceRef(id=r[0], type=r[1], size=r[2], address=r[3]) for r in cursor.fetchall()]
         for ref in acquired:
-            # Whatever still runs on a device we just took over belonged to a
-            # runner that died; its result can never be stored (the fencing
-            # token is gone), so the job goes back to its place in the queue.
+            # Whatever still runs on a device we just took belonged to a runner
+            # that died (or was retired and is done); its result can never be
+            # stored (the fencing token is gone): back to its place in the queue.
             if claims.jobs_requeue_for_device(device_id=ref.id):
                 logger.warning("device %s had a job from a dead runner: requeued", ref.id)
             runner = _Runner(device=ref)
@@ -219,9 +261,11 @@ class Worker:
             )
         self.runners.clear()
 
-    def shutdown(self, grace: float = 10.0) -> None:
-        """Stop claiming, let running jobs finish for ``grace`` seconds; a job
-        still running then is handed back (not counted as an attempt)."""
+    def shutdown(self, grace: float | None = None) -> None:
+        """Stop claiming, let running jobs finish for ``grace`` seconds
+        (WORKER_SHUTDOWN_GRACE_SECONDS); a job still running then is handed
+        back (not counted as an attempt)."""
+        grace = settings.WORKER_SHUTDOWN_GRACE_SECONDS if grace is None else grace
         with self._shutdown_lock:
             if self._shut_down:
                 return
@@ -268,7 +312,10 @@ class Worker:
                             continue
                     # Returns the device's next job when it could take one in
                     # the same round trip as storing this result.
-                    job = self._execute(runner.device, client, job)
+                    job = self._execute(runner, client, job)
+                    if job is BUSY:
+                        job = None
+                        runner.stop.wait(BUSY_BACKOFF_SECONDS)
                 except Exception:  # database trouble: the lease protects the job; retry
                     logger.exception("runner of device %s failed", runner.device.id)
                     close_old_connections()
@@ -279,16 +326,25 @@ class Worker:
         finally:
             connections.close_all()
 
-    def _execute(self, device: DeviceRef, client: DeviceClient, job: claims.ClaimedJob) -> claims.ClaimedJob | None:
+    def _execute(self, runner: _Runner, client: DeviceClient, job: claims.ClaimedJob):
         """Run one job on its device and record the outcome; returns the
-        device's next job if it was claimed together with the result."""
+        device's next job if it was claimed together with the result, None,
+        or BUSY."""
+        device = runner.device
         payload = JobPayload(key=job.key, instructions=job.instructions, shots=job.shots)
         try:
             result = validate_result(client.run(device=device, job=payload), device=device, job=payload)
         except Exception as exc:  # any device failure is the job's failed attempt
-            if self.stop_event.is_set():
+            if self.stop_event.is_set() or runner.stop.is_set():
+                # Interrupted by our own shutdown or restart, not the device's fault.
                 claims.job_release(job_id=job.id, token=job.token)
                 return None
+            if isinstance(exc, DeviceBusy):
+                # Still running something (e.g. the job it had before it was
+                # removed and re-registered): not this job's failure.
+                claims.job_release(job_id=job.id, token=job.token)
+                logger.info("device %s busy; job %s handed back", device.id, job.key)
+                return BUSY
             error = str(exc) if isinstance(exc, DeviceError) else f"{type(exc).__name__}: {exc}"
             outcome = claims.job_fail_attempt(
                 job_id=job.id, token=job.token, error=error, max_attempts=settings.JOB_MAX_ATTEMPTS

@@ -8,7 +8,7 @@ import threading
 import pytest
 from rest_framework.authtoken.models import Token
 
-from devices.clients import DeviceError, DeviceRef, HttpQPU, JobPayload, client_for, SimulatedQPU
+from devices.clients import DeviceBusy, DeviceError, DeviceRef, HttpQPU, JobPayload, client_for, SimulatedQPU
 from devices.simulator import SchedulerLink, SimulatedDeviceServer
 
 
@@ -59,7 +59,7 @@ def test_simulated_device_runs_one_job_at_a_time(qpu):
     def call():
         try:
             HttpQPU(timeout=5).run(device=ref(server), job=JobPayload(key="j", instructions=[], shots=1))
-        except DeviceError as exc:
+        except DeviceBusy as exc:  # HTTP 409: handed back, not a failed attempt
             errors.append(str(exc))
 
     threads = [threading.Thread(target=call) for _ in range(2)]
@@ -67,7 +67,7 @@ def test_simulated_device_runs_one_job_at_a_time(qpu):
         t.start()
     for t in threads:
         t.join()
-    assert len(errors) == 1 and "409" in errors[0]
+    assert len(errors) == 1 and "busy" in errors[0]
 
 
 def test_wrong_size_answer_is_rejected(qpu):

@@ -115,7 +115,8 @@ def test_worker_killed_with_sigkill_mid_job_loses_nothing(make_device, make_prog
 def test_sigterm_stops_runworkers_cleanly_and_hands_the_job_back(make_device, make_program):
     make_device("qpu-t", address="sim")
     make_program(jobs=1)
-    env = {**os.environ, "DATABASE_URL": current_database_url(), "DEVICE_SIM_SECONDS": "60", "LOG_LEVEL": "WARNING"}
+    env = {**os.environ, "DATABASE_URL": current_database_url(), "DEVICE_SIM_SECONDS": "60", "LOG_LEVEL": "WARNING",
+           "WORKER_SHUTDOWN_GRACE_SECONDS": "0.5"}
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "manage.py"), "runworkers", "--no-task-cluster", "--no-vm-scheduler"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

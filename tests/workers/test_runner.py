@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from devices.clients import DeviceError, SimulatedQPU
 from devices.models import Device
@@ -66,13 +68,66 @@ def test_a_result_of_the_wrong_shape_is_a_device_error(make_device, make_program
     assert job.status == JobStatus.FAILED and "expected 4 bits" in job.error
 
 
-def test_draining_and_offline_devices_get_no_work(make_device, make_program, recording):
+def test_draining_and_offline_http_devices_get_no_work(make_device, make_program, recording):
     log, factory = recording
     make_program()
     make_device("qpu-d", status="draining")
-    make_device("qpu-o", status="offline")
+    make_device("qpu-o", status="offline", address="http://127.0.0.1:9/qpu")
     assert Worker(client_factory=factory, listen=False).run_once() == 0
     assert Job.objects.get().status == JobStatus.QUEUED
+    assert Device.objects.get(pk="qpu-o").status == "offline"
+
+
+def test_an_offline_builtin_simulator_is_alive_again_once_a_worker_drives_it(make_device, make_program, recording):
+    # e.g. the service was stopped for longer than DEVICE_TIMEOUT_SECONDS
+    log, factory = recording
+    make_program()
+    old = timezone.now() - timedelta(hours=1)
+    make_device("qpu-sim", status="offline", address="sim")
+    Device.objects.filter(pk="qpu-sim").update(last_seen_at=old)
+    assert Worker(client_factory=factory, listen=False).run_once() == 1
+    device = Device.objects.get(pk="qpu-sim")
+    assert device.status == "online" and device.last_seen_at > old
+    assert Job.objects.get().status == JobStatus.DONE
+
+
+def test_a_reregistered_device_is_driven_again_with_its_new_size(make_device, make_program, live_worker):
+    from devices.services import device_register
+
+    class Echo:
+        def run(self, *, device, job):
+            return ["1" * device.size] * job.shots
+
+    make_device("qpu-r", size=4, address="sim")
+    worker = live_worker(client_factory=lambda d, stop_event=None: Echo(), idle_wait=60, tick_seconds=0.1)
+    assert wait_until(lambda: "qpu-r" in worker.runners)
+    device_register(device_id="qpu-r", address="sim", type="analog", size=6)  # the device restarted, bigger
+    worker._last_renew = 0  # renew on the next tick instead of in 10 s
+    assert wait_until(lambda: "qpu-r" in worker.runners and worker.runners["qpu-r"].device.size == 6)
+    make_program(jobs=2)
+    notify.wake_local()
+    assert wait_until(lambda: Job.objects.filter(status=JobStatus.DONE).count() == 2)
+    assert all(len(j.result[0]) == 6 for j in Job.objects.all())
+
+
+def test_a_busy_device_gets_the_job_back_untouched_and_later_runs_it(make_device, make_program, live_worker):
+    from devices.clients import DeviceBusy
+
+    calls = []
+
+    class BusyOnce:
+        def run(self, *, device, job):
+            calls.append(job.key)
+            if len(calls) == 1:
+                raise DeviceBusy("device qpu-b is busy")
+            return ["0" * device.size] * job.shots
+
+    make_device("qpu-b", address="http://127.0.0.1:9/qpu")
+    make_program(jobs=1)
+    live_worker(client_factory=lambda d, stop_event=None: BusyOnce(), idle_wait=0.5, tick_seconds=0.1)
+    assert wait_until(lambda: Job.objects.get().status == JobStatus.DONE)
+    job = Job.objects.get()
+    assert len(calls) == 2 and job.attempts == 1 and job.error == ""
 
 
 def wait_until(predicate, timeout=20.0):
@@ -197,3 +252,28 @@ def test_a_silent_http_device_goes_offline_and_its_job_runs_elsewhere(make_devic
     release.set()
     job = Job.objects.get()
     assert job.device_id == "qpu-sim" and job.attempts == 2
+
+
+def test_an_http_device_removed_mid_job_and_back_at_once_still_runs_the_job(make_device, make_program, live_worker):
+    """The device keeps running the old call after its removal; when it
+    re-registers, it must not be handed the job again while still busy
+    (that used to burn every attempt on HTTP 409s)."""
+    from devices.clients import HttpQPU
+    from devices.services import device_register, device_remove
+    from devices.simulator import SimulatedDeviceServer
+
+    server = SimulatedDeviceServer(device_id="qpu-h", size=3, seconds=1.0)
+    server.serve_in_thread()
+    try:
+        make_device("qpu-h", size=3, address=server.address)
+        make_program(jobs=1)
+        live_worker(client_factory=lambda d, stop_event=None: HttpQPU(timeout=10), idle_wait=0.5, tick_seconds=0.1)
+        assert wait_until(lambda: Job.objects.get().status == JobStatus.RUNNING)
+        device_remove(device_id="qpu-h")
+        device_register(device_id="qpu-h", address=server.address, type="analog", size=3)
+        assert wait_until(lambda: Job.objects.get().status in (JobStatus.DONE, JobStatus.FAILED))
+        job = Job.objects.get()
+        assert job.status == JobStatus.DONE and job.device_id == "qpu-h" and len(job.result[0]) == 3
+        assert job.attempts == 2 and server.jobs_run == 2
+    finally:
+        server.close()
