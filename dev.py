@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import subprocess
 import sys
 import venv
@@ -45,10 +46,13 @@ def run(extra: list[str]) -> int:
     ensure_venv()
     manage("migrate", "--noinput", "-v", "0")
     manage("bootstrap_admin")
-    try:
-        return subprocess.call([str(PY), str(ROOT / "manage.py"), "serve", *extra], cwd=ROOT)
-    except KeyboardInterrupt:
-        return 0
+    service = subprocess.Popen([str(PY), str(ROOT / "manage.py"), "serve", *extra], cwd=ROOT)
+    # Ctrl-C reaches the service too (same process group) and it stops
+    # cleanly by itself; we only wait for it. SIGTERM sent to us is passed on.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "SIGTERM"):
+        signal.signal(signal.SIGTERM, lambda signum, frame: service.send_signal(signum))
+    return service.wait()
 
 
 def test(extra: list[str]) -> int:

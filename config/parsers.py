@@ -31,7 +31,10 @@ class LenientJSONParser(BaseParser):
     def parse(self, stream, media_type=None, parser_context=None):
         raw = stream.read() if stream is not None else b""
         encoding = (parser_context or {}).get("encoding", "utf-8")
-        text = raw.decode(encoding or "utf-8", errors="replace")
+        try:
+            text = raw.decode(encoding or "utf-8")
+        except (UnicodeDecodeError, LookupError) as exc:
+            raise ParseError(f"Body is not valid {encoding or 'utf-8'} text") from exc
         stripped = text.lstrip()
         if stripped.startswith("{") or stripped.startswith("["):
             try:

@@ -60,6 +60,19 @@ class DeviceRegisterSerializer(serializers.Serializer):
     type = serializers.CharField(max_length=100, help_text="Device type jobs ask for.")
     size = serializers.IntegerField(min_value=1, max_value=INT32_MAX, help_text="Number of qubits.")
 
+    def validate_address(self, value: str) -> str:
+        # Anything URL-like must be a usable http(s) URL: "ftp://x" or
+        # "http://" silently becoming a simulated device would hide a typo.
+        if "://" in value:
+            from urllib.parse import urlsplit
+
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise serializers.ValidationError(
+                    "Must be an http(s):// URL with a host, or a plain label (e.g. 'sim') for the built-in simulator."
+                )
+        return value
+
 
 class DeviceSerializer(serializers.ModelSerializer):
     status = serializers.SerializerMethodField(

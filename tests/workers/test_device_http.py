@@ -95,3 +95,32 @@ def test_simulated_device_registers_heartbeats_and_leaves(qpu, live_server, staf
     assert Device.objects.get(pk="sim-http-7").last_seen_at >= device.last_seen_at
     assert link.unregister(device_id="sim-http-7").status_code in (200, 204)
     assert not Device.objects.filter(pk="sim-http-7").exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("address", ["http://", "ftp://qpu.lab", "https:///nohost"])
+def test_registering_a_broken_url_address_is_a_400_naming_address(staff_api, address):
+    from devices.models import Device
+
+    r = staff_api.post("/devices", {"id": "bad", "address": address, "type": "a", "size": 2}, format="json")
+    assert r.status_code == 400 and "address" in r.json()
+    assert not Device.objects.exists()
+
+
+@pytest.mark.django_db
+def test_invalid_utf8_in_a_curl_style_body_is_a_400(staff_api):
+    r = staff_api.generic("POST", "/devices", b'{"id": "d\xff", "type": "a", "size": 2}',
+                          content_type="application/x-www-form-urlencoded")
+    assert r.status_code == 400
+
+
+@pytest.mark.django_db
+def test_list_pages_are_capped_at_1000_rows(staff_api):
+    from django.utils import timezone
+
+    from devices.models import Device
+
+    now = timezone.now()
+    Device.objects.bulk_create([Device(id=f"d{i}", type="a", size=1, registered_at=now, last_seen_at=now) for i in range(1005)])
+    r = staff_api.get("/devices?limit=100000")
+    assert r.status_code == 200 and r.json()["count"] == 1005 and len(r.json()["results"]) == 1000

@@ -4,14 +4,14 @@ workers, the django-q2 cluster and the VM scheduler."""
 from __future__ import annotations
 
 import logging
-import threading
+import signal
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
-from config.stack import install_stop_signals, start_stack
+from config.stack import start_stack
 
 logger = logging.getLogger(__name__)
 
@@ -37,10 +37,6 @@ class Command(BaseCommand):
         stack = None
         if not no_workers:
             stack = start_stack()
-        stop = threading.Event()
-        install_stop_signals(stop)
-        http = threading.Thread(target=server.run, name="http", daemon=True)
-        http.start()
         base = f"http://{host}:{server.effective_port}"
         db = settings.DATABASES["default"]
         self.stdout.write(
@@ -57,13 +53,25 @@ class Command(BaseCommand):
             ),
         )
         self.stdout.flush()
+        # The HTTP server runs in this (main) thread: SIGINT and SIGTERM raise
+        # KeyboardInterrupt here, which ends waitress's loop in its own thread,
+        # so its sockets are never closed under a running loop.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
         try:
-            while not stop.wait(0.5):
-                if not http.is_alive():
-                    break
+            server.run()
+        except KeyboardInterrupt:
+            pass
         finally:
             self.stdout.write("stopping ...")
+            self.stdout.flush()
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean stop short
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
             server.close()
             if stack is not None:
                 stack.stop()
             self.stdout.write("stopped.")
+
+
+def _raise_keyboard_interrupt(signum, frame):
+    raise KeyboardInterrupt
