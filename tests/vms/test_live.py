@@ -52,9 +52,8 @@ def test_exam_changed_wakes_the_scheduler_only_after_commit(django_capture_on_co
 def test_wait_for_change_returns_as_soon_as_something_changes():
     seen = signals.generation()
     threading.Timer(0.05, signals.wake_local).start()
-    t0 = time.monotonic()
+    # A timeout would return the unchanged generation.
     assert signals.wait_for_change(seen, timeout=10) != seen
-    assert time.monotonic() - t0 < 5
 
 
 @pytest.mark.django_db(transaction=True)
