@@ -78,6 +78,7 @@ STOP_SURPLUS = "surplus"  # more VMs than students, or nobody's fresh VM
 STOP_RELEASE = "release"  # fresh VM parked too early (exam moved later): re-request later
 STOP_ENDED = "ended"  # the exam is over
 STOP_ORPHAN = "orphan"  # used VM whose exam was deleted
+STOP_USED = "used"  # used VM of an exam moved after it started: its new sitting gets fresh VMs
 STOP_USELESS = "useless"  # still allocating but would only be ready after its exam ends
 
 
@@ -91,6 +92,13 @@ class PlannerConfig:
     # ready exactly when its slot ends anyway (no cost: cost counts from
     # allocation), and a request that leaves a few ms late then delays nothing.
     request_lead_ms: int = 1_500
+    # The first request of a run after an idle allocator goes out this much
+    # before its slot. Live, a call leaves a few ms after its due time and the
+    # whole back-to-back run would be that much late; this head start (0.25 s
+    # live, none in a simulation whose clock is exact) keeps every VM ready by
+    # its slot's end. Unlike the ready margin it is slack, not a deadline: a
+    # run a few ms late is still on time.
+    idle_lead_ms: int = 0
     # An exam's own fresh VM is released (stopped, re-requested later) only
     # when it would otherwise idle this much longer than a new VM would: a
     # stop + start + slot must buy a real saving, and plans must not flap.
@@ -105,7 +113,7 @@ class PlannerConfig:
             # Slots would then come faster than start calls may: the planner
             # assumes the allocator, not the call rate, is the bottleneck.
             raise ValueError("allocation interval must be at least 1/requests_per_second seconds")
-        if self.ready_margin_ms < 0 or self.request_lead_ms < 0 or self.release_slack_ms < 0:
+        if self.ready_margin_ms < 0 or self.request_lead_ms < 0 or self.release_slack_ms < 0 or self.idle_lead_ms < 0:
             raise ValueError("margins must not be negative")
 
     @property
@@ -162,6 +170,7 @@ class Run:
     # request may go out early too.
     early_first: bool
     late: bool = False
+    idle_lead_ms: int = 0
 
     @property
     def end_ms(self) -> int:
@@ -173,7 +182,7 @@ class Run:
 
     def request_ms(self, k: int) -> int:
         start = self.slot_start_ms + k * self.interval_ms
-        return start - self.lead_ms if (k > 0 or self.early_first) else start
+        return start - self.lead_ms if (k > 0 or self.early_first) else start - self.idle_lead_ms
 
     def ready_ms(self, k: int) -> int:
         return self.slot_start_ms + (k + 1) * self.interval_ms
@@ -341,8 +350,12 @@ def plan(*, exams: Iterable[ExamIn], vms: Iterable[VmIn], now_ms: int, config: P
                 fresh_vms.append(vm)
         elif exam.end_ms <= now_ms:
             stop(vm, STOP_ENDED, _stop_key(vm, vm.ready_ms, now_ms, interval, due_ms=exam.end_ms))
-        elif vm.used or exam.start_ms <= now_ms:
+        elif exam.start_ms <= now_ms:
             committed.setdefault(exam.id, []).append(vm)
+        elif vm.used:
+            # The exam was moved after it had started: students may have used
+            # this VM, so the new sitting gets fresh ones and this one goes.
+            stop(vm, STOP_USED, _stop_key(vm, vm.ready_ms, now_ms, interval))
         else:
             fresh_vms.append(vm)
     queue.sort(key=lambda v: (v.requested_ms, v.id))
@@ -499,7 +512,7 @@ def plan(*, exams: Iterable[ExamIn], vms: Iterable[VmIn], now_ms: int, config: P
         min_slack_after = room
         new_slots[e.id] = x
         if x > 0:
-            runs_by_exam[e.id] = Run(e.id, end - x * interval, x, interval, config.lead_ms, False)
+            runs_by_exam[e.id] = Run(e.id, end - x * interval, x, interval, config.lead_ms, False, idle_lead_ms=config.idle_lead_ms)
             cursor = end - x * interval
         else:
             cursor = end
@@ -555,7 +568,9 @@ def plan(*, exams: Iterable[ExamIn], vms: Iterable[VmIn], now_ms: int, config: P
                 j += 1
                 continue
             count = min(need, fit)
-            late_runs.setdefault(e.id, []).append(Run(e.id, start, count, interval, config.lead_ms, False, late=True))
+            late_runs.setdefault(e.id, []).append(
+                Run(e.id, start, count, interval, config.lead_ms, False, late=True, idle_lead_ms=config.idle_lead_ms)
+            )
             gaps[j][0] = start + count * interval
             need -= count
             if need and fit == fit_by_end:
@@ -575,7 +590,7 @@ def plan(*, exams: Iterable[ExamIn], vms: Iterable[VmIn], now_ms: int, config: P
             prev is None and queue_busy and run.slot_start_ms == allocator_free
         )
         if contiguous and config.lead_ms:
-            run = Run(run.exam_id, run.slot_start_ms, run.count, run.interval_ms, run.lead_ms, True, run.late)
+            run = Run(run.exam_id, run.slot_start_ms, run.count, run.interval_ms, run.lead_ms, True, run.late, run.idle_lead_ms)
         runs.append(run)
         prev = run
     runs_of: dict[int, list[Run]] = {}

@@ -631,13 +631,11 @@ def live_scheduler(*, clock: Clock | None = None, provider=None, **config_overri
     # Over HTTP a call lands a little after we read the clock: keep a margin.
     config_overrides.setdefault("pacing_margin_ms", 50 if isinstance(provider, HttpProvider) else 5)
     # Live, a request leaves a few ms after its due time, and the first VM of
-    # a back-to-back run delays the whole run by that much: plan every VM
-    # VM_LIVE_LEAD_SECONDS before the start so the last one is still ready on
-    # time. (A simulation's virtual clock is exact and needs no lead.)
+    # a back-to-back run would delay the whole run by that much: the first
+    # request of a run goes out VM_LIVE_LEAD_SECONDS early (slack, not a
+    # deadline). A simulation's virtual clock is exact and needs no lead.
     planner_overrides = config_overrides.setdefault("planner_overrides", {})
-    planner_overrides.setdefault(
-        "ready_margin_ms", round((settings.VM_READY_MARGIN_SECONDS + settings.VM_LIVE_LEAD_SECONDS) * 1000)
-    )
+    planner_overrides.setdefault("idle_lead_ms", round(settings.VM_LIVE_LEAD_SECONDS * 1000))
     return Scheduler(clock=clock, provider=provider, config=SchedulerConfig.from_settings(**config_overrides))
 
 

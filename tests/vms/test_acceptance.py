@@ -283,11 +283,14 @@ def edf_on_time(exams_final: dict, start_ms: int, interval=I_MS) -> dict:
 
 def check_report(report: dict, scn: dict, *, stop_tolerance_ms: int = 1_000) -> Oracle:
     calls = report["calls"]
-    oracle = Oracle(calls)
+    prov = scn.get("provider") or {}
+    interval = round(prov.get("allocation_interval_s", I_MS / 1000) * 1000)
+    rps = prov.get("requests_per_second", RPS)
+    oracle = Oracle(calls, interval_ms=interval, rps=rps)
     problems = []
     # rate limits
     if oracle.rate_violations:
-        problems.append(f"{len(oracle.rate_violations)} accepted calls beyond {RPS}/s, first: {oracle.rate_violations[0]}")
+        problems.append(f"{len(oracle.rate_violations)} accepted calls beyond {rps}/s, first: {oracle.rate_violations[0]}")
     if oracle.refused > max(3, len(calls) // 1000):
         problems.append(f"{oracle.refused} refused calls (should be rare)")
     if oracle.errors:
@@ -340,15 +343,15 @@ def check_report(report: dict, scn: dict, *, stop_tolerance_ms: int = 1_000) -> 
     dues.sort()
     ideal = []
     for k, (due, *_rest) in enumerate(dues):
-        ideal.append(max(due, ideal[k - RPS] + WINDOW_MS) if k >= RPS else due)
+        ideal.append(max(due, ideal[k - rps] + WINDOW_MS) if k >= rps else due)
     # completion of everything due by d, ideal vs actual
     worst = 0
+    actual_done = 0
     for k, (due, t, exam_id, vm_id) in enumerate(dues):
+        actual_done = max(actual_done, t)
         if k + 1 < len(dues) and dues[k + 1][0] == due:
             continue  # judge a group of equal dues at its last member
-        ideal_done = ideal[k]
-        actual_done = max(x[1] for x in dues[: k + 1])
-        worst = max(worst, actual_done - ideal_done)
+        worst = max(worst, actual_done - ideal[k])
     if worst > stop_tolerance_ms:
         problems.append(f"stops lag the 3/s ideal by up to {worst} ms")
     # earliest end first: no stop for a later end while an earlier-ended exam's VM waits
@@ -386,7 +389,9 @@ def first_request(oracle: Oracle, exam_id=None) -> int:
 
 def minimal_vm_seconds(n: int, start_ms: int, end_ms: int, interval=I_MS) -> float:
     """One exam alone: ready at start - k*I, stopped at end + floor(k/3) s."""
-    return sum((end_ms + (k // RPS) * 1000 - (start_ms - j * interval)) / 1000 for k, j in zip(range(n), range(n)))
+    stops = sum(end_ms + (k // RPS) * 1000 for k in range(n))
+    readies = sum(start_ms - k * interval for k in range(n))
+    return (stops - readies) / 1000
 
 
 # --- the oracle itself (so a bug in it is not mistaken for one in the scheduler) -------------
@@ -419,10 +424,46 @@ def test_oracle_stop_semantics_and_rate_window():
     # a 4th accepted start within (t-1 s, t] is a violation; at exactly t+1 s it is not
     o = Oracle([_c(0, "start", "a"), _c(0.5, "start", "b"), _c(0.999, "start", "c"), _c(1.0, "start", "d")])
     assert not o.rate_violations
-    o = Oracle([_c(0, "start", "a"), _c(0.5, "start", "b"), _c(0.999, "start", "c"), _c(0.9995, "start", "d")])
+    o = Oracle([_c(0, "start", "a"), _c(0.5, "start", "b"), _c(0.7, "start", "c"), _c(0.8, "start", "d")])
     assert len(o.rate_violations) == 1
     with pytest.raises(OracleError):
         Oracle([_c(0, "stop", "nope")])
+
+
+def test_checker_catches_tampered_reports():
+    import copy
+
+    scn = scenario(hm(6), [exam(1, hm(8), hm(9), 12), exam(2, hm(8, 30), hm(8, 45), 6)])
+    report = simulate(parse_scenario(scn))
+    check_report(report, scn)  # the real one passes
+
+    def broken(mutate, needle):
+        r = copy.deepcopy(report)
+        mutate(r)
+        with pytest.raises(AssertionError, match=needle):
+            check_report(r, scn)
+
+    def drop_last_stop(r):
+        i = max(i for i, c in enumerate(r["calls"]) if c["endpoint"] == "stop")
+        del r["calls"][i]
+
+    def early_stop(r):  # one of exam 1's stops moved to 08:30
+        i = next(i for i, c in enumerate(r["calls"]) if c["endpoint"] == "stop" and c["exam"] == 1)
+        c = r["calls"].pop(i)
+        c["t"] = iso(hm(8, 30, 0.5))
+        r["calls"].append(c)
+        r["calls"].sort(key=lambda c: c["t"])
+
+    def burst(r):  # four accepted stops within one second
+        stops = [c for c in r["calls"] if c["endpoint"] == "stop"][:4]
+        for c in stops:
+            c["t"] = stops[0]["t"]
+        r["calls"].sort(key=lambda c: c["t"])
+
+    broken(drop_last_stop, "never stopped")
+    broken(lambda r: r["exams"][0].update(ready_at_start=11), "report ready_at_start")
+    broken(early_stop, "before its end")
+    broken(burst, "beyond 3/s")
 
 
 # --- hand-computed scenarios ----------------------------------------------------------------
@@ -522,7 +563,7 @@ def test_fewer_students_midway_stops_surplus_at_once():
     report, o = run(scn)
     change = ms(hm(7, 55))
     assert o.ready_at(1, ms(hm(8))) == 30
-    early = sorted((v["stopped"], v) for v in o.vms.values() if v["stopped"] < ms(hm(9)))
+    early = [(t, o.vms[vm]) for t, vm in o.stop_calls if t < ms(hm(9))]  # in call-log order
     early_vms = [v for _t, v in early]
     requested_by_change = sum(1 for v in o.vms.values() if v["requested"] <= change)
     assert len(o.vms) == requested_by_change  # nothing requested after the decrease
@@ -534,28 +575,26 @@ def test_fewer_students_midway_stops_surplus_at_once():
     assert not_ready == list(range(len(not_ready))) and not_ready
 
 
-def test_fewer_students_stops_waiting_vms_first_with_a_queue():
-    # a late exam gets a burst of requests queued behind exam 1's run; reducing it
-    # must first take its still-waiting VMs out of the queue
+def test_fewer_students_stops_waiting_vm_before_allocating_before_ready():
+    # run 07:54:00..08:00:00, requests 1.5 s ahead of their slot: at 07:57:05
+    # VM 31 is waiting (requested 07:57:04.5, slot from 07:57:06), VM 30 allocating,
+    # VMs 0..29 ready. Down to 10 students: stop 22, queued ones first.
     scn = scenario(
         hm(6),
         [exam(1, hm(8), hm(9), 60)],
-        [
-            (hm(7, 57), "create", exam(2, hm(8, 3), hm(9), 40)),
-            (hm(7, 59), "update", {"id": 2, "students": 5}),
-        ],
+        [(hm(7, 57, 5), "update", {"id": 1, "students": 10})],
     )
     report, o = run(scn)
-    assert o.ready_at(1, ms(hm(8))) == 60
-    assert o.ready_at(2, ms(hm(8, 3))) == 5
-    change = ms(hm(7, 59))
-    early = sorted((v["stopped"], v["ready"] is None) for v in o.vms.values() if v["bindings"][0][1] == 2 and v["stopped"] < ms(hm(8, 3)))
-    flags = [never_ready for _t, never_ready in early]
-    # every stop before the first stop of a ready VM is of a VM still queued
-    if False in flags:
-        assert all(flags[: flags.index(False)]) and not any(flags[flags.index(False):])
-    if early:
-        assert early[0][0] == change
+    change = ms(hm(7, 57, 5))
+    assert o.ready_at(1, ms(hm(8))) == 10
+    assert len(o.vms) == 32
+    early = [o.vms[vm] for t, vm in o.stop_calls if t < ms(hm(9))]
+    assert len(early) == 22
+    by_request = sorted(o.vms.values(), key=lambda v: v["requested"])
+    waiting, allocating = by_request[31], by_request[30]
+    assert early[0] is waiting and early[1] is allocating
+    assert waiting["alloc"] is None and waiting["ready"] is None and allocating["ready"] is None
+    assert [t for t, _vm in o.stop_calls][0] == change
 
 
 def test_deleted_exam_all_stopped_at_once():
@@ -590,7 +629,10 @@ def test_moved_exam_later_and_earlier():
     assert first_request(o, 2) == ms(hm(9, 30)) - 20 * I_MS
     # exam 1: nothing started for it idles for the hour it was moved
     # (a VM kept from 08:00 to 09:00 costs far more than a new one)
-    idle = [ms(hm(9)) - v["ready"] for v in o.vms.values() if v["ready"] is not None and Oracle.bound_exam(v, ms(hm(9))) == 1]
+    t9 = ms(hm(9))
+    idle = [t9 - v["ready"] for v in o.vms.values()
+            if v["ready"] is not None and v["ready"] <= t9 < v["stopped"] and Oracle.bound_exam(v, t9) == 1]
+    assert len(idle) == 30
     assert max(idle) <= 20 * 60 * 1000, max(idle)
 
 
@@ -645,6 +687,157 @@ def test_static_random_scenarios_are_exact_and_latest():
         assert len(o.vms) == sum(n for *_x, n in fin.values())
 
 
+def test_deleted_after_start_all_stopped_at_once():
+    scn = scenario(hm(6), [exam(1, hm(8), hm(9), 20)], [(hm(8, 10), "delete", {"id": 1})])
+    report, o = run(scn)
+    assert report["exams"] == []
+    stops = sorted(v["stopped"] for v in o.vms.values())
+    assert len(stops) == 20 and stops[0] == ms(hm(8, 10)) and stops[-1] <= ms(hm(8, 10)) + 6_000 + 50
+
+
+def test_exam_ended_early_stops_at_the_new_end():
+    scn = scenario(hm(6), [exam(1, hm(8), hm(9), 10)], [(hm(8, 10), "update", {"id": 1, "end": iso(hm(8, 20))})])
+    report, o = run(scn)
+    stops = sorted(v["stopped"] for v in o.vms.values())
+    assert stops[0] == ms(hm(8, 20)) and stops[-1] == ms(hm(8, 20)) + 3_000
+
+
+def test_late_vms_only_when_ready_before_the_end():
+    # from 07:59 there are 10 slots before 08:00; the exam lasts one minute:
+    # 9 more slots end before 08:01 (one ending exactly at the end is useless)
+    scn = scenario(hm(7, 59), [exam(1, hm(8), hm(8, 1), 50)])
+    report, o = run(scn)
+    assert o.ready_at(1, ms(hm(8))) == 10
+    assert report["exams"][0]["shortfall"] == 40
+    assert len(o.vms) == 19
+    assert all(v["ready"] < ms(hm(8, 1)) for v in o.vms.values())
+
+
+def test_exam_already_running_at_scenario_start_gets_vms_at_once():
+    scn = scenario(hm(8, 30), [exam(1, hm(8), hm(9), 5)])
+    report, o = run(scn)
+    assert first_request(o) == ms(hm(8, 30))
+    assert sorted(v["ready"] for v in o.vms.values()) == [ms(hm(8, 30)) + (k + 1) * I_MS for k in range(5)]
+
+
+def test_provider_parameters_from_the_scenario():
+    scn = scenario(hm(6), [exam(1, hm(8), hm(9), 20), exam(2, hm(8, 1), hm(9), 10)])
+    scn["provider"] = {"allocation_interval_s": 10, "requests_per_second": 2}
+    report, o = run(scn)
+    assert (o.ready_at(1, ms(hm(8))), o.ready_at(2, ms(hm(8, 1)))) == (20, 10)
+    assert first_request(o) == ms(hm(8, 1)) - 30 * 10_000
+    assert o.interval == 10_000 and not o.rate_violations
+
+
+def test_ready_margin_setting(settings):
+    settings.VM_READY_MARGIN_SECONDS = 30
+    scn = scenario(hm(6), [exam(1, hm(8), hm(9), 20)])
+    report, o = run(scn)
+    assert max(v["ready"] for v in o.vms.values()) == ms(hm(8)) - 30_000
+    assert first_request(o) == ms(hm(8)) - 30_000 - 20 * I_MS
+
+
+def test_surplus_fresh_vms_are_rebound_to_a_late_exam():
+    # at 07:59 exam 1 drops to 20 of its ~51 VMs and exam 2 (08:01, 30) appears:
+    # only 19 new slots fit before 08:01, so surplus fresh VMs must be re-bound
+    scn = scenario(
+        hm(6),
+        [exam(1, hm(8), hm(9), 60)],
+        [
+            (hm(7, 59), "update", {"id": 1, "students": 20}),
+            (hm(7, 59), "create", exam(2, hm(8, 1), hm(9), 30)),
+        ],
+    )
+    report, o = run(scn)
+    assert (o.ready_at(1, ms(hm(8))), o.ready_at(2, ms(hm(8, 1)))) == (20, 30)
+    assigns = [c for c in report["calls"] if c["endpoint"] == "assign"]
+    assert assigns and all(c["exam"] == 2 and "outcome" not in c for c in assigns)
+    assert all(ms(c["t"]) < ms(hm(8)) for c in assigns)  # re-bound while still fresh
+
+
+def test_three_full_exams_reach_back_hours():
+    # 7,500 VMs, 12.5 h of allocation for 10 h available from midnight:
+    # 08:00 and 09:00 exact, 10:00 gets what is left, earliest first
+    scn = scenario(hm(0), [exam(1, hm(8), hm(9), 2500), exam(2, hm(9), hm(10), 2500), exam(3, hm(10), hm(11), 2500)])
+    report, o = run(scn)
+    fin = final_exams(scn)
+    assert {k: o.ready_at(k, v[0]) for k, v in fin.items()} == edf_on_time(fin, ms(hm(0))) == {1: 2500, 2: 2500, 3: 1000}
+    assert first_request(o) == ms(hm(0))
+
+
+def _log_from_db():
+    from vms.models import ProviderCall
+
+    return [
+        {"t": iso(t), "endpoint": ep, "vm": vm, "exam": ex, "outcome": out}
+        for t, ep, vm, ex, out in ProviderCall.objects.order_by("t", "id").values_list("t", "endpoint", "vm_uuid", "exam_ref", "outcome")
+    ]
+
+
+def _drive_late(scheduler, clock, until, late_ms):
+    """Like the live loop: each pass wakes ``late_ms`` after it was due."""
+    from vms.planner import from_ms
+
+    for _ in range(100_000):
+        due = scheduler.run_pass()
+        if clock.now() >= until:
+            return
+        nxt = until if due is None else from_ms(due) + timedelta(milliseconds=late_ms)
+        clock.advance_to(min(until, max(nxt, clock.now() + timedelta(milliseconds=1))))
+    raise AssertionError("did not reach the end")
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        "none",
+        "restart",
+        "unrelated-exam",
+    ],
+)
+def test_live_latency_and_a_replan_mid_run_keep_the_exam_whole(vclock, fake_provider, event):
+    """Live, a pass wakes a few ms after its due time; the live lead
+    (VM_LIVE_LEAD_SECONDS = 0.25 s) exists to absorb that. A restart (kill -9,
+    as done by hand) or any replan in the middle of a back-to-back run must not
+    then give up a VM: 10 students, 10 VMs ready at the start."""
+    from exams.models import Exam
+    from tests.vms.conftest import at, make_scheduler
+    from vms.models import ProviderCall
+    from vms.planner import PlannerConfig
+
+    cfg = PlannerConfig(idle_lead_ms=250)  # what live_scheduler() plans with
+    Exam.objects.create(id=1, name="live", start=at(5), end=at(6), students=10)
+    s = make_scheduler(vclock, fake_provider, planner=cfg)
+    from vms.planner import from_ms
+
+    while ProviderCall.objects.filter(endpoint="start").count() < 4:
+        due = s.run_pass()
+        vclock.advance_to(max(vclock.now(), from_ms(due) + timedelta(milliseconds=2)))
+    if event == "restart":
+        s.close()
+        s = make_scheduler(vclock, fake_provider, planner=cfg)
+    elif event == "unrelated-exam":
+        Exam.objects.create(id=2, name="next week", start=at(60 * 24 * 7), end=at(60 * 24 * 7 + 60), students=3)
+    _drive_late(s, vclock, at(7), late_ms=2)
+    s.close()
+    o = Oracle(_log_from_db())
+    assert not o.rate_violations
+    assert o.ready_at(1, ms(at(5))) == 10
+    assert all(v["stopped"] is not None for v in o.vms.values())
+
+
+def test_exam_moved_after_it_started_gets_exactly_fresh_vms():
+    # students used the 10 VMs from 08:00 to 08:10; the exam is moved to 10:00.
+    # At 10:00: exactly 10 VMs, and fresh ones (none ready before 08:10).
+    scn = scenario(hm(6), [exam(1, hm(8), hm(9), 10)], [(hm(8, 10), "update", {"id": 1, "start": iso(hm(10)), "end": iso(hm(11))})])
+    report = simulate(parse_scenario(scn))
+    o = Oracle(report["calls"])
+    at_start = [v for v in o.vms.values() if v["ready"] is not None and v["ready"] <= ms(hm(10)) and (v["stopped"] or 1 << 62) > ms(hm(10))]
+    assert report["summary"]["surplus_at_start"] == 0
+    assert len(at_start) == 10
+    assert all(v["ready"] > ms(hm(8, 10)) for v in at_start)  # fresh, not the used ones
+
+
 # --- the command line and the shared example ---------------------------------------------------
 
 
@@ -674,3 +867,21 @@ def test_shared_example_scenario():
     assert {k: o.ready_at(k, v[0]) for k, v in fin.items()} == {1: 300, 2: 150, 3: 100, 4: 200}
     assert first_request(o) == ms("2026-03-02T08:00:00Z") - 450 * I_MS
     assert all(v["ready"] is not None for v in o.vms.values())  # no VM wasted
+
+
+def test_live_scheduler_plans_with_a_lead_not_a_later_deadline(settings):
+    """Live, the first request of a run goes out VM_LIVE_LEAD_SECONDS early;
+    the deadline stays the exam start minus VM_READY_MARGIN_SECONDS."""
+    from vms.clock import VirtualClock
+    from vms.providers import FakeProvider
+    from vms.scheduler import live_scheduler
+
+    settings.VM_LIVE_LEAD_SECONDS = 0.25
+    settings.VM_READY_MARGIN_SECONDS = 0
+    clock = VirtualClock(datetime(2031, 1, 6, tzinfo=timezone.utc))
+    s = live_scheduler(clock=clock, provider=FakeProvider(clock=clock))
+    try:
+        assert s.config.planner.idle_lead_ms == 250
+        assert s.config.planner.ready_margin_ms == 0
+    finally:
+        s.close()
