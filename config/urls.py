@@ -15,3 +15,5 @@ urlpatterns = [
     path("", include("exams.urls")),
     path("", include("vms.urls")),
 ]
+
+handler404 = "config.views.not_found"

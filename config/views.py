@@ -23,3 +23,26 @@ def index(request):
             "schema": f"{base}{reverse('schema')}",
         }
     )
+
+
+def not_found(request, exception=None):
+    """JSON 404 for API clients (the admin keeps Django's HTML page).
+
+    A path with a trailing slash whose bare form exists gets a hint: the API's
+    paths have none (the brief's client calls `/jobs`, `/devices`)."""
+    from django.http import JsonResponse
+    from django.urls import Resolver404, resolve
+
+    path = request.path
+    detail = f"Not found: {path}"
+    if path.endswith("/") and len(path) > 1:
+        try:
+            resolve(path.rstrip("/"))
+            detail += f" (API paths have no trailing slash: try {path.rstrip('/')})"
+        except Resolver404:
+            pass
+    if path.startswith("/admin/") or "text/html" in request.headers.get("Accept", ""):
+        from django.views.defaults import page_not_found
+
+        return page_not_found(request, exception)
+    return JsonResponse({"detail": detail}, status=404)
