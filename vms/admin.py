@@ -14,7 +14,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from exams.models import Exam
-from vms.admin_exam import ExamVmPlanAdminMixin
+from vms.admin_exam import ExamVmPlanAdminMixin, fmt_utc_html
 from vms.models import VM, ProviderCall, VMState
 from vms.serializers import effective_state
 
@@ -36,7 +36,7 @@ class EffectiveStateFilter(admin.SimpleListFilter):
 
 @admin.register(VM)
 class VMAdmin(admin.ModelAdmin):
-    list_display = ["id", "uuid", "exam_link", "state_now", "requested_at", "ready_at", "used_at", "stopped_at"]
+    list_display = ["id", "uuid", "exam_link", "state_now", "requested_utc", "ready_utc", "used_utc", "stopped_utc"]
     list_filter = [EffectiveStateFilter, "requested_at"]
     search_fields = ["uuid", "=exam_ref"]
     ordering = ["-requested_at", "-id"]
@@ -53,7 +53,9 @@ class VMAdmin(admin.ModelAdmin):
     def exam_link(self, vm: VM):
         if vm.exam_id is None:
             return f"#{vm.exam_ref} (deleted)" if vm.exam_ref else "-"
-        return format_html('<a href="../../exams/exam/{}/change/">{}</a>', vm.exam_id, vm.exam)
+        return format_html(
+            '<a href="../../exams/exam/{}/change/" title="{}">#{} {}</a>', vm.exam_id, vm.exam, vm.exam_id, vm.exam.name
+        )
 
     @admin.display(description="state", ordering="state")
     def state_now(self, vm: VM):
@@ -61,6 +63,23 @@ class VMAdmin(admin.ModelAdmin):
         if state == VMState.LOST:
             return format_html('<strong style="color:#ba2121">{}</strong>', "lost (start outcome unknown)")
         return state
+
+    # Times in UTC with seconds (the default shows minutes in the site's zone).
+    @admin.display(description="requested (UTC)", ordering="requested_at")
+    def requested_utc(self, vm: VM):
+        return fmt_utc_html(vm.requested_at) if vm.requested_at else "-"
+
+    @admin.display(description="ready (UTC)", ordering="ready_at")
+    def ready_utc(self, vm: VM):
+        return fmt_utc_html(vm.ready_at) if vm.ready_at else "-"
+
+    @admin.display(description="used (UTC)", ordering="used_at")
+    def used_utc(self, vm: VM):
+        return fmt_utc_html(vm.used_at) if vm.used_at else "-"
+
+    @admin.display(description="stopped (UTC)", ordering="stopped_at")
+    def stopped_utc(self, vm: VM):
+        return fmt_utc_html(vm.stopped_at) if vm.stopped_at else "-"
 
 
 @admin.register(ProviderCall)

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
-from django.db.models import Count, Max, Min, Q, QuerySet
+from django.db.models import Count, F, Max, Min, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 
 from exams.models import Exam
 from vms.models import ALIVE_STATES, VM, ProviderCall, VMState
@@ -157,10 +158,15 @@ def exam_plan_summary(*, exam: Exam, now: datetime, plan_: Plan | None = None, m
     ep = plan_.exam(exam.id)
     counts = exam_vm_counts(exam_ids=[exam.id], now=now).get(exam.id, {})
     start_ms, end_ms = to_ms(exam.start), to_ms(exam.end)
-    alive = VM.objects.filter(state__in=[VMState.WAITING, VMState.READY], ready_at__isnull=False).values_list(
-        "id", "exam_id", "ready_at"
-    )
-    planned = timeline(plan_, exam.id, vms=[(pk, exam_id, to_ms(ready)) for pk, exam_id, ready in alive])
+    if end_ms <= to_ms(now):
+        # Over: nothing is planned for it any more (and past plans are not
+        # kept), so the planned timeline is empty; ``actual`` tells the story.
+        planned = []
+    else:
+        alive = VM.objects.filter(state__in=[VMState.WAITING, VMState.READY], ready_at__isnull=False).values_list(
+            "id", "exam_id", "ready_at"
+        )
+        planned = timeline(plan_, exam.id, vms=[(pk, exam_id, to_ms(ready)) for pk, exam_id, ready in alive])
     actual = _actual_timeline(exam_id=exam.id, until=now)
     first_requested = counts.get("first_requested")
     requesting_starts = ep.requesting_starts_ms if ep else None
@@ -170,11 +176,7 @@ def exam_plan_summary(*, exam: Exam, now: datetime, plan_: Plan | None = None, m
     started = start_ms <= to_ms(now)
     ready_at_start = ep.expected_ready_at_start if ep else 0
     if started:
-        ready_at_start = VM.objects.filter(
-            Q(exam_id=exam.id) | Q(exam__isnull=True, exam_ref=exam.id),
-            ready_at__lte=exam.start,
-            state__in=[VMState.WAITING, VMState.READY, VMState.STOPPING, VMState.STOPPED],
-        ).filter(Q(stopped_at__isnull=True) | Q(stopped_at__gt=exam.start)).count()
+        ready_at_start = ready_at_start_from_records(exam_ids=[exam.id]).get(exam.id, 0)
     shortfall = max(0, exam.students - ready_at_start)
     return {
         "id": exam.id,
@@ -217,6 +219,12 @@ def exams_overview(*, exam_ids: list[int], now: datetime, plan_: Plan | None = N
     if plan_ is None:
         plan_ = current_plan(now=now)
     counts = exam_vm_counts(exam_ids=exam_ids, now=now)
+    exams = {pk: (start, end, students) for pk, start, end, students in
+             Exam.objects.filter(id__in=exam_ids).values_list("id", "start", "end", "students")}
+    # Started exams (running or over): what was ready at the start, from the
+    # VM records, as on the change page (the plan forgets exams once over).
+    started_ids = [pk for pk, (start, _, _) in exams.items() if start <= now]
+    at_start = ready_at_start_from_records(exam_ids=started_ids) if started_ids else {}
     out = {}
     for exam_id in exam_ids:
         ep = plan_.exam(exam_id)
@@ -225,16 +233,46 @@ def exams_overview(*, exam_ids: list[int], now: datetime, plan_: Plan | None = N
         if c.get("first_requested") is not None:
             fr = to_ms(c["first_requested"])
             requesting = fr if requesting is None else min(requesting, fr)
+        expected = ep.expected_ready_at_start if ep else None
+        shortfall = ep.shortfall if ep else None
+        started = ep.started if ep else None
+        ended = None
+        if exam_id in exams:
+            start, end, students = exams[exam_id]
+            started, ended = start <= now, end <= now
+            if started:
+                expected = at_start.get(exam_id, 0)
+                shortfall = max(0, students - expected)
         out[exam_id] = {
             "requested": c.get("requested", 0),
             "ready": c.get("ready", 0),
             "stopped": c.get("stopped", 0),
             "requesting_starts_at": None if requesting is None else from_ms(requesting),
-            "expected_ready_at_start": ep.expected_ready_at_start if ep else None,
-            "shortfall": ep.shortfall if ep else None,
-            "started": ep.started if ep else None,
+            "expected_ready_at_start": expected,
+            "shortfall": shortfall,
+            "started": started,
+            "ended": ended,
         }
     return out
+
+
+def ready_at_start_from_records(*, exam_ids: list[int]) -> dict[int, int]:
+    """Per started exam: VMs that were ready at its start (ready by then and
+    not stopped before it), from the VM records, in one query. Counts VMs
+    bound to the exam, or last bound to it and since unbound."""
+    starts = Exam.objects.filter(pk=OuterRef("key")).values("start")[:1]
+    rows = (
+        VM.objects.filter(Q(exam_id__in=exam_ids) | Q(exam__isnull=True, exam_ref__in=exam_ids))
+        .filter(state__in=[VMState.WAITING, VMState.READY, VMState.STOPPING, VMState.STOPPED], ready_at__isnull=False)
+        .annotate(key=Coalesce("exam_id", "exam_ref"))
+        .annotate(exam_start=Subquery(starts))
+        .filter(ready_at__lte=F("exam_start"))
+        .filter(Q(stopped_at__isnull=True) | Q(stopped_at__gt=F("exam_start")))
+        .values("key")
+        .annotate(n=Count("id"))
+        .values_list("key", "n")
+    )
+    return dict(rows)
 
 
 def _actual_timeline(*, exam_id: int, until: datetime) -> list[tuple[int, int]]:

@@ -74,8 +74,12 @@ class _PointSerializer(serializers.Serializer):
 
 
 class _TimelineSerializer(serializers.Serializer):
-    planned = _PointSerializer(many=True)
-    actual = _PointSerializer(many=True)
+    planned = _PointSerializer(
+        many=True,
+        help_text="Planned ready VMs from now on (first point: now). Empty once the exam is over: nothing is "
+        "planned for it any more and past plans are not kept; `actual` shows what happened.",
+    )
+    actual = _PointSerializer(many=True, help_text="Ready VMs over time so far, from the VM records.")
 
 
 class ExamPlanSerializer(serializers.Serializer):

@@ -17,7 +17,7 @@ from vms.serializers import ExamPlanSerializer, VMListQuerySerializer, VMSeriali
 class ExamPlanView(APIView):
     """GET /exams/<id>/plan: students, VM counts, when requesting starts, the
     expected ready count at the start and shortfall, and the planned and
-    actual ready-VM timelines."""
+    actual ready-VM timelines (``planned`` is empty once the exam is over)."""
 
     permission_classes = [IsAdminUser]
 

@@ -153,3 +153,20 @@ def test_vm_and_call_admins_are_read_only_lists(admin_client, now):
     assert admin_client.get(f"/admin/vms/vm/{record.id}/delete/").status_code == 403
     assert admin_client.get("/admin/vms/vm/?state=lost").status_code == 200
     assert admin_client.get("/admin/vms/providercall/").status_code == 200
+
+
+def test_plan_of_a_past_exam_has_no_planned_timeline_but_its_actual_one(staff_api, now):
+    exam = Exam.objects.create(name="Over", start=now - timedelta(hours=2), end=now - timedelta(hours=1), students=2)
+    vm(exam, VMState.STOPPED, ready_in_s=-7500, requested_s_ago=7800, uuid="o1", stopped_at=exam.end + timedelta(seconds=5))
+    body = staff_api.get(f"/exams/{exam.id}/plan").json()
+    assert body["timeline"]["planned"] == []  # no stray {t: now, ready: 0}
+    assert [p["ready"] for p in body["timeline"]["actual"]] == [1, 0]
+    assert body["started"] and body["expected_ready_at_start"] == 1 and body["shortfall"] == 1
+    assert body["planned_requests"] == 0 and body["runs"] == []
+
+
+def test_plan_of_a_running_exam_still_plans_from_now(staff_api, now):
+    exam = Exam.objects.create(name="Running", start=now - timedelta(minutes=5), end=now + timedelta(hours=1), students=1)
+    vm(exam, VMState.READY, ready_in_s=-600, uuid="r1", used_at=now)
+    planned = staff_api.get(f"/exams/{exam.id}/plan").json()["timeline"]["planned"]
+    assert planned and planned[0]["ready"] == 1

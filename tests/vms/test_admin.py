@@ -1,0 +1,221 @@
+"""The exam admin's VM columns and plan panel, as an operator reads them."""
+
+from __future__ import annotations
+
+import html as html_lib
+import re
+from datetime import datetime, timedelta, timezone as dt_timezone
+
+import pytest
+from django.utils import timezone
+
+from exams.models import Exam
+from vms.admin_exam import chart_range, fmt_utc, plan_chart_svg
+from vms.models import VM, VMState
+
+pytestmark = pytest.mark.django_db
+
+UTC_SECONDS = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}Z")
+
+
+@pytest.fixture
+def now():
+    return timezone.now().replace(microsecond=0)
+
+
+@pytest.fixture
+def admin_client(client, django_user_model):
+    user = django_user_model.objects.create_superuser("root", "root@example.com", "pw-root-123")
+    client.force_login(user)
+    return client
+
+
+def text(html: str) -> str:
+    """What the operator sees: tags dropped, whitespace collapsed."""
+    return html_lib.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html)))
+
+
+def row_of(html: str, exam: Exam) -> str:
+    rows = re.findall(r"<tr[^>]*>.*?</tr>", html, flags=re.S)
+    return next(r for r in rows if f"/admin/exams/exam/{exam.id}/change/" in r)
+
+
+def cell(row: str, field: str) -> str:
+    match = re.search(rf'<td class="field-{field}[^"]*">(.*?)</td>', row, flags=re.S)
+    assert match, f"no {field} cell in {row}"
+    return text(match.group(1)).strip()
+
+
+def past_exam_short_by_one(now) -> Exam:
+    """Over an hour ago; 9 of 10 VMs were ready at its start, the 10th came late."""
+    exam = Exam.objects.create(name="Physics", start=now - timedelta(hours=3), end=now - timedelta(hours=2), students=10)
+    for i in range(10):
+        ready = exam.start - timedelta(minutes=5) + timedelta(seconds=6 * i) + timedelta(minutes=12 if i == 9 else 0)
+        VM.objects.create(
+            exam=exam,
+            exam_ref=exam.id,
+            uuid=f"p{i}",
+            state=VMState.STOPPED,
+            requested_at=ready - timedelta(minutes=4),
+            ready_at=ready,
+            used_at=max(ready, exam.start),
+            stop_requested_at=exam.end,
+            stopped_at=exam.end + timedelta(seconds=2 * i),
+        )
+    return exam
+
+
+def svg_of(html: str) -> str:
+    match = re.search(r'<svg[^>]*class="vm-plan-chart".*?</svg>', html, flags=re.S)
+    assert match, "no chart"
+    return match.group(0)
+
+
+def marker_x(svg: str, name: str) -> float | None:
+    match = re.search(rf'<line class="marker-{name}" x1="([\d.]+)"', svg)
+    return None if match is None else float(match.group(1))
+
+
+def axis(svg: str) -> tuple[float, float, datetime, datetime]:
+    attrs = dict(re.findall(r'data-(x0|x1|t0|t1)="([^"]+)"', svg))
+    parse = lambda s: datetime.strptime(s, "%Y-%m-%d %H:%M:%SZ").replace(tzinfo=dt_timezone.utc)  # noqa: E731
+    return float(attrs["x0"]), float(attrs["x1"]), parse(attrs["t0"]), parse(attrs["t1"])
+
+
+# --- change list ----------------------------------------------------------------------
+
+
+def test_list_shows_the_shortfall_of_a_past_exam(admin_client, now):
+    exam = past_exam_short_by_one(now)
+    html = admin_client.get("/admin/exams/exam/").content.decode()
+    row = row_of(html, exam)
+    assert cell(row, "ready_at_start") == "9"
+    assert cell(row, "at_risk") == "⚠ short by 1" and "color:#ba2121" in row
+    assert cell(row, "vm_counts") == "10 / 0 / 10"
+
+
+def test_list_and_change_page_agree_on_a_running_exam(admin_client, now):
+    exam = Exam.objects.create(name="Running", start=now - timedelta(minutes=5), end=now + timedelta(hours=1), students=3)
+    for i, ready_s_ago in enumerate((600, 60)):  # the second came after the start
+        VM.objects.create(
+            exam=exam, exam_ref=exam.id, uuid=f"r{i}", state=VMState.READY, used_at=now,
+            requested_at=now - timedelta(seconds=ready_s_ago + 240), ready_at=now - timedelta(seconds=ready_s_ago),
+        )
+    row = row_of(admin_client.get("/admin/exams/exam/").content.decode(), exam)
+    assert cell(row, "ready_at_start") == "1" and cell(row, "at_risk") == "⚠ short by 2"
+    page = text(admin_client.get(f"/admin/exams/exam/{exam.id}/change/").content.decode())
+    assert "1 of 3 VMs were ready when the exam started (short by 2)" in page
+
+
+def test_list_shows_future_exams_expected_and_fine(admin_client, now):
+    fine = Exam.objects.create(name="Fine", start=now + timedelta(hours=5), end=now + timedelta(hours=6), students=10)
+    risky = Exam.objects.create(name="Tight", start=now + timedelta(minutes=5), end=now + timedelta(hours=1), students=400)
+    html = admin_client.get("/admin/exams/exam/").content.decode()
+    assert cell(row_of(html, fine), "ready_at_start") == "~10" and cell(row_of(html, fine), "at_risk") == "ok"
+    assert cell(row_of(html, risky), "at_risk").startswith("⚠ short by ")
+
+
+def test_list_times_are_utc_with_seconds(admin_client, now):
+    exam = past_exam_short_by_one(now)
+    row = row_of(admin_client.get("/admin/exams/exam/").content.decode(), exam)
+    assert cell(row, "start_utc") == fmt_utc(exam.start) and UTC_SECONDS.fullmatch(cell(row, "start_utc"))
+    assert cell(row, "end_utc") == fmt_utc(exam.end)
+    first_request = min(VM.objects.values_list("requested_at", flat=True))
+    assert cell(row, "requesting_starts") == fmt_utc(first_request)
+    vms = admin_client.get("/admin/vms/vm/").content.decode()
+    first = VM.objects.get(uuid="p0")
+    for field in ("requested", "ready", "used", "stopped"):
+        assert UTC_SECONDS.fullmatch(cell(row_of_vm(vms, first), f"{field}_utc"))
+    assert cell(row_of_vm(vms, first), "stopped_utc") == fmt_utc(first.stopped_at)
+
+
+def row_of_vm(html: str, vm: VM) -> str:
+    rows = re.findall(r"<tr[^>]*>.*?</tr>", html, flags=re.S)
+    return next(r for r in rows if f"/admin/vms/vm/{vm.id}/change/" in r)
+
+
+def test_list_is_compact(admin_client, now):
+    Exam.objects.create(name="Fine", start=now + timedelta(hours=5), end=now + timedelta(hours=6), students=10)
+    html = admin_client.get("/admin/exams/exam/").content.decode()
+    headers = re.findall(r'<th scope="col" class="([^"]*)"', html)
+    columns = [re.search(r"column-(\S+)", h).group(1) for h in headers if "column-" in h]
+    assert columns == [
+        "id", "name", "start_utc", "end_utc", "students", "vm_counts", "requesting_starts", "ready_at_start", "at_risk"
+    ]
+    # short headers, the full names as tooltips
+    for full in ("VMs requested / VMs ready now / VMs stopped", "requesting starts (UTC)", "shortfall at the start"):
+        assert f'title="{full}"' in html
+
+
+# --- change page ----------------------------------------------------------------------
+
+
+def test_change_page_of_a_past_exam_speaks_in_the_past_and_frames_the_exam(admin_client, now):
+    exam = past_exam_short_by_one(now)
+    html = admin_client.get(f"/admin/exams/exam/{exam.id}/change/").content.decode()
+    page = text(html)
+    assert "9 of 10 VMs were ready when the exam started (short by 1)" in page
+    assert "1 more became ready during the exam, which ended at " + fmt_utc(exam.end) in page
+    assert "follow as soon as" not in page and "until the exam ends" not in page
+    svg = svg_of(html)
+    x0, x1, t0, t1 = axis(svg)
+    first_request = min(VM.objects.values_list("requested_at", flat=True))
+    assert t0 < first_request and exam.end < t1 < now  # not stretched to "now"
+    assert (t1 - t0) < (exam.end - first_request) * 1.2
+    for name in ("start", "end"):
+        assert x0 < marker_x(svg, name) < x1
+    assert marker_x(svg, "now") is None
+    assert "planned ready (none: exam over)" in svg and svg.count("<polyline") == 1  # actual only
+
+
+def test_change_page_of_an_exam_at_risk(admin_client, now):
+    exam = Exam.objects.create(name="Tight", start=now + timedelta(minutes=10), end=now + timedelta(hours=1), students=500)
+    html = admin_client.get(f"/admin/exams/exam/{exam.id}/change/").content.decode()
+    assert "VMs can be ready at the start (short by" in text(html)
+    svg = svg_of(html)
+    x0, x1, t0, t1 = axis(svg)
+    assert t0 <= now <= t1
+    for name in ("start", "end", "now"):
+        assert x0 <= marker_x(svg, name) <= x1
+    assert marker_x(svg, "now") < marker_x(svg, "start") < marker_x(svg, "end")
+
+
+def test_change_page_of_a_fine_future_exam_does_not_squeeze_it(admin_client, now):
+    exam = Exam.objects.create(name="Fine", start=now + timedelta(hours=5), end=now + timedelta(hours=6), students=20)
+    html = admin_client.get(f"/admin/exams/exam/{exam.id}/change/").content.decode()
+    assert "At risk" not in html
+    svg = svg_of(html)
+    x0, x1, t0, t1 = axis(svg)
+    assert now < t0 < exam.start and exam.end < t1 < exam.end + timedelta(minutes=10)
+    assert marker_x(svg, "now") is None
+    # the exam takes most of the width
+    assert marker_x(svg, "end") - marker_x(svg, "start") > 0.8 * (x1 - x0)
+
+
+def test_chart_labels_stay_inside_and_apart():
+    start = datetime(2030, 5, 1, 9, tzinfo=dt_timezone.utc)
+    summary = {
+        "start": "2030-05-01T09:00:00.000Z",
+        "end": "2030-05-01T09:01:00.000Z",  # a one-minute exam: start and end labels would collide
+        "students": 3,
+        "requesting_starts_at": "2030-05-01T08:59:30.000Z",
+        "timeline": {"planned": [], "actual": [{"t": "2030-05-01T08:59:50.000Z", "ready": 3}]},
+    }
+    svg = str(plan_chart_svg(summary, now=start + timedelta(seconds=30)))
+    width = float(re.search(r'width="(\d+)"', svg).group(1))
+    labels = {
+        name: (float(x), float(y), label)
+        for name, x, y, label in re.findall(
+            r'<text class="label-(\w+)" x="([\d.]+)" y="([\d.]+)"[^>]*>(\w+<tspan>[^<]*)</tspan>', svg
+        )
+    }
+    assert set(labels) == {"start", "end", "now"}
+    labels = {name: (x, y, label.replace("<tspan>", "")) for name, (x, y, label) in labels.items()}
+    for x, _, label in labels.values():
+        half = 5.6 * len(label) / 2
+        assert 0 <= x - half and x + half <= width
+    placed = sorted(labels.values())
+    for (xa, ya, la), (xb, yb, lb) in zip(placed, placed[1:]):
+        assert ya != yb or xa + 5.6 * len(la) / 2 < xb - 5.6 * len(lb) / 2
+    t0, t1 = chart_range(summary)
+    assert t0 < datetime(2030, 5, 1, 8, 59, 30, tzinfo=dt_timezone.utc) and t1 > datetime(2030, 5, 1, 9, 1, tzinfo=dt_timezone.utc)
