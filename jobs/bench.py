@@ -17,10 +17,8 @@ never touched. Phases:
 
 from __future__ import annotations
 
-import statistics
 import threading
 import time
-from dataclasses import dataclass, field
 
 import requests
 from django.db import connection
@@ -32,11 +30,6 @@ def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     k = max(0, min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1))))
     return ordered[k]
-
-
-@dataclass
-class BenchResult:
-    figures: dict = field(default_factory=dict)
 
 
 class Progress:
@@ -102,28 +95,11 @@ def _enqueue(api, total: int, say) -> dict:
 def _fill(owner_id: int, queued: int, say) -> None:
     with connection.cursor() as c:
         c.execute("SELECT count(*) FROM jobs_job WHERE status = 'queued'")
-        have = c.fetchone()[0]
-        missing = queued - have
-        if missing > 0:
-            say(f"fill: inserting {missing:,} queued jobs ...")
-            c.execute(
-                """
-                INSERT INTO jobs_program (key, owner_id, client_user_id, priority, device_type, callback_url, created_at)
-                VALUES ('bench-fill', %s, '', 0, 'bench', '', now()) RETURNING id
-                """,
-                [owner_id],
-            )
-            program_id = c.fetchone()[0]
-            c.execute(
-                """
-                INSERT INTO jobs_job (key, program_id, owner_id, priority, device_type, instructions, shots, status,
-                                      attempts, created_at, error, lease_token, callback_status, callback_attempts,
-                                      callback_error)
-                SELECT 'fill-' || g, %s, %s, (g::bigint * 7919) %% 10, 'bench', '[]'::jsonb, 1, 'queued', 0, now(), '', '', '', 0, ''
-                  FROM generate_series(1, %s) AS g
-                """,
-                [program_id, owner_id, missing],
-            )
+        missing = queued - c.fetchone()[0]
+    if missing > 0:
+        say(f"fill: inserting {missing:,} queued jobs ...")
+        _insert_jobs(owner_id, missing, "bench", "bench-fill", priorities=10)
+    with connection.cursor() as c:
         # Fresh statistics, as autovacuum would have them on a long-lived queue.
         c.execute("VACUUM ANALYZE jobs_job")
 
@@ -195,7 +171,9 @@ def _claims(samples: int, say) -> dict:
     return {"claim_p50_ms": round(p50, 3), "claim_p99_ms": round(p99, 3), "claims_per_s": round(rate)}
 
 
-def _insert_jobs(owner_id: int, n: int, device_type: str, key: str) -> None:
+def _insert_jobs(owner_id: int, n: int, device_type: str, key: str, *, priorities: int = 3) -> None:
+    """One program of ``n`` queued jobs in one INSERT ... SELECT, priorities
+    spread over 0..priorities-1 (much faster than the API for filling)."""
     with connection.cursor() as c:
         c.execute(
             "INSERT INTO jobs_program (key, owner_id, client_user_id, priority, device_type, callback_url, created_at)"
@@ -207,10 +185,11 @@ def _insert_jobs(owner_id: int, n: int, device_type: str, key: str) -> None:
             """
             INSERT INTO jobs_job (key, program_id, owner_id, priority, device_type, instructions, shots, status,
                                   attempts, created_at, error, lease_token, callback_status, callback_attempts, callback_error)
-            SELECT %s || '-' || g, %s, %s, g %% 3, %s, '[]'::jsonb, 1, 'queued', 0, now(), '', '', '', 0, ''
+            SELECT %s || '-' || g, %s, %s, (g::bigint * 7919) %% %s, %s, '[]'::jsonb, 1, 'queued', 0, now(),
+                   '', '', '', 0, ''
               FROM generate_series(1, %s) AS g
             """,
-            [key, pid, owner_id, device_type, n],
+            [key, pid, owner_id, priorities, device_type, n],
         )
 
 
@@ -307,4 +286,4 @@ def _wake(api, samples: int, say) -> dict:
     return {"wake_p50_ms": round(p50, 3), "wake_p99_ms": round(p99, 3), "wake_started": len(latencies)}
 
 
-__all__ = ["run_bench", "percentile", "statistics"]
+__all__ = ["run_bench", "percentile"]
