@@ -197,6 +197,8 @@ CALLBACK_SECRET = os.environ.get("CALLBACK_SECRET", SECRET_KEY)
 CALLBACK_MAX_ATTEMPTS = env_int("CALLBACK_MAX_ATTEMPTS", 8)
 CALLBACK_BACKOFF_SECONDS = env_float("CALLBACK_BACKOFF_SECONDS", 15)
 CALLBACK_TIMEOUT_SECONDS = env_float("CALLBACK_TIMEOUT_SECONDS", 10)
+# A pending delivery this far past its due time was lost and is queued again.
+CALLBACK_SWEEP_AFTER_SECONDS = env_float("CALLBACK_SWEEP_AFTER_SECONDS", 300)
 PROGRAM_MAX_JOBS = env_int("PROGRAM_MAX_JOBS", 10_000)
 
 # --- Exam VM provisioning -------------------------------------------------

@@ -78,6 +78,10 @@ class Job(models.Model):
     callback_attempts = models.PositiveIntegerField(default=0)
     callback_error = models.TextField(blank=True, default="")
     callback_delivered_at = models.DateTimeField(null=True, blank=True)
+    # When the next delivery attempt is due (or the running one should be over).
+    # A pending delivery far past this was lost (worker or cluster died) and is
+    # queued again by the sweeper.
+    callback_due_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["id"]

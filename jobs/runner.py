@@ -86,6 +86,7 @@ class Worker:
         # gets a second job while still running the first.
         self._retiring: dict[str, threading.Thread] = {}
         self._last_renew = 0.0
+        self._last_sweep = 0.0
         self._listener: threading.Thread | None = None
         self._shutdown_lock = threading.Lock()
         self._shut_down = False
@@ -159,6 +160,11 @@ class Worker:
             logger.warning("device(s) %s went silent: offline, their jobs requeued", ", ".join(gone))
         if requeued or gone:
             notify.wake_local()
+        if time.monotonic() - self._last_sweep >= 60:
+            from jobs.webhooks import callbacks_requeue_lost
+
+            callbacks_requeue_lost(now=now)
+            self._last_sweep = time.monotonic()
 
     def _renew(self, now) -> None:
         expires = now + timedelta(seconds=self.lease_seconds)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import hashlib
 import hmac
 import json
@@ -139,3 +141,37 @@ def test_jobs_without_callback_url_create_no_delivery(make_device, make_program,
     make_device("qpu-w")
     Worker(client_factory=factory, listen=False).run_once()
     assert Job.objects.get().callback_status == "" and OrmQ.objects.count() == 0
+
+
+def test_a_duplicate_task_for_the_same_attempt_posts_nothing(make_device, make_program, receiver, recording):
+    r = receiver()
+    job = finish_one(make_device, make_program, r.url, recording)
+    assert deliver_callback(job.pk, 1) == "delivered"
+    assert deliver_callback(job.pk, 1) == "delivered"
+    assert len(r.received) == 1
+
+
+def test_lost_deliveries_are_queued_again_by_the_sweeper(make_device, make_program, receiver, recording, settings):
+    """A worker killed between storing the result and queueing the delivery,
+    or a delivery that died mid-POST: the sweeper queues the next attempt."""
+    from django.utils import timezone as tz
+
+    from jobs.webhooks import callbacks_requeue_lost
+
+    settings.CALLBACK_SWEEP_AFTER_SECONDS = 300
+    r = receiver()
+    job = finish_one(make_device, make_program, r.url, recording)
+    OrmQ.objects.all().delete()  # the queued task is lost
+    assert callbacks_requeue_lost() == 0  # too early to call it lost
+    later = tz.now() + timedelta(seconds=301)
+    assert callbacks_requeue_lost(now=later) == 1
+    assert OrmQ.objects.count() == 1
+    assert callbacks_requeue_lost(now=later) == 0  # not again at once
+    # A delivery that claimed attempt 1 and died mid-POST:
+    Job.objects.filter(pk=job.pk).update(callback_attempts=1, callback_due_at=tz.now())
+    assert callbacks_requeue_lost(now=tz.now() + timedelta(seconds=301)) == 1
+    assert deliver_callback(job.pk, 1) == "pending"  # the stale attempt-1 task does nothing
+    assert deliver_callback(job.pk, 2) == "delivered"
+    assert len(r.received) == 1
+    job.refresh_from_db()
+    assert job.callback_attempts == 2 and job.callback_due_at is None
