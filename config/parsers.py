@@ -25,6 +25,10 @@ class SafeJSONParser(JSONParser):
             raise ParseError("JSON nested too deeply") from exc
 
 
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON")
+
+
 class LenientJSONParser(BaseParser):
     media_type = "application/x-www-form-urlencoded"
 
@@ -38,7 +42,8 @@ class LenientJSONParser(BaseParser):
         stripped = text.lstrip()
         if stripped.startswith("{") or stripped.startswith("["):
             try:
-                return json.loads(text)
+                # Like DRF's JSONParser: NaN and Infinity are not JSON.
+                return json.loads(text, parse_constant=_reject_constant)
             except (ValueError, RecursionError) as exc:
                 raise ParseError(f"JSON parse error - {exc}") from exc
         return QueryDict(text, encoding=encoding)

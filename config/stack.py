@@ -29,8 +29,12 @@ class Stack:
                 stop()
             except Exception:
                 logger.exception("error while stopping")
+        from django.conf import settings
+
+        # The worker may take its grace period, then a few seconds to hand
+        # back jobs and release its devices: wait for all of it.
         for thread in self.threads:
-            thread.join(timeout=15)
+            thread.join(timeout=settings.WORKER_SHUTDOWN_GRACE_SECONDS + 15)
         if self.cluster is not None:
             try:
                 self.cluster.stop()

@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from devices.exceptions import DeviceNotFound
@@ -142,12 +143,18 @@ def devices_mark_offline_stale(*, now: datetime, timeout_s: float) -> list[str]:
 
     The rows are locked while deciding, so a heartbeat that arrives at the
     same moment waits and then brings the device straight back online.
+
+    Only HTTP devices heartbeat. A built-in simulated device lives inside the
+    worker driving it: while no worker runs it is not "gone", it just waits
+    (and keeps its online/draining state); the job of a dead worker comes back
+    through the job lease.
     """
     cutoff = now - timedelta(seconds=timeout_s)
     with transaction.atomic():
         stale = list(
             Device.objects.select_for_update()
             .filter(last_seen_at__lt=cutoff)
+            .filter(Q(address__startswith="http://") | Q(address__startswith="https://"))
             .exclude(status=DeviceStatus.OFFLINE)
             .order_by("pk")
         )

@@ -33,13 +33,15 @@ class ClaimedJob:
 
 
 def _claim_sql(*, device_id, device_type, device_size, runner, token, now, lease_seconds) -> tuple[str, list]:
+    # status = 'queued' is a literal, not a parameter: a prepared statement's
+    # generic plan can then match the partial index job_queue_idx.
     sql = f"""
         UPDATE jobs_job
            SET status = %s, device_id = %s, started_at = %s, attempts = attempts + 1,
                lease_token = %s, lease_expires_at = %s, error = ''
          WHERE id = (
                 SELECT id FROM jobs_job
-                 WHERE status = %s AND device_type = %s
+                 WHERE status = 'queued' AND device_type = %s
                    AND (min_size IS NULL OR min_size <= %s)
                    AND EXISTS (SELECT 1 FROM devices_device d
                                 WHERE d.id = %s AND d.status = 'online' AND d.runner = %s)
@@ -49,7 +51,7 @@ def _claim_sql(*, device_id, device_type, device_size, runner, token, now, lease
     """
     params = [
         JobStatus.RUNNING, device_id, now, token, now + timedelta(seconds=lease_seconds),
-        JobStatus.QUEUED, device_type, device_size, device_id, runner,
+        device_type, device_size, device_id, runner,
     ]
     return sql, params
 

@@ -55,6 +55,9 @@ class _Runner:
     device: DeviceRef
     stop: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
+    # The job this runner holds (claimed, running or being stored): only its
+    # lease is renewed, and shutdown hands it back if the thread is stuck.
+    job: claims.ClaimedJob | None = None
 
 
 class Worker:
@@ -183,13 +186,17 @@ class Worker:
                 [expires, now, self.name],
             )
             rows = {r[0]: DeviceRef(id=r[0], type=r[1], size=r[2], address=r[3]) for r in cursor.fetchall()}
-            cursor.execute(
-                """
-                UPDATE jobs_job SET lease_expires_at = %s
-                 WHERE status = %s AND device_id IN (SELECT id FROM devices_device WHERE runner = %s)
-                """,
-                [expires, JobStatus.RUNNING, self.name],
-            )
+            # Only the leases our runners hold right now: a job whose outcome
+            # could not be stored must be left to expire, not kept alive.
+            tokens = [r.job.token for r in list(self.runners.values()) if r.job is not None]
+            if tokens:
+                cursor.execute(
+                    f"""
+                    UPDATE jobs_job SET lease_expires_at = %s
+                     WHERE status = %s AND lease_token IN ({', '.join(['%s'] * len(tokens))})
+                    """,
+                    [expires, JobStatus.RUNNING, *tokens],
+                )
         self._last_renew = time.monotonic()
         self._reconcile(rows)
 
@@ -227,8 +234,9 @@ class Worker:
         lock = "FOR UPDATE SKIP LOCKED" if connection.vendor == "postgresql" else ""
         sim = "address NOT LIKE 'http://%%' AND address NOT LIKE 'https://%%'"
         with connection.cursor() as cursor:
-            # Online devices nobody drives (or whose runner died, or that this
-            # worker dropped, e.g. after a re-registration). A built-in
+            # Online (or draining: kept leased so their state is looked after;
+            # claims refuse them) devices nobody drives (or whose runner died,
+            # or that this worker dropped, e.g. after a re-registration). A built-in
             # simulated device lives inside the worker driving it, so one that
             # went offline while no worker ran is alive again once taken.
             cursor.execute(
@@ -238,7 +246,7 @@ class Worker:
                        status = CASE WHEN status = 'offline' THEN 'online' ELSE status END,
                        last_seen_at = CASE WHEN {sim} THEN %s ELSE last_seen_at END
                  WHERE id IN (SELECT id FROM devices_device
-                               WHERE (status = 'online' OR (status = 'offline' AND {sim}))
+                               WHERE (status IN ('online', 'draining') OR (status = 'offline' AND {sim}))
                                  AND (runner = '' OR runner = %s OR runner_expires_at IS NULL OR runner_expires_at < %s)
                                  {not_ours}
                                ORDER BY id LIMIT %s {lock})
@@ -288,6 +296,12 @@ class Worker:
         for runner in runners:
             if runner.thread is not None:
                 runner.thread.join(timeout=5.0)
+        for runner in runners:
+            stuck = runner.thread is not None and runner.thread.is_alive()
+            if stuck and runner.job is not None:
+                # Still inside a device call (e.g. HTTP): hand the job back now;
+                # the fencing token discards the late answer.
+                self._hand_back(runner.job)
         try:
             self._release_devices()
         except Exception:
@@ -312,7 +326,7 @@ class Worker:
                 try:
                     if job is None:
                         seen = notify.generation()
-                        job = self._claim(runner.device)
+                        job = runner.job = self._claim(runner.device)
                         if job is None:
                             notify.wait_for_change(seen, timeout=self.idle_wait)
                             continue
@@ -322,15 +336,27 @@ class Worker:
                     if job is BUSY:
                         job = None
                         runner.stop.wait(BUSY_BACKOFF_SECONDS)
-                except Exception:  # database trouble: the lease protects the job; retry
+                    runner.job = job
+                except Exception:  # database trouble while claiming or storing
                     logger.exception("runner of device %s failed", runner.device.id)
                     close_old_connections()
-                    job = None
+                    if job is not None:
+                        self._hand_back(job)
+                    job = runner.job = None
                     runner.stop.wait(1.0)
             if job is not None:  # claimed just before the stop: hand it back untouched
                 claims.job_release(job_id=job.id, token=job.token)
+                runner.job = None
         finally:
             connections.close_all()
+
+    def _hand_back(self, job: claims.ClaimedJob) -> None:
+        """Give a job back after its outcome could not be stored. If even that
+        fails, its lease (no longer renewed) runs out and the reaper requeues it."""
+        try:
+            claims.job_release(job_id=job.id, token=job.token)
+        except Exception:
+            logger.exception("could not hand back job %s; its lease will expire", job.key)
 
     def _execute(self, runner: _Runner, client: DeviceClient, job: claims.ClaimedJob):
         """Run one job on its device and record the outcome; returns the

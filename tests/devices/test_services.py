@@ -17,10 +17,15 @@ NOW = datetime(2026, 11, 24, 12, 0, tzinfo=dt_timezone.utc)
 
 
 def test_mark_offline_stale_takes_only_silent_devices_and_requeues_their_jobs(user):
-    fresh = make_device("fresh", last_seen_at=NOW - timedelta(seconds=30))
-    stale = make_device("stale", last_seen_at=NOW - timedelta(seconds=61))
-    stale_draining = make_device("stale-draining", status=DeviceStatus.DRAINING, last_seen_at=NOW - timedelta(hours=1))
-    make_device("already-offline", status=DeviceStatus.OFFLINE, last_seen_at=NOW - timedelta(hours=2))
+    url = "http://qpu.lab:9000"
+    fresh = make_device("fresh", address=url, last_seen_at=NOW - timedelta(seconds=30))
+    stale = make_device("stale", address=url, last_seen_at=NOW - timedelta(seconds=61))
+    stale_draining = make_device(
+        "stale-draining", address=url, status=DeviceStatus.DRAINING, last_seen_at=NOW - timedelta(hours=1)
+    )
+    make_device("already-offline", address=url, status=DeviceStatus.OFFLINE, last_seen_at=NOW - timedelta(hours=2))
+    # Built-in simulators do not heartbeat: they live in (and with) their worker.
+    make_device("sim-idle", address="sim", status=DeviceStatus.DRAINING, last_seen_at=NOW - timedelta(hours=3))
     program = make_program(user, priority=3)
     on_stale = make_job(program, status=JobStatus.RUNNING, device=stale)
     on_fresh = make_job(program, status=JobStatus.RUNNING, device=fresh)
@@ -34,6 +39,7 @@ def test_mark_offline_stale_takes_only_silent_devices_and_requeues_their_jobs(us
         "stale": DeviceStatus.OFFLINE,
         "stale-draining": DeviceStatus.OFFLINE,
         "already-offline": DeviceStatus.OFFLINE,
+        "sim-idle": DeviceStatus.DRAINING,
     }
     for job in (on_stale, on_fresh, on_draining):
         job.refresh_from_db()

@@ -124,3 +124,13 @@ def test_list_pages_are_capped_at_1000_rows(staff_api):
     Device.objects.bulk_create([Device(id=f"d{i}", type="a", size=1, registered_at=now, last_seen_at=now) for i in range(1005)])
     r = staff_api.get("/devices?limit=100000")
     assert r.status_code == 200 and r.json()["count"] == 1005 and len(r.json()["results"]) == 1000
+
+
+@pytest.mark.django_db
+def test_nan_in_a_curl_style_program_is_a_400_not_a_500(api):
+    r = api.generic("POST", "/programs", '{"priority": 1, "device_type": "a", "jobs": [{"instructions": [NaN]}]}',
+                    content_type="application/x-www-form-urlencoded")
+    assert r.status_code == 400
+    from jobs.models import Program
+
+    assert not Program.objects.exists()

@@ -277,3 +277,58 @@ def test_an_http_device_removed_mid_job_and_back_at_once_still_runs_the_job(make
         assert job.attempts == 2 and server.jobs_run == 2
     finally:
         server.close()
+
+
+def test_a_result_that_cannot_be_stored_hands_the_job_back(make_device, make_program, recording, live_worker, monkeypatch):
+    """A database error while storing the outcome must not leave the job
+    'running' (with its lease renewed) for as long as the worker lives."""
+    from jobs import claims
+
+    real = claims.job_finish_and_claim
+    failures = []
+
+    def flaky(**kwargs):
+        if not failures:
+            failures.append(1)
+            raise RuntimeError("database went away")
+        return real(**kwargs)
+
+    monkeypatch.setattr(claims, "job_finish_and_claim", flaky)
+    log, factory = recording
+    make_device("qpu-f")
+    make_program(jobs=2)
+    live_worker(client_factory=factory, idle_wait=0.5, tick_seconds=0.1)
+    assert wait_until(lambda: Job.objects.filter(status=JobStatus.DONE).count() == 2)
+    assert failures == [1] and len(log) == 3  # the first job ran twice
+
+
+def test_a_drained_simulated_device_stays_drained_across_worker_restarts(make_device, make_program, recording):
+    log, factory = recording
+    make_program()
+    make_device("qpu-dr", status="draining", address="sim")
+    Device.objects.filter(pk="qpu-dr").update(last_seen_at=timezone.now() - timedelta(hours=1))
+    assert Worker(client_factory=factory, listen=False).run_once() == 0
+    assert Device.objects.get(pk="qpu-dr").status == "draining"
+    assert Job.objects.get().status == JobStatus.QUEUED
+
+
+def test_shutdown_hands_back_a_job_stuck_in_a_device_call(make_device, make_program, live_worker, settings):
+    settings.WORKER_SHUTDOWN_GRACE_SECONDS = 0.2
+    release = threading.Event()
+
+    class Stuck:  # an HTTP call that ignores the stop event
+        def run(self, *, device, job):
+            release.wait(30)
+            return ["0" * device.size] * job.shots
+
+    make_device("qpu-s", address="http://127.0.0.1:9/qpu")
+    make_program()
+    worker = live_worker(client_factory=lambda d, stop_event=None: Stuck(), tick_seconds=0.1)
+    assert wait_until(lambda: Job.objects.get().status == JobStatus.RUNNING)
+    worker.shutdown(grace=0.2)
+    job = Job.objects.get()
+    assert job.status == JobStatus.QUEUED and job.attempts == 0
+    assert Device.objects.get().runner == ""
+    release.set()  # the stuck call's late answer is discarded (its token is gone)
+    time.sleep(0.2)
+    assert Job.objects.get().status == JobStatus.QUEUED

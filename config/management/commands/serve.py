@@ -33,10 +33,10 @@ class Command(BaseCommand):
         executor = MigrationExecutor(connection)
         if executor.migration_plan(executor.loader.graph.leaf_nodes()):
             self.stderr.write(self.style.WARNING("Unapplied migrations: run `python manage.py migrate` first."))
+        # The stack first: django-q2 forks its processes, which must not
+        # inherit the HTTP socket or the server's threads.
+        stack = None if no_workers else start_stack()
         server = create_server(application, host=host, port=port, threads=threads, ident="qpu-scheduler")
-        stack = None
-        if not no_workers:
-            stack = start_stack()
         base = f"http://{host}:{server.effective_port}"
         db = settings.DATABASES["default"]
         self.stdout.write(
