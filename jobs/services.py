@@ -7,6 +7,7 @@ transaction has committed, so a runner woken up always sees the new rows.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from jobs.exceptions import DomainError, DuplicateId, JobNotCancellable, ProgramMismatch
@@ -74,6 +75,48 @@ def _check_job_keys_free(keys: list[str | None]) -> None:
             raise DuplicateId(f"A job with id {keys[first]!r} already exists.", field=f"jobs[{first}].id")
 
 
+def _insert_jobs(*, owner_id: int, program_id: int, priority: int, device_type: str, keys: list[str],
+                 jobs: Sequence[JobSpec]) -> None:
+    """Insert a program's jobs in submission order (their ids are the queue's
+    tie-breaker).
+
+    On PostgreSQL: one INSERT ... SELECT over unnest() of four arrays; the
+    ORM's bulk_create spends more time building its SQL than PostgreSQL
+    spends inserting, and this keeps 10,000 jobs well under a second.
+    Elsewhere: bulk_create.
+    """
+    if connection.vendor != "postgresql":
+        Job.objects.bulk_create(
+            [
+                Job(key=key, program_id=program_id, owner_id=owner_id, priority=priority, device_type=device_type,
+                    instructions=spec.instructions, shots=spec.shots, min_size=spec.min_size)
+                for key, spec in zip(keys, jobs)
+            ],
+            batch_size=BULK_BATCH_SIZE,
+        )
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO jobs_job (key, program_id, owner_id, priority, device_type, instructions, shots, min_size,
+                                  status, attempts, created_at, error, lease_token, callback_status,
+                                  callback_attempts, callback_error)
+            SELECT t.key, %s, %s, %s, %s, t.instructions, t.shots, t.min_size,
+                   'queued', 0, %s, '', '', '', 0, ''
+              FROM unnest(%s::text[], %s::jsonb[], %s::integer[], %s::integer[]) WITH ORDINALITY
+                   AS t(key, instructions, shots, min_size, n)
+             ORDER BY t.n
+            """,
+            [
+                program_id, owner_id, priority, device_type, timezone.now(),
+                keys,
+                [json.dumps(spec.instructions) for spec in jobs],
+                [spec.shots for spec in jobs],
+                [spec.min_size for spec in jobs],
+            ],
+        )
+
+
 def program_create(
     *,
     owner,
@@ -112,25 +155,12 @@ def program_create(
         except IntegrityError as exc:
             raise DuplicateId(f"A program with id {key!r} already exists.", field="id") from exc
         final_keys = [k or new_key() for k in job_keys]
-        owner_id, program_id = owner.pk, program.pk
-        rows = [
-            Job(
-                key=job_key,
-                program_id=program_id,
-                owner_id=owner_id,
-                priority=priority,
-                device_type=device_type,
-                instructions=spec.instructions,
-                shots=spec.shots,
-                min_size=spec.min_size,
-            )
-            for job_key, spec in zip(final_keys, jobs)
-        ]
         try:
             # A savepoint so a race on an id (another request took it since
             # the check) leaves a clean transaction to roll back.
             with transaction.atomic():
-                Job.objects.bulk_create(rows, batch_size=BULK_BATCH_SIZE)
+                _insert_jobs(owner_id=owner.pk, program_id=program.pk, priority=priority,
+                             device_type=device_type, keys=final_keys, jobs=jobs)
         except IntegrityError as exc:
             raise DuplicateId("A job id of this program was taken meanwhile; nothing was created.", field="jobs") from exc
         notify_changed(device_type)
