@@ -19,6 +19,7 @@ from vms.clock import SystemClock
 from vms.models import VM, ProviderCall
 from vms.providers import FakeProvider, reset_default_provider
 from vms.scheduler import SchedulerLock
+from tests.helpers import wait_until
 
 
 @pytest.fixture
@@ -27,15 +28,6 @@ def default_fake(settings):
     reset_default_provider()
     yield
     reset_default_provider()
-
-
-def wait_until(predicate, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 @pytest.mark.django_db
@@ -80,7 +72,7 @@ def test_the_live_loop_sleeps_until_an_exam_appears_then_acts_at_once(default_fa
     thread = threading.Thread(target=run)
     thread.start()
     try:
-        assert wait_until(lambda: "scheduler" in holder and holder["scheduler"].stats.passes >= 1)
+        assert wait_until(lambda: "scheduler" in holder and holder["scheduler"].stats.passes >= 1, timeout=5)
         passes = holder["scheduler"].stats.passes
         # nothing is due: the loop sleeps (up to 30 s) ... until an exam is written
         exam_create(name="Now", start=timezone.now() + timedelta(seconds=4), end=timezone.now() + timedelta(hours=1), students=1)

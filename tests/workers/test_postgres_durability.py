@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from config.dburl import current_database_url
 from devices.models import Device
 from jobs.models import Job, JobStatus
 from jobs.runner import Worker
+from tests.helpers import wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -69,15 +69,6 @@ def test_concurrent_processes_never_take_the_same_job_and_keep_priority_order(ma
     assert Job.objects.filter(status=JobStatus.DONE).count() == total
 
 
-def wait_until(predicate, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def test_worker_killed_with_sigkill_mid_job_loses_nothing(make_device, make_program):
     make_device("qpu-k", address="sim")
     make_program(jobs=1)
@@ -93,7 +84,7 @@ def test_worker_killed_with_sigkill_mid_job_loses_nothing(make_device, make_prog
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     try:
-        assert wait_until(lambda: Job.objects.get().status == JobStatus.RUNNING), proc.stderr.read1() if proc.poll() else ""
+        assert wait_until(lambda: Job.objects.get().status == JobStatus.RUNNING, timeout=30), proc.stderr.read1() if proc.poll() else ""
         first = Job.objects.get()
         assert first.device_id == "qpu-k" and first.attempts == 1
     finally:
@@ -122,7 +113,7 @@ def test_sigterm_stops_runworkers_cleanly_and_hands_the_job_back(make_device, ma
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
     try:
-        assert wait_until(lambda: Job.objects.get().status == JobStatus.RUNNING)
+        assert wait_until(lambda: Job.objects.get().status == JobStatus.RUNNING, timeout=30)
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=30)
     finally:

@@ -15,6 +15,7 @@ from devices.models import Device
 from jobs import notify
 from jobs.models import Job, JobStatus
 from jobs.runner import Worker
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.django_db
 
@@ -128,15 +129,6 @@ def test_a_busy_device_gets_the_job_back_untouched_and_later_runs_it(make_device
     assert wait_until(lambda: Job.objects.get().status == JobStatus.DONE)
     job = Job.objects.get()
     assert len(calls) == 2 and job.attempts == 1 and job.error == ""
-
-
-def wait_until(predicate, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 @pytest.fixture

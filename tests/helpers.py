@@ -1,0 +1,16 @@
+"""Small helpers shared by the tests."""
+
+from __future__ import annotations
+
+import time
+
+
+def wait_until(predicate, timeout: float = 20.0, interval: float = 0.02) -> bool:
+    """Poll ``predicate`` until it is true or ``timeout`` seconds pass; a
+    bound for failing tests, never a speed check. Checks once more at the end."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())
