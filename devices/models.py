@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
 
@@ -31,6 +32,15 @@ class Device(models.Model):
     # Exactly one runner talks to a device, so a device never gets two jobs.
     runner = models.CharField(max_length=100, blank=True, default="")
     runner_expires_at = models.DateTimeField(null=True, blank=True)
+    # The device account that registered it: only it (and staff) may act on
+    # the device. Null for devices registered by staff.
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="devices"
+    )
+    # Why the scheduler drained it (e.g. it kept answering "busy"); cleared by resume.
+    status_reason = models.CharField(max_length=500, blank=True, default="")
+    # Consecutive "busy" (HTTP 409) answers; reset by any other answer.
+    busy_streak = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["id"]

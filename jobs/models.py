@@ -32,6 +32,9 @@ class Program(models.Model):
     priority = models.IntegerField(default=0, help_text="Higher runs first.")
     device_type = models.CharField(max_length=100)
     callback_url = models.URLField(max_length=1000, blank=True, default="")
+    # Standard Webhooks signing key of this program's deliveries ("whsec_" +
+    # base64 of 32 random bytes): shown once at creation, rotatable by the owner.
+    webhook_secret = models.CharField(max_length=100, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -65,6 +68,9 @@ class Job(models.Model):
         "devices.Device", null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False, related_name="jobs"
     )
     attempts = models.PositiveIntegerField(default=0)
+    # Times the job went back to the queue through no fault of its own (device
+    # removed, silent, or its worker died): bounded by JOB_MAX_REQUEUES.
+    requeues = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
