@@ -201,6 +201,18 @@ CALLBACK_TIMEOUT_SECONDS = env_float("CALLBACK_TIMEOUT_SECONDS", 10)
 CALLBACK_SWEEP_AFTER_SECONDS = env_float("CALLBACK_SWEEP_AFTER_SECONDS", 300)
 PROGRAM_MAX_JOBS = env_int("PROGRAM_MAX_JOBS", 10_000)
 
+# --- Bounded work (issue 6) --------------------------------------------------
+# Most bits one result may hold (device size x shots): 16,000,000 bits is at
+# most ~16.4 MB of stored JSON, far below PostgreSQL's 255 MB jsonb limit.
+RESULT_MAX_BITS = env_int("RESULT_MAX_BITS", 16_000_000)
+# Largest device (qubits) that may register.
+DEVICE_MAX_SIZE = env_int("DEVICE_MAX_SIZE", 1024)
+# A device answering "busy" (HTTP 409) this many times in a row is drained.
+DEVICE_MAX_BUSY_ANSWERS = env_int("DEVICE_MAX_BUSY_ANSWERS", 5)
+# Requeues through no fault of the job (device removed/silent/busy, worker
+# died) before the job fails instead; they do not use up JOB_MAX_ATTEMPTS.
+JOB_MAX_REQUEUES = env_int("JOB_MAX_REQUEUES", 10)
+
 # --- Exam VM provisioning -------------------------------------------------
 EXAM_MAX_STUDENTS = env_int("EXAM_MAX_STUDENTS", 2500)
 VM_PROVIDER_URL = os.environ.get("VM_PROVIDER_URL", "")

@@ -17,7 +17,8 @@ class DeviceAdmin(admin.ModelAdmin):
     list_display = ["id", "type", "size", "shown_status", "current_job", "jobs_done", "address", "last_seen_at"]
     list_filter = ["status", "type"]
     search_fields = ["id", "address", "type"]
-    readonly_fields = ["status", "registered_at", "last_seen_at", "runner", "runner_expires_at"]
+    readonly_fields = ["status", "status_reason", "busy_streak", "registered_at", "last_seen_at", "runner",
+                       "runner_expires_at"]
     fields = ["id", "address", "type", "size", *readonly_fields]
     actions = ["drain_devices", "resume_devices"]
     ordering = ["id"]
@@ -35,7 +36,9 @@ class DeviceAdmin(admin.ModelAdmin):
 
     @admin.display(description="status")
     def shown_status(self, device: Device) -> str:
-        return selectors.device_shown_status(device)
+        # The scheduler's drain reason (e.g. it kept answering busy) next to the status.
+        status = selectors.device_shown_status(device)
+        return f"{status} ({device.status_reason})" if device.status_reason else status
 
     @admin.display(description="current job")
     def current_job(self, device: Device) -> str:

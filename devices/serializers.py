@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from django.conf import settings
 from rest_framework import serializers
 
 from devices.models import Device
@@ -58,7 +59,13 @@ class DeviceRegisterSerializer(serializers.Serializer):
         help_text="`http(s)://` URL the scheduler POSTs jobs to; anything else uses the built-in simulated QPU.",
     )
     type = serializers.CharField(max_length=100, help_text="Device type jobs ask for.")
-    size = serializers.IntegerField(min_value=1, max_value=INT32_MAX, help_text="Number of qubits.")
+    size = serializers.IntegerField(min_value=1, max_value=INT32_MAX, help_text="Number of qubits (at most DEVICE_MAX_SIZE).")
+
+    def validate_size(self, value: int) -> int:
+        # Bounds each result bit string (and with RESULT_MAX_BITS, a result).
+        if value > settings.DEVICE_MAX_SIZE:
+            raise serializers.ValidationError(f"At most {settings.DEVICE_MAX_SIZE} qubits (DEVICE_MAX_SIZE); got {value}.")
+        return value
 
     def validate_address(self, value: str) -> str:
         # Anything URL-like must be a usable http(s) URL: "ftp://x" or
@@ -83,7 +90,8 @@ class DeviceSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Device
-        fields = ["id", "address", "type", "size", "status", "registered_at", "last_seen_at", "current_job", "jobs_done"]
+        fields = ["id", "address", "type", "size", "status", "status_reason", "registered_at", "last_seen_at",
+                  "current_job", "jobs_done"]
         read_only_fields = fields
 
     def get_status(self, device: Device) -> str:

@@ -10,6 +10,7 @@ to the queue in its original place through ``jobs.claims.jobs_requeue_for_device
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import partial
 
 from django.db import transaction
 from django.db.models import Q
@@ -34,10 +35,18 @@ def _locked(device_id: str) -> Device:
 
 def _requeue(device: Device) -> int:
     requeued = jobs_requeue_for_device(device_id=device.pk)
-    if requeued:
+    if requeued.queued:
         # The jobs are queued again: any free device of the type may take them.
         notify_changed(device.type)
-    return requeued
+    for job_id in requeued.callbacks:  # failed for good (JOB_MAX_REQUEUES): deliver once committed
+        transaction.on_commit(partial(_deliver, job_id))
+    return requeued.count
+
+
+def _deliver(job_id: int) -> None:
+    from jobs.webhooks import callback_enqueue
+
+    callback_enqueue(job_id=job_id)
 
 
 def device_register(
@@ -70,7 +79,8 @@ def device_register(
             device.size = size
             device.status = DeviceStatus.ONLINE
             device.last_seen_at = now
-            device.save(update_fields=["address", "type", "size", "status", "last_seen_at"])
+            device.status_reason, device.busy_streak = "", 0  # a restart is a fresh start
+            device.save(update_fields=["address", "type", "size", "status", "last_seen_at", "status_reason", "busy_streak"])
         notify_changed(DEVICES_CHANGED)
     return device, created
 
@@ -127,14 +137,44 @@ def device_drain(*, device_id: str) -> Device:
 
 
 def device_resume(*, device_id: str) -> Device:
-    """Undo a drain (or bring an offline device back by hand): online again."""
+    """Undo a drain (or bring an offline device back by hand): online again,
+    with the scheduler's drain reason and busy count cleared."""
     with transaction.atomic():
         device = _locked(device_id)
-        if device.status != DeviceStatus.ONLINE:
-            device.status = DeviceStatus.ONLINE
-            device.save(update_fields=["status"])
+        if device.status != DeviceStatus.ONLINE or device.status_reason or device.busy_streak:
+            device.status, device.status_reason, device.busy_streak = DeviceStatus.ONLINE, "", 0
+            device.save(update_fields=["status", "status_reason", "busy_streak"])
         notify_changed(DEVICES_CHANGED)
     return device
+
+
+def busy_drain_reason(streak: int) -> str:
+    return f"drained by the scheduler: answered busy (HTTP 409) {streak} times in a row"
+
+
+def device_record_busy(*, device_id: str, max_busy: int) -> Device | None:
+    """Count a "busy" (HTTP 409) answer. A device that keeps answering busy
+    would otherwise take jobs and hand them straight back forever: after
+    ``max_busy`` in a row it is drained, with the reason recorded for the
+    operator (and shown in the API); ``resume`` clears both. Returns the
+    device, or None when it is gone."""
+    with transaction.atomic():
+        device = Device.objects.select_for_update().filter(pk=device_id).first()
+        if device is None:
+            return None
+        device.busy_streak += 1
+        fields = ["busy_streak"]
+        if device.busy_streak >= max_busy and device.status == DeviceStatus.ONLINE:
+            device.status, device.status_reason = DeviceStatus.DRAINING, busy_drain_reason(device.busy_streak)
+            fields += ["status", "status_reason"]
+        device.save(update_fields=fields)
+    return device
+
+
+def device_reset_busy_streak(*, device_id: str) -> int:
+    """The device answered for real (a result or an error, not "busy"): its
+    run of busy answers is over. One conditional UPDATE, nothing when already 0."""
+    return Device.objects.filter(pk=device_id, busy_streak__gt=0).update(busy_streak=0)
 
 
 def devices_mark_offline_stale(*, now: datetime, timeout_s: float) -> list[str]:

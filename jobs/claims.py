@@ -7,6 +7,16 @@ claimers pass each other instead of queueing on one row, and the status is set
 in the same statement, so two workers can never take the same job. On SQLite
 a single statement is atomic by itself (one writer at a time), so the same
 SQL without the locking clause is equally safe.
+
+Why one statement per queue change: a job moves between states only through
+one conditional UPDATE (fenced by its status and lease token), so there is no
+window in which two workers, a removal and a lease reaper can see a half-made
+change, no transaction to hold open across a round trip, and a crash between
+statements can never leave a job claimed by nobody or stored twice. The bounds
+of issue 6 are folded into those same statements: a claim only takes a job
+whose result the device can store (``shots <= RESULT_MAX_BITS // size``), and
+every requeue that is not the job's fault counts ``requeues`` and fails the job
+instead once it has been requeued ``JOB_MAX_REQUEUES`` times.
 """
 
 from __future__ import annotations
@@ -16,6 +26,7 @@ import weakref
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
@@ -32,9 +43,17 @@ class ClaimedJob:
     token: str
 
 
+def max_shots_for(device_size: int) -> int:
+    """Most shots whose result a device of ``device_size`` qubits may return:
+    ``size x shots`` bits stay within RESULT_MAX_BITS."""
+    return settings.RESULT_MAX_BITS // max(1, device_size)
+
+
 def _claim_sql(*, device_id, device_type, device_size, runner, token, now, lease_seconds) -> tuple[str, list]:
     # status = 'queued' is a literal, not a parameter: a prepared statement's
-    # generic plan can then match the partial index job_queue_idx.
+    # generic plan can then match the partial index job_queue_idx. The shots
+    # bound is a plain filter on the rows the index walk reaches (like
+    # min_size), so the index still gives the order and the plan is unchanged.
     sql = f"""
         UPDATE jobs_job
            SET status = %s, device_id = %s, started_at = %s, attempts = attempts + 1,
@@ -42,7 +61,7 @@ def _claim_sql(*, device_id, device_type, device_size, runner, token, now, lease
          WHERE id = (
                 SELECT id FROM jobs_job
                  WHERE status = 'queued' AND device_type = %s
-                   AND (min_size IS NULL OR min_size <= %s)
+                   AND (min_size IS NULL OR min_size <= %s) AND shots <= %s
                    AND EXISTS (SELECT 1 FROM devices_device d
                                 WHERE d.id = %s AND d.status = 'online' AND d.runner = %s)
                  ORDER BY priority DESC, id ASC
@@ -51,7 +70,7 @@ def _claim_sql(*, device_id, device_type, device_size, runner, token, now, lease
     """
     params = [
         JobStatus.RUNNING, device_id, now, token, now + timedelta(seconds=lease_seconds),
-        device_type, device_size, device_id, runner,
+        device_type, device_size, max_shots_for(device_size), device_id, runner,
     ]
     return sql, params
 
@@ -103,6 +122,9 @@ def job_claim(
 
     Only the runner holding the device may claim for it, and only while the
     device is online: a draining, offline or removed device gets no new job.
+    Nor does a device get a job whose result it could not store
+    (``size x shots`` above RESULT_MAX_BITS): that job waits for a smaller
+    device of its type.
     """
     now = now or timezone.now()
     token = uuid.uuid4().hex
@@ -239,28 +261,96 @@ def job_release(*, job_id: int, token: str) -> bool:
     ) == 1
 
 
-def jobs_requeue_for_device(*, device_id: str) -> int:
+@dataclass(frozen=True)
+class Requeued:
+    """What a requeue did: jobs back in the queue, and jobs failed instead
+    because they had been requeued JOB_MAX_REQUEUES times already."""
+
+    queued: list[int]
+    failed: list[int]
+    # The failed ones whose program has a callback URL: their delivery is pending.
+    callbacks: list[int]
+
+    @property
+    def count(self) -> int:
+        return len(self.queued) + len(self.failed)
+
+
+def requeue_limit_error(*, max_requeues: int, reason: str) -> str:
+    return (
+        f"Failed instead of requeued again: the job was already requeued {max_requeues} times "
+        f"(JOB_MAX_REQUEUES) through no fault of its own (device removed, restarted, silent or busy, "
+        f"or its worker died). Last interruption: {reason}"
+    )[:10_000]
+
+
+def _bounded_requeue(where: str, where_params: list, *, reason: str, max_requeues: int | None,
+                     now: datetime | None) -> Requeued:
+    """Put running jobs back in their original place without using up an
+    attempt (the interrupted run is refunded), counting ``requeues``; a job
+    already requeued ``max_requeues`` times fails with a clear error instead,
+    so no job can bounce between devices and workers forever. One UPDATE: the
+    CASEs all read the row as it was before the statement."""
+    limit = settings.JOB_MAX_REQUEUES if max_requeues is None else max_requeues
+    now = now or timezone.now()
+    over = "requeues >= %s"
+    sql = f"""
+        UPDATE jobs_job
+           SET status = CASE WHEN {over} THEN %s ELSE %s END,
+               requeues = CASE WHEN {over} THEN requeues ELSE requeues + 1 END,
+               attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END,
+               finished_at = CASE WHEN {over} THEN %s ELSE NULL END,
+               error = CASE WHEN {over} THEN %s ELSE error END,
+               callback_status = CASE WHEN {over} AND
+                    (SELECT callback_url FROM jobs_program p WHERE p.id = jobs_job.program_id) <> ''
+                    THEN %s ELSE callback_status END,
+               device_id = CASE WHEN {over} THEN device_id ELSE NULL END,
+               started_at = CASE WHEN {over} THEN started_at ELSE NULL END,
+               lease_token = '', lease_expires_at = NULL
+         WHERE status = %s AND {where}
+        RETURNING id, status, callback_status
+    """
+    params = [
+        limit, JobStatus.FAILED, JobStatus.QUEUED,
+        limit,
+        limit, now,
+        limit, requeue_limit_error(max_requeues=limit, reason=reason),
+        limit, "pending",
+        limit, limit,
+        JobStatus.RUNNING, *where_params,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    failed = [r for r in rows if r[1] == JobStatus.FAILED]
+    return Requeued(
+        queued=[r[0] for r in rows if r[1] == JobStatus.QUEUED],
+        failed=[r[0] for r in failed],
+        callbacks=[r[0] for r in failed if r[2] == "pending"],
+    )
+
+
+def job_requeue(*, job_id: int, token: str, reason: str, max_requeues: int | None = None,
+                now: datetime | None = None) -> Requeued:
+    """Hand one run's job back through no fault of its own (the device said
+    it is busy, or the database connection was lost while storing its
+    outcome): fenced by the run's token, bounded by JOB_MAX_REQUEUES."""
+    return _bounded_requeue("id = %s AND lease_token = %s", [job_id, token], reason=reason,
+                            max_requeues=max_requeues, now=now)
+
+
+def jobs_requeue_for_device(*, device_id: str, reason: str = "", max_requeues: int | None = None,
+                            now: datetime | None = None) -> Requeued:
     """Put every job running on a device back in the queue, in its original
     place (priority and submission order are untouched). Used when a device is
-    removed, goes offline, or its runner died."""
-    return _execute(
-        """
-        UPDATE jobs_job
-           SET status = %s, device_id = NULL, started_at = NULL, lease_token = '', lease_expires_at = NULL
-         WHERE device_id = %s AND status = %s
-        """,
-        [JobStatus.QUEUED, device_id, JobStatus.RUNNING],
-    )
+    removed, goes offline, or its runner died; bounded by JOB_MAX_REQUEUES."""
+    reason = reason or f"device {device_id} was removed, restarted or went silent, or its runner died"
+    return _bounded_requeue("device_id = %s", [device_id], reason=reason, max_requeues=max_requeues, now=now)
 
 
-def jobs_requeue_expired(*, now: datetime | None = None) -> int:
-    """Requeue running jobs whose lease ran out (their worker died)."""
+def jobs_requeue_expired(*, now: datetime | None = None, max_requeues: int | None = None) -> Requeued:
+    """Requeue running jobs whose lease ran out (their worker died); bounded
+    by JOB_MAX_REQUEUES."""
     now = now or timezone.now()
-    return _execute(
-        """
-        UPDATE jobs_job
-           SET status = %s, device_id = NULL, started_at = NULL, lease_token = '', lease_expires_at = NULL
-         WHERE status = %s AND lease_expires_at < %s
-        """,
-        [JobStatus.QUEUED, JobStatus.RUNNING, now],
-    )
+    return _bounded_requeue("lease_expires_at < %s", [now], reason="its worker stopped renewing the job's lease",
+                            max_requeues=max_requeues, now=now)

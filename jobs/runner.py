@@ -58,6 +58,9 @@ class _Runner:
     # The job this runner holds (claimed, running or being stored): only its
     # lease is renewed, and shutdown hands it back if the thread is stuck.
     job: claims.ClaimedJob | None = None
+    # The device may have a run of "busy" answers on record (unknown at start):
+    # its next real answer resets the count, so only one write per run of busy.
+    busy_on_record: bool = True
 
 
 class Worker:
@@ -153,9 +156,8 @@ class Worker:
         self._acquire(now, start_threads=start_threads)
 
     def _housekeeping(self, now) -> None:
-        requeued = claims.jobs_requeue_expired(now=now)
-        if requeued:
-            logger.warning("requeued %d job(s) whose worker stopped renewing its lease", requeued)
+        expired = claims.jobs_requeue_expired(now=now)
+        requeued = self._after_requeue(expired, "its worker stopped renewing the lease")
         from devices.services import devices_mark_offline_stale
 
         gone = devices_mark_offline_stale(now=now, timeout_s=settings.DEVICE_TIMEOUT_SECONDS)
@@ -259,8 +261,10 @@ class Worker:
             # Whatever still runs on a device we just took belonged to a runner
             # that died (or was retired and is done); its result can never be
             # stored (the fencing token is gone): back to its place in the queue.
-            if claims.jobs_requeue_for_device(device_id=ref.id):
-                logger.warning("device %s had a job from a dead runner: requeued", ref.id)
+            self._after_requeue(
+                claims.jobs_requeue_for_device(device_id=ref.id, reason=f"device {ref.id} was taken over from a runner that died"),
+                f"device {ref.id} had a job from a dead runner",
+            )
             runner = _Runner(device=ref)
             self.runners[ref.id] = runner
             if start_threads:
@@ -299,9 +303,10 @@ class Worker:
         for runner in runners:
             stuck = runner.thread is not None and runner.thread.is_alive()
             if stuck and runner.job is not None:
-                # Still inside a device call (e.g. HTTP): hand the job back now;
-                # the fencing token discards the late answer.
-                self._hand_back(runner.job)
+                # Still inside a device call (e.g. HTTP): hand the job back now
+                # (our own shutdown: not counted); the fencing token discards
+                # the late answer.
+                self._hand_back(runner.job, counted=False)
         try:
             self._release_devices()
         except Exception:
@@ -341,7 +346,7 @@ class Worker:
                     logger.exception("runner of device %s failed", runner.device.id)
                     close_old_connections()
                     if job is not None:
-                        self._hand_back(job)
+                        self._hand_back(job, counted=True)
                     job = runner.job = None
                     runner.stop.wait(1.0)
             if job is not None:  # claimed just before the stop: hand it back untouched
@@ -350,11 +355,30 @@ class Worker:
         finally:
             connections.close_all()
 
-    def _hand_back(self, job: claims.ClaimedJob) -> None:
-        """Give a job back after its outcome could not be stored. If even that
-        fails, its lease (no longer renewed) runs out and the reaper requeues it."""
+    def _after_requeue(self, requeued: claims.Requeued, what: str) -> int:
+        """Log a requeue, wake the runners for the queued jobs and deliver the
+        outcome of those failed for good (requeued JOB_MAX_REQUEUES times)."""
+        if requeued.queued:
+            logger.warning("%s: %d job(s) requeued", what, len(requeued.queued))
+            notify.wake_local()
+        if requeued.failed:
+            logger.warning("%s: %d job(s) failed, requeued too often (JOB_MAX_REQUEUES)", what, len(requeued.failed))
+        for job_id in requeued.callbacks:
+            _on_finished(job_id, "pending")
+        return requeued.count
+
+    def _hand_back(self, job: claims.ClaimedJob, *, counted: bool, reason: str = "") -> None:
+        """Give a job back after its outcome could not be stored (``counted``:
+        a requeue bounded by JOB_MAX_REQUEUES) or at our own shutdown (not
+        counted). If even that fails, its lease (no longer renewed) runs out
+        and the reaper requeues it, counted."""
         try:
-            claims.job_release(job_id=job.id, token=job.token)
+            if counted:
+                reason = reason or "the worker lost its database connection while storing the outcome"
+                self._after_requeue(claims.job_requeue(job_id=job.id, token=job.token, reason=reason),
+                                    f"job {job.key} handed back")
+            else:
+                claims.job_release(job_id=job.id, token=job.token)
         except Exception:
             logger.exception("could not hand back job %s; its lease will expire", job.key)
 
@@ -372,30 +396,82 @@ class Worker:
                 claims.job_release(job_id=job.id, token=job.token)
                 return None
             if isinstance(exc, DeviceBusy):
-                # Still running something (e.g. the job it had before it was
-                # removed and re-registered): not this job's failure.
-                claims.job_release(job_id=job.id, token=job.token)
-                logger.info("device %s busy; job %s handed back", device.id, job.key)
-                return BUSY
+                return self._device_busy(runner, job)
+            self._device_answered(runner)
             error = str(exc) if isinstance(exc, DeviceError) else f"{type(exc).__name__}: {exc}"
-            outcome = claims.job_fail_attempt(
-                job_id=job.id, token=job.token, error=error, max_attempts=settings.JOB_MAX_ATTEMPTS
-            )
-            logger.warning("job %s attempt %d on %s failed: %s -> %s", job.key, job.attempts, device.id, error, outcome)
-            if outcome is not None:
-                if outcome[0] == JobStatus.QUEUED:
-                    notify.wake_local()
-                _on_finished(job.id, outcome[1])
+            self._fail_attempt(job, error, device_id=device.id)
             return None
-        if self.stop_event.is_set():
-            callback_status, next_job = claims.job_finish(job_id=job.id, token=job.token, result=result), None
-        else:
-            callback_status, next_job = claims.job_finish_and_claim(
-                job_id=job.id, token=job.token, result=result, device_id=device.id, device_type=device.type,
-                device_size=device.size, runner=self.name, lease_seconds=self.lease_seconds,
-            )
+        self._device_answered(runner)
+        return self._store(runner, job, result)
+
+    def _fail_attempt(self, job: claims.ClaimedJob, error: str, *, device_id: str) -> None:
+        outcome = claims.job_fail_attempt(
+            job_id=job.id, token=job.token, error=error, max_attempts=settings.JOB_MAX_ATTEMPTS
+        )
+        logger.warning("job %s attempt %d on %s failed: %s -> %s", job.key, job.attempts, device_id, error, outcome)
+        if outcome is not None:
+            if outcome[0] == JobStatus.QUEUED:
+                notify.wake_local()
+            _on_finished(job.id, outcome[1])
+
+    def _device_busy(self, runner: _Runner, job: claims.ClaimedJob):
+        """The device is still running something (e.g. the job it had before
+        it was removed and re-registered): not this job's failure, so the job
+        goes back (a requeue, bounded by JOB_MAX_REQUEUES), and the device's
+        run of busy answers is counted; too long a run drains it."""
+        from devices.services import device_record_busy
+
+        device = runner.device
+        self._after_requeue(
+            claims.job_requeue(job_id=job.id, token=job.token, reason=f"device {device.id} answered busy (HTTP 409)"),
+            f"device {device.id} busy",
+        )
+        recorded = device_record_busy(device_id=device.id, max_busy=settings.DEVICE_MAX_BUSY_ANSWERS)
+        runner.busy_on_record = True
+        if recorded is not None and recorded.status_reason:
+            logger.warning("device %s: %s", device.id, recorded.status_reason)
+        return BUSY
+
+    def _device_answered(self, runner: _Runner) -> None:
+        if runner.busy_on_record:
+            from devices.services import device_reset_busy_streak
+
+            device_reset_busy_streak(device_id=runner.device.id)
+            runner.busy_on_record = False
+
+    def _store(self, runner: _Runner, job: claims.ClaimedJob, result: list[str]):
+        """Store the result (and claim the device's next job with it). A store
+        the database refuses (too large, invalid, any error but a lost
+        connection) is the job's failed attempt, so it ends after
+        JOB_MAX_ATTEMPTS instead of being handed back forever; a lost
+        connection propagates and the job is handed back (counted)."""
+        device = runner.device
+        try:
+            if self.stop_event.is_set():
+                callback_status, next_job = claims.job_finish(job_id=job.id, token=job.token, result=result), None
+            else:
+                callback_status, next_job = claims.job_finish_and_claim(
+                    job_id=job.id, token=job.token, result=result, device_id=device.id, device_type=device.type,
+                    device_size=device.size, runner=self.name, lease_seconds=self.lease_seconds,
+                )
+        except Exception as exc:
+            if _connection_lost():
+                raise
+            first_line = (str(exc).strip().splitlines() or [""])[0]
+            logger.exception("result of job %s from %s could not be stored", job.key, device.id)
+            self._fail_attempt(job, f"result could not be stored: {type(exc).__name__}: {first_line}", device_id=device.id)
+            return None
         if callback_status is None:
             logger.warning("result of job %s from %s discarded: the job was requeued meanwhile", job.key, device.id)
         else:
             _on_finished(job.id, callback_status)
         return next_job
+
+
+def _connection_lost() -> bool:
+    """True when the database connection is gone (as opposed to a statement
+    the database refused on a working connection)."""
+    try:
+        return connection.connection is None or not connection.is_usable()
+    except Exception:
+        return True

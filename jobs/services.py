@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -75,6 +76,31 @@ def _check_job_keys_free(keys: list[str | None]) -> None:
             raise DuplicateId(f"A job with id {keys[first]!r} already exists.", field=f"jobs[{first}].id")
 
 
+def _check_result_sizes(*, device_type: str, jobs: Sequence[JobSpec], field_prefix: str = "jobs[{index}].") -> None:
+    """400 naming ``shots`` for a job whose result (``size x shots`` bits)
+    would exceed RESULT_MAX_BITS on every registered device of its type that
+    it could run on (size >= min_size): no device would ever be handed it.
+    With no such device registered, the smallest size it could run on
+    (min_size, else 1) decides. One query for the type's distinct sizes, then
+    a bisect per job, so a 10,000-job program costs milliseconds."""
+    from devices.models import Device
+
+    cap = settings.RESULT_MAX_BITS
+    sizes = sorted(set(Device.objects.filter(type=device_type).values_list("size", flat=True).distinct()))
+    for index, spec in enumerate(jobs):
+        floor = spec.min_size or 1
+        at = bisect_left(sizes, floor)
+        size = sizes[at] if at < len(sizes) else floor
+        if size * spec.shots > cap:
+            where = f"the smallest {device_type!r} device it can run on has {size} qubits" if at < len(sizes) \
+                else f"it needs at least {size} qubit(s)"
+            raise DomainError(
+                f"A result may hold at most {cap:,} bits (RESULT_MAX_BITS = device size x shots); {where}, "
+                f"so at most {cap // size:,} shots; got {spec.shots:,}.",
+                field=field_prefix.format(index=index) + "shots",
+            )
+
+
 def _insert_jobs(*, owner_id: int, program_id: int, priority: int, device_type: str, keys: list[str],
                  jobs: Sequence[JobSpec]) -> None:
     """Insert a program's jobs in submission order (their ids are the queue's
@@ -99,10 +125,10 @@ def _insert_jobs(*, owner_id: int, program_id: int, priority: int, device_type: 
         cursor.execute(
             """
             INSERT INTO jobs_job (key, program_id, owner_id, priority, device_type, instructions, shots, min_size,
-                                  status, attempts, created_at, error, lease_token, callback_status,
+                                  status, attempts, requeues, created_at, error, lease_token, callback_status,
                                   callback_attempts, callback_error)
             SELECT t.key, %s, %s, %s, %s, t.instructions, t.shots, t.min_size,
-                   'queued', 0, %s, '', '', '', 0, ''
+                   'queued', 0, 0, %s, '', '', '', 0, ''
               FROM unnest(%s::text[], %s::jsonb[], %s::integer[], %s::integer[]) WITH ORDINALITY
                    AS t(key, instructions, shots, min_size, n)
              ORDER BY t.n
@@ -136,6 +162,7 @@ def program_create(
         raise DomainError("A program needs at least one job.", field="jobs")
     if len(jobs) > settings.PROGRAM_MAX_JOBS:
         raise DomainError(f"At most {settings.PROGRAM_MAX_JOBS} jobs per program; got {len(jobs)}.", field="jobs")
+    _check_result_sizes(device_type=device_type, jobs=jobs)
     key = key or new_key()
     job_keys = [spec.key for spec in jobs]
     with transaction.atomic():
@@ -187,6 +214,7 @@ def job_submit(
     ``program_key`` the job gets a program of its own.
     """
     instructions = [] if instructions is None else instructions
+    _check_result_sizes(device_type=device_type, jobs=[JobSpec(shots=shots, min_size=min_size)], field_prefix="")
     with transaction.atomic():
         defaults = {
             "owner": owner,

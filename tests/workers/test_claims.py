@@ -72,14 +72,15 @@ def test_result_is_stored_exactly_once_and_stale_runs_are_rejected(make_device, 
     make_program()
     dev = make_device()
     first = claim(dev)
-    assert claims.jobs_requeue_for_device(device_id=dev.id) == 1  # e.g. device removed mid-run
+    assert claims.jobs_requeue_for_device(device_id=dev.id).count == 1  # e.g. device removed mid-run
     second = claim(dev)
     assert second.id == first.id and second.token != first.token
     assert claims.job_finish(job_id=first.id, token=first.token, result=["0000"]) is None
     assert claims.job_finish(job_id=second.id, token=second.token, result=["1111"]) == ""
     assert claims.job_finish(job_id=second.id, token=second.token, result=["0101"]) is None
     job = Job.objects.get()
-    assert job.status == JobStatus.DONE and job.result == ["1111"] and job.attempts == 2
+    # The interrupted run was refunded (not the job's fault): one attempt, one requeue.
+    assert job.status == JobStatus.DONE and job.result == ["1111"] and job.attempts == 1 and job.requeues == 1
 
 
 def test_failed_attempts_requeue_in_place_then_fail_with_the_error(make_device, make_program):
@@ -124,6 +125,6 @@ def test_expired_leases_are_requeued_and_live_ones_are_not(make_device, make_pro
     a, b = make_device(), make_device()
     ja, jb = claim(a), claim(b, runner="w2")
     Job.objects.filter(pk=ja.id).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
-    assert claims.jobs_requeue_expired() == 1
+    assert claims.jobs_requeue_expired().queued == [ja.id]
     assert Job.objects.get(pk=ja.id).status == JobStatus.QUEUED
     assert Job.objects.get(pk=jb.id).status == JobStatus.RUNNING
