@@ -205,8 +205,8 @@ PROGRAM_MAX_JOBS = env_int("PROGRAM_MAX_JOBS", 10_000)
 # Most bits one result may hold (device size x shots): 16,000,000 bits is at
 # most ~16.4 MB of stored JSON, far below PostgreSQL's 255 MB jsonb limit.
 RESULT_MAX_BITS = env_int("RESULT_MAX_BITS", 16_000_000)
-# Largest device (qubits) that may register.
-DEVICE_MAX_SIZE = env_int("DEVICE_MAX_SIZE", 1024)
+# Largest device (qubits) that may register (today's largest QPUs: ~1,200).
+DEVICE_MAX_SIZE = env_int("DEVICE_MAX_SIZE", 2048)
 # A device answering "busy" (HTTP 409) this many times in a row is drained.
 DEVICE_MAX_BUSY_ANSWERS = env_int("DEVICE_MAX_BUSY_ANSWERS", 5)
 # Requeues through no fault of the job (device removed/silent/busy, worker

@@ -87,6 +87,11 @@ def _check_result_sizes(*, device_type: str, jobs: Sequence[JobSpec], field_pref
 
     cap = settings.RESULT_MAX_BITS
     sizes = sorted(set(Device.objects.filter(type=device_type).values_list("size", flat=True).distinct()))
+    # Each job is judged by a registered size or its own min_size: when even
+    # the largest of those times the most shots fits, every job does.
+    largest = max(sizes[-1] if sizes else 1, max((spec.min_size or 1) for spec in jobs))
+    if largest * max(spec.shots for spec in jobs) <= cap:
+        return
     for index, spec in enumerate(jobs):
         floor = spec.min_size or 1
         at = bisect_left(sizes, floor)
@@ -295,8 +300,8 @@ def jobs_cancel(*, job_ids: Iterable[int], now: datetime | None = None) -> int:
 
 def jobs_requeue_failed(*, job_ids: Iterable[int]) -> int:
     """Operator retry of failed jobs: back to the queue in their original
-    place (priority and submission order unchanged) with a fresh attempt
-    budget. The last error is kept for reference until the next run starts
+    place (priority and submission order unchanged) with a fresh attempt and
+    requeue budget. The last error is kept for reference until the next run starts
     (a claim clears it); the callback state is reset so the next outcome is
     delivered again."""
     ids = list(job_ids)
@@ -307,6 +312,7 @@ def jobs_requeue_failed(*, job_ids: Iterable[int]) -> int:
         requeued = Job.objects.filter(pk__in=ids, status=JobStatus.FAILED).update(
             status=JobStatus.QUEUED,
             attempts=0,
+            requeues=0,
             device=None,
             started_at=None,
             finished_at=None,

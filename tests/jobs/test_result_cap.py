@@ -18,7 +18,7 @@ def program(jobs, device_type="analog"):
 
 
 def test_default_cap_refuses_the_largest_shots_on_the_largest_device(api, settings):
-    assert settings.RESULT_MAX_BITS == 16_000_000 and settings.DEVICE_MAX_SIZE == 1024
+    assert settings.RESULT_MAX_BITS == 16_000_000 and settings.DEVICE_MAX_SIZE == 2048
     make_device("big", type="analog", size=1024)
     response = api.post("/programs", program([{"shots": 1}, {"shots": 100_000}]), format="json")
     assert response.status_code == 400, response.content

@@ -200,6 +200,22 @@ def test_expiring_leases_repeatedly_fails_the_job_after_the_requeue_limit(make_d
     assert "worker stopped renewing" in row.error
 
 
+def test_an_operator_requeue_gives_a_fresh_requeue_budget(make_device, make_program, settings):
+    from jobs.services import jobs_requeue_failed
+
+    settings.JOB_MAX_REQUEUES = 0
+    make_program(jobs=1)
+    dev = make_device()
+    claim(dev)
+    claims.jobs_requeue_for_device(device_id=dev.id)
+    job = Job.objects.get()
+    assert job.status == JobStatus.FAILED and job.requeues == 0 and "requeued 0 times" in job.error
+    Job.objects.filter(pk=job.pk).update(requeues=5)
+    assert jobs_requeue_failed(job_ids=[job.pk]) == 1
+    job = Job.objects.get()
+    assert job.status == JobStatus.QUEUED and job.requeues == 0 and job.attempts == 0
+
+
 def test_failed_attempts_and_requeues_are_counted_apart(make_device, make_program, settings):
     make_program(jobs=1)
     dev = make_device()
