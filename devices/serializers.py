@@ -59,12 +59,16 @@ class DeviceRegisterSerializer(serializers.Serializer):
         help_text="`http(s)://` URL the scheduler POSTs jobs to; anything else uses the built-in simulated QPU.",
     )
     type = serializers.CharField(max_length=100, help_text="Device type jobs ask for.")
-    size = serializers.IntegerField(min_value=1, max_value=INT32_MAX, help_text="Number of qubits (at most DEVICE_MAX_SIZE).")
+    size = serializers.IntegerField(
+        min_value=1, max_value=INT32_MAX, help_text="Number of qubits (at most DEVICE_MAX_SIZE)."
+    )
 
     def validate_size(self, value: int) -> int:
         # Bounds each result bit string (and with RESULT_MAX_BITS, a result).
         if value > settings.DEVICE_MAX_SIZE:
-            raise serializers.ValidationError(f"At most {settings.DEVICE_MAX_SIZE} qubits (DEVICE_MAX_SIZE); got {value}.")
+            raise serializers.ValidationError(
+                f"At most {settings.DEVICE_MAX_SIZE} qubits (DEVICE_MAX_SIZE); got {value}."
+            )
         return value
 
     def validate_address(self, value: str) -> str:

@@ -80,7 +80,8 @@ def device_register(
             device.status = DeviceStatus.ONLINE
             device.last_seen_at = now
             device.status_reason, device.busy_streak = "", 0  # a restart is a fresh start
-            device.save(update_fields=["address", "type", "size", "status", "last_seen_at", "status_reason", "busy_streak"])
+            device.save(update_fields=["address", "type", "size", "status", "last_seen_at",
+                                       "status_reason", "busy_streak"])
         notify_changed(DEVICES_CHANGED)
     return device, created
 

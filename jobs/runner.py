@@ -261,10 +261,8 @@ class Worker:
             # Whatever still runs on a device we just took belonged to a runner
             # that died (or was retired and is done); its result can never be
             # stored (the fencing token is gone): back to its place in the queue.
-            self._after_requeue(
-                claims.jobs_requeue_for_device(device_id=ref.id, reason=f"device {ref.id} was taken over from a runner that died"),
-                f"device {ref.id} had a job from a dead runner",
-            )
+            taken_over = f"device {ref.id} was taken over from a runner that died"
+            self._after_requeue(claims.jobs_requeue_for_device(device_id=ref.id, reason=taken_over), taken_over)
             runner = _Runner(device=ref)
             self.runners[ref.id] = runner
             if start_threads:
@@ -374,7 +372,7 @@ class Worker:
         and the reaper requeues it, counted."""
         try:
             if counted:
-                reason = reason or "the worker lost its database connection while storing the outcome"
+                reason = reason or "the worker could not record the run's outcome (database connection lost)"
                 self._after_requeue(claims.job_requeue(job_id=job.id, token=job.token, reason=reason),
                                     f"job {job.key} handed back")
             else:

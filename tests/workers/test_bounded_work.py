@@ -256,3 +256,14 @@ def test_a_device_removed_mid_job_again_and_again_ends_the_job(make_device, make
     job = Job.objects.get()
     assert job.requeues == 2 and job.attempts == 0 and "JOB_MAX_REQUEUES" in job.error
     assert started.empty()
+
+
+def test_the_admin_shows_why_the_scheduler_drained_a_device(make_device, admin_client):
+    from devices.services import busy_drain_reason
+
+    make_device("qpu-b", status="draining")
+    Device.objects.filter(pk="qpu-b").update(status_reason=busy_drain_reason(5), busy_streak=5)
+    page = admin_client.get("/admin/devices/device/").content.decode()
+    assert "draining (drained by the scheduler: answered busy (HTTP 409) 5 times in a row)" in page
+    page = admin_client.get("/admin/devices/device/qpu-b/change/").content.decode()
+    assert "answered busy (HTTP 409) 5 times in a row" in page
