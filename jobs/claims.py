@@ -63,14 +63,14 @@ def _claim_sql(*, device_id, device_type, device_size, runner, token, now, lease
                  WHERE status = 'queued' AND device_type = %s
                    AND (min_size IS NULL OR min_size <= %s) AND shots <= %s
                    AND EXISTS (SELECT 1 FROM devices_device d
-                                WHERE d.id = %s AND d.status = 'online' AND d.runner = %s)
+                                WHERE d.id = %s AND d.status = 'online' AND d.runner = %s AND d.size = %s)
                  ORDER BY priority DESC, id ASC
                  LIMIT 1 {_lock_clause()})
         RETURNING id, key, instructions, shots, attempts
     """
     params = [
         JobStatus.RUNNING, device_id, now, token, now + timedelta(seconds=lease_seconds),
-        device_type, device_size, max_shots_for(device_size), device_id, runner,
+        device_type, device_size, max_shots_for(device_size), device_id, runner, device_size,
     ]
     return sql, params
 
@@ -121,7 +121,9 @@ def job_claim(
     """Take the highest-priority, oldest queued job this device can run.
 
     Only the runner holding the device may claim for it, and only while the
-    device is online: a draining, offline or removed device gets no new job.
+    device is online and still has the size the runner knows (a device
+    re-registered with another size waits for its runner to catch up): a
+    draining, offline or removed device gets no new job.
     Nor does a device get a job whose result it could not store
     (``size x shots`` above RESULT_MAX_BITS): that job waits for a smaller
     device of its type.

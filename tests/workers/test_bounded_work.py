@@ -46,6 +46,16 @@ def test_claim_refuses_a_job_too_big_for_the_device_but_a_smaller_one_takes_it(m
     assert got.key == f"{big_job.key}-j0" and got.shots == 20
 
 
+def test_a_runner_with_a_stale_size_claims_nothing(make_device, make_program, settings):
+    # The device re-registered bigger; its runner has not caught up yet.
+    settings.RESULT_MAX_BITS = 100
+    make_program(shots=20)  # fits 4 qubits (80 bits), not 8
+    dev = make_device("grown", size=8)
+    Device.objects.filter(pk=dev.pk).update(runner="w1")
+    assert claims.job_claim(device_id=dev.id, device_type=dev.type, device_size=4, runner="w1", lease_seconds=30) is None
+    assert Job.objects.get().status == JobStatus.QUEUED
+
+
 def test_finish_and_claim_applies_the_same_bound(make_device, make_program, settings):
     settings.RESULT_MAX_BITS = 100
     make_program(priority=5, jobs=1, shots=10)
