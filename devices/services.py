@@ -4,7 +4,10 @@ Every change that may let a device take work (a registration, a resume, a
 device coming back online, a job requeued) wakes the workers through
 ``jobs.notify`` once the transaction commits. A device that disappears while
 running a job (removed, restarted, silent) never loses the job: it goes back
-to the queue in its original place through ``jobs.claims.jobs_requeue_for_device``.
+to the queue in its original place through ``jobs.claims.jobs_requeue_for_device``
+without using up an attempt (a job requeued JOB_MAX_REQUEUES times fails
+instead, so none bounces forever). A device that keeps answering "busy" is
+drained with the reason recorded (``device_record_busy``).
 """
 
 from __future__ import annotations
