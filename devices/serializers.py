@@ -90,7 +90,7 @@ class DeviceSerializer(serializers.ModelSerializer):
         help_text="online, busy (online and running a job), draining or offline."
     )
     status_reason = serializers.CharField(
-        read_only=True, help_text="Why the scheduler took the device out of service, e.g. drained; empty otherwise."
+        read_only=True, help_text="Why the scheduler drained the device (e.g. it kept answering busy); empty otherwise."
     )
     simulated = serializers.SerializerMethodField(
         help_text="True for the built-in simulated QPU (the address is not an http(s) URL)."
