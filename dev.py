@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -21,6 +22,9 @@ ROOT = Path(__file__).resolve().parent
 VENV = Path(os.environ.get("VENV_DIR", ROOT / ".venv"))
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / ("python.exe" if os.name == "nt" else "python")
+# The service's SECRET_KEY, generated on the first run (git-ignored, like
+# .admin-credentials): the repository holds no key, the service needs one.
+SECRET_KEY_FILE = ROOT / ".secret-key"
 
 
 def ensure_venv() -> None:
@@ -38,15 +42,30 @@ def ensure_venv() -> None:
         stamp.write_text(digest)
 
 
-def manage(*args: str) -> None:
-    subprocess.check_call([str(PY), str(ROOT / "manage.py"), *args], cwd=ROOT)
+def secret_key(path: Path = SECRET_KEY_FILE, environ: dict[str, str] = os.environ) -> str:
+    """SECRET_KEY from the environment if set, else the one kept in ``path``
+    (created on first use, readable by the owner only)."""
+    if environ.get("SECRET_KEY", "").strip():
+        return environ["SECRET_KEY"].strip()
+    if not path.exists() or not path.read_text().strip():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(50) + "\n")
+        print(f"Generated a SECRET_KEY in {path.name} (keep it; it is git-ignored).", flush=True)
+    path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def manage(*args: str, env: dict[str, str] | None = None) -> None:
+    subprocess.check_call([str(PY), str(ROOT / "manage.py"), *args], cwd=ROOT, env=env)
 
 
 def run(extra: list[str]) -> int:
     ensure_venv()
-    manage("migrate", "--noinput", "-v", "0")
-    manage("bootstrap_admin")
-    service = subprocess.Popen([str(PY), str(ROOT / "manage.py"), "serve", *extra], cwd=ROOT)
+    env = {**os.environ, "SECRET_KEY": secret_key()}
+    manage("migrate", "--noinput", "-v", "0", env=env)
+    manage("bootstrap_admin", env=env)
+    service = subprocess.Popen([str(PY), str(ROOT / "manage.py"), "serve", *extra], cwd=ROOT, env=env)
     # Ctrl-C reaches the service too (same process group) and it stops
     # cleanly by itself; we only wait for it. SIGTERM sent to us is passed on.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

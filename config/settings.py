@@ -12,6 +12,8 @@ from pathlib import Path
 
 import dj_database_url
 
+from config.secret_key import secret_key_from_env
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -31,10 +33,38 @@ def env_float(name: str, default: float) -> float:
 
 
 DEBUG = env_bool("DEBUG", False)
-# A fixed development key is only acceptable when nothing else is configured;
-# production deployments must set SECRET_KEY.
-SECRET_KEY = os.environ.get("SECRET_KEY", "dev-insecure-change-me-" + "x" * 32)
+
+# --- Secret key -------------------------------------------------------------
+# No default in the repository (config/secret_key.py). Without SECRET_KEY each
+# process uses a random key and SECRET_KEY_CONFIGURED is False: tests and
+# one-off commands work, `serve`, `runworkers` and `schedule_vms` refuse to
+# start unless DEBUG=1. `python3 dev.py run` keeps a generated key in .secret-key.
+SECRET_KEY, SECRET_KEY_CONFIGURED = secret_key_from_env(os.environ)
+# Old keys still accepted for signatures while a new SECRET_KEY rolls out (comma-separated).
+SECRET_KEY_FALLBACKS = [k.strip() for k in os.environ.get("SECRET_KEY_FALLBACKS", "").split(",") if k.strip()]
 ALLOWED_HOSTS = [h.strip() for h in os.environ.get("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver").split(",") if h.strip()]
+
+# --- HTTPS and production security (docs/security.md, `manage.py check --deploy`) ---
+# SECURE_HTTPS=1: users reach the service over HTTPS (with `serve`, through a
+# TLS-terminating reverse proxy). Cookies then travel over HTTPS only, plain
+# HTTP is redirected and browsers are told to stay on HTTPS (HSTS).
+SECURE_HTTPS = env_bool("SECURE_HTTPS", False)
+# Session and CSRF cookies are sent over HTTPS only.
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = SECURE_HTTPS
+# Redirect http:// requests to https:// (may be turned off when the proxy does it).
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", SECURE_HTTPS)
+# HSTS max-age in seconds: one year with HTTPS, 0 (off) without.
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000 if SECURE_HTTPS else 0)
+# HSTS for every subdomain too: only when the whole domain is HTTPS-only.
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+# Ask browsers to preload HSTS for the domain (hard to undo): same condition.
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+# Behind a proxy that sets X-Forwarded-Proto (overwriting any the client sent):
+# trust it to say a request came over HTTPS, so the redirect does not loop.
+SECURE_BEHIND_TLS_PROXY = env_bool("SECURE_BEHIND_TLS_PROXY", False)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if SECURE_BEHIND_TLS_PROXY else None
+# Origins allowed to send forms (admin, browsable API), e.g. https://qpu.example.org (comma-separated).
+CSRF_TRUSTED_ORIGINS = [o.strip() for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()]
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -14,12 +14,15 @@ from devices.models import Device
 
 @admin.register(Device)
 class DeviceAdmin(admin.ModelAdmin):
-    list_display = ["id", "type", "size", "shown_status", "current_job", "jobs_done", "address", "last_seen_at"]
+    list_display = ["id", "type", "size", "shown_status", "current_job", "jobs_done", "address", "owner", "last_seen_at"]
     list_filter = ["status", "type"]
-    search_fields = ["id", "address", "type"]
-    readonly_fields = ["status", "status_reason", "busy_streak", "registered_at", "last_seen_at", "runner",
-                       "runner_expires_at"]
-    fields = ["id", "address", "type", "size", *readonly_fields]
+    list_select_related = ["owner"]
+    search_fields = ["id", "address", "type", "owner__username"]
+    readonly_fields = ["status", "status_reason", "busy_streak", "registered_at", "last_seen_at", "runner", "runner_expires_at"]
+    # The owner is the device account that may act on the device through the
+    # API (empty: staff only). Set on an existing device to hand it to a lab.
+    fields = ["id", "address", "type", "size", "owner", *readonly_fields]
+    raw_id_fields = ["owner"]
     actions = ["drain_devices", "resume_devices"]
     ordering = ["id"]
 
@@ -31,8 +34,10 @@ class DeviceAdmin(admin.ModelAdmin):
         return selectors.device_list()
 
     def get_readonly_fields(self, request, obj=None):
-        # The id is the device's own: settable once, never renamed.
-        return [*self.readonly_fields, "id"] if obj else self.readonly_fields
+        # The id is the device's own: settable once, never renamed. A device
+        # added here is staff-registered (no owner) like one staff register
+        # through the API; the owner can be set afterwards.
+        return [*self.readonly_fields, "id"] if obj else [*self.readonly_fields, "owner"]
 
     @admin.display(description="status")
     def shown_status(self, device: Device) -> str:
@@ -50,9 +55,13 @@ class DeviceAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj: Device, form, change):
         if change:
-            services.device_update(device_id=obj.pk, address=obj.address, type=obj.type, size=obj.size)
+            services.device_update(
+                device_id=obj.pk, address=obj.address, type=obj.type, size=obj.size, owner=obj.owner
+            )
         else:
-            services.device_register(device_id=obj.pk, address=obj.address, type=obj.type, size=obj.size)
+            services.device_register(
+                device_id=obj.pk, address=obj.address, type=obj.type, size=obj.size, actor=request.user
+            )
 
     def delete_model(self, request, obj: Device):
         try:

@@ -7,7 +7,9 @@ import re
 from django.conf import settings
 from rest_framework import serializers
 
+from devices.clients import is_http_address
 from devices.models import Device
+from devices.permissions import may_manage_device
 from devices.selectors import device_shown_status
 
 # Ids travel in URL paths (`/devices/<id>`, `/jobs/<id>`): a slash would split
@@ -86,17 +88,53 @@ class DeviceRegisterSerializer(serializers.Serializer):
 
 
 class DeviceSerializer(serializers.ModelSerializer):
+    """A device as the API shows it to ``context["viewer"]``.
+
+    Everyone authenticated sees what they need to choose a device type and
+    follow their jobs. The address (an internal URL of a lab) is shown to
+    staff and to the device account that owns the device; the running job
+    (another user's) only to staff. Hidden fields are left out, not null, so
+    ``current_job: null`` always means "idle". Without a viewer both are hidden.
+    """
+
     status = serializers.SerializerMethodField(
         help_text="online, busy (online and running a job), draining or offline."
     )
-    current_job = serializers.CharField(read_only=True, allow_null=True, help_text="Public id of the running job.")
+    status_reason = serializers.CharField(
+        read_only=True, help_text="Why the scheduler drained the device (e.g. it kept answering busy); empty otherwise."
+    )
+    simulated = serializers.SerializerMethodField(
+        help_text="True for the built-in simulated QPU (the address is not an http(s) URL)."
+    )
+    # Not read-only, so the schema does not mark them as always present: they
+    # are omitted for viewers who may not see them (output only, never parsed).
+    address = serializers.CharField(
+        required=False, help_text="Only for staff and the device's own account: the URL jobs are sent to."
+    )
+    current_job = serializers.CharField(
+        required=False, allow_null=True, help_text="Only for staff: public id of the running job, null when idle."
+    )
     jobs_done = serializers.IntegerField(read_only=True, help_text="Jobs this device completed.")
 
     class Meta:
         model = Device
-        fields = ["id", "address", "type", "size", "status", "status_reason", "registered_at", "last_seen_at",
-                  "current_job", "jobs_done"]
-        read_only_fields = fields
+        fields = [
+            "id", "type", "size", "status", "status_reason", "simulated", "address",
+            "registered_at", "last_seen_at", "current_job", "jobs_done",
+        ]
+        read_only_fields = ["id", "type", "size", "registered_at", "last_seen_at"]
 
     def get_status(self, device: Device) -> str:
         return device_shown_status(device)
+
+    def get_simulated(self, device: Device) -> bool:
+        return not is_http_address(device.address)
+
+    def to_representation(self, device: Device) -> dict:
+        data = super().to_representation(device)
+        viewer = self.context.get("viewer")
+        if viewer is None or not viewer.is_staff:
+            data.pop("current_job", None)
+        if not may_manage_device(viewer, device):
+            data.pop("address", None)
+        return data

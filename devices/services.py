@@ -8,31 +8,52 @@ to the queue in its original place through ``jobs.claims.jobs_requeue_for_device
 without using up an attempt (a job requeued JOB_MAX_REQUEUES times fails
 instead, so none bounces forever). A device that keeps answering "busy" is
 drained with the reason recorded (``device_record_busy``).
+
+Ownership: the functions the API calls take the acting user as ``actor``.
+A device account may only act on the devices it registered (the rule is
+``devices.permissions.may_manage_device``); it is checked here, on the locked
+row, so the check and the change are one transaction and a refused call
+changes nothing. ``actor=None`` is the scheduler itself or an operator's
+internal call (admin actions pass the staff user anyway).
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 from functools import partial
+from typing import TYPE_CHECKING
 
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from devices.exceptions import DeviceNotFound
+from devices.exceptions import DeviceNotFound, DeviceNotYours
 from devices.models import Device, DeviceStatus
+from devices.permissions import may_manage_device
 from jobs.claims import jobs_requeue_for_device
 from jobs.notify import notify_changed
 
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractUser
+
 DEVICES_CHANGED = "devices"
+# device_update's default: leave the owner as it is.
+_KEEP = object()
 
 
-def _locked(device_id: str) -> Device:
+def _check_actor(device: Device, actor: AbstractUser | None) -> None:
+    if actor is not None and not may_manage_device(actor, device):
+        raise DeviceNotYours(device.pk)
+
+
+def _locked(device_id: str, *, actor: AbstractUser | None = None) -> Device:
+    """The device's row, locked; DeviceNotYours when ``actor`` may not act on it."""
     if "\x00" in device_id:  # cannot exist, and PostgreSQL refuses it in a query
         raise DeviceNotFound(device_id)
     device = Device.objects.select_for_update().filter(pk=device_id).first()
     if device is None:
         raise DeviceNotFound(device_id)
+    _check_actor(device, actor)
     return device
 
 
@@ -53,7 +74,13 @@ def _deliver(job_id: int) -> None:
 
 
 def device_register(
-    *, device_id: str, address: str, type: str, size: int, now: datetime | None = None
+    *,
+    device_id: str,
+    address: str,
+    type: str,
+    size: int,
+    actor: AbstractUser | None = None,
+    now: datetime | None = None,
 ) -> tuple[Device, bool]:
     """Add a device to the pool, or update it when it registers again.
 
@@ -61,8 +88,16 @@ def device_register(
     lost on its side: that job is requeued. The device comes back online
     (even if it was draining: a restart is a fresh start). Returns
     ``(device, created)``.
+
+    A new id registered by a non-staff ``actor`` (a device account) belongs
+    to it; staff registrations have no owner. Registering an existing id
+    again needs ``may_manage_device``; staff doing so keep the owner (an
+    operator fixing an address does not take the device from its lab).
+    Two accounts racing for one new id: the insert of one wins, the other
+    finds the row and is refused.
     """
     now = now or timezone.now()
+    owner = actor if actor is not None and not actor.is_staff else None
     with transaction.atomic():
         device, created = Device.objects.select_for_update().get_or_create(
             pk=device_id,
@@ -73,9 +108,11 @@ def device_register(
                 "status": DeviceStatus.ONLINE,
                 "registered_at": now,
                 "last_seen_at": now,
+                "owner": owner,
             },
         )
         if not created:
+            _check_actor(device, actor)
             _requeue(device)
             device.address = address
             device.type = type
@@ -89,33 +126,41 @@ def device_register(
     return device, created
 
 
-def device_update(*, device_id: str, address: str, type: str, size: int) -> Device:
-    """Operator edit (admin) of a device's address, type or size."""
+def device_update(*, device_id: str, address: str, type: str, size: int, owner=_KEEP) -> Device:
+    """Operator edit (admin) of a device's address, type, size or owner.
+
+    Setting the owner hands a device to a device account (e.g. one registered
+    by staff before the lab had an account); None leaves it to staff only.
+    """
     with transaction.atomic():
         device = _locked(device_id)
         device.address, device.type, device.size = address, type, size
-        device.save(update_fields=["address", "type", "size"])
+        fields = ["address", "type", "size"]
+        if owner is not _KEEP:
+            device.owner = owner
+            fields.append("owner")
+        device.save(update_fields=fields)
         notify_changed(DEVICES_CHANGED)
     return device
 
 
-def device_remove(*, device_id: str) -> int:
+def device_remove(*, device_id: str, actor: AbstractUser | None = None) -> int:
     """Remove a device from the pool; its running job goes back to the queue.
 
     Returns how many jobs were requeued (0 or 1).
     """
     with transaction.atomic():
-        device = _locked(device_id)
+        device = _locked(device_id, actor=actor)
         requeued = _requeue(device)
         device.delete()
     return requeued
 
 
-def device_heartbeat(*, device_id: str, now: datetime | None = None) -> Device:
+def device_heartbeat(*, device_id: str, actor: AbstractUser | None = None, now: datetime | None = None) -> Device:
     """Record contact; an offline device that speaks again is back online."""
     now = now or timezone.now()
     with transaction.atomic():
-        device = _locked(device_id)
+        device = _locked(device_id, actor=actor)
         device.last_seen_at = now
         fields = ["last_seen_at"]
         if device.status == DeviceStatus.OFFLINE:
@@ -126,25 +171,25 @@ def device_heartbeat(*, device_id: str, now: datetime | None = None) -> Device:
     return device
 
 
-def device_drain(*, device_id: str) -> Device:
+def device_drain(*, device_id: str, actor: AbstractUser | None = None) -> Device:
     """Let the device finish its current job and take no more.
 
     The runners only claim work for online devices, so the status alone is
     enough; the running job is left alone.
     """
     with transaction.atomic():
-        device = _locked(device_id)
+        device = _locked(device_id, actor=actor)
         if device.status != DeviceStatus.DRAINING:
             device.status = DeviceStatus.DRAINING
             device.save(update_fields=["status"])
     return device
 
 
-def device_resume(*, device_id: str) -> Device:
+def device_resume(*, device_id: str, actor: AbstractUser | None = None) -> Device:
     """Undo a drain (or bring an offline device back by hand): online again,
     with the scheduler's drain reason and busy count cleared."""
     with transaction.atomic():
-        device = _locked(device_id)
+        device = _locked(device_id, actor=actor)
         if device.status != DeviceStatus.ONLINE or device.status_reason or device.busy_streak:
             device.status, device.status_reason, device.busy_streak = DeviceStatus.ONLINE, "", 0
             device.save(update_fields=["status", "status_reason", "busy_streak"])

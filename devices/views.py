@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import generics, status
+from rest_framework import generics, serializers, status
 from rest_framework.response import Response
 
 from devices import selectors, services
@@ -15,13 +15,21 @@ DEVICE_ID = OpenApiParameter("device_id", str, OpenApiParameter.PATH, descriptio
 ERRORS = {
     400: OpenApiResponse(description="Invalid input; the body names the field."),
     401: OpenApiResponse(description="Not authenticated."),
-    403: OpenApiResponse(description="Needs staff or the device permission."),
+    403: OpenApiResponse(
+        description="Needs staff or the device permission; a device account acts only on the devices it registered."
+    ),
 }
 NOT_FOUND = {404: OpenApiResponse(description="No such device.")}
 
 
-def _show(device_id: str) -> dict:
-    return DeviceSerializer(selectors.device_get(device_id=device_id)).data
+def _show(device_id: str, viewer) -> dict:
+    # A plain dict: the browsable API would otherwise build its POST form
+    # from the output serializer.
+    return dict(DeviceSerializer(selectors.device_get(device_id=device_id), context={"viewer": viewer}).data)
+
+
+class _NoBody(serializers.Serializer):
+    """Device actions take no body (the browsable API shows an empty form)."""
 
 
 class DeviceListView(generics.GenericAPIView):
@@ -50,13 +58,15 @@ class DeviceListView(generics.GenericAPIView):
             type=request.query_params.get("type") or None, status=request.query_params.get("status") or None
         )
         page = self.paginate_queryset(qs)
-        return self.get_paginated_response(DeviceSerializer(page, many=True).data)
+        return self.get_paginated_response(DeviceSerializer(page, many=True, context={"viewer": request.user}).data)
 
     @extend_schema(
         summary="Register a device (or register it again after a restart)",
         description=(
             "201 when the id is new, 200 when it re-registers: address, type and size are updated, the "
-            "device is online again, and a job it was running is put back in the queue in its original place."
+            "device is online again, and a job it was running is put back in the queue in its original place. "
+            "A new id registered by a device account belongs to that account; registering an existing id "
+            "again is only for its own account and staff (403 otherwise, nothing changed)."
         ),
         request=DeviceRegisterSerializer,
         responses={201: DeviceSerializer, 200: DeviceSerializer, **ERRORS},
@@ -66,9 +76,9 @@ class DeviceListView(generics.GenericAPIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         device, created = services.device_register(
-            device_id=data["id"], address=data["address"], type=data["type"], size=data["size"]
+            device_id=data["id"], address=data["address"], type=data["type"], size=data["size"], actor=request.user
         )
-        return Response(_show(device.pk), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        return Response(_show(device.pk, request.user), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
 class DeviceDetailView(generics.GenericAPIView):
@@ -78,7 +88,7 @@ class DeviceDetailView(generics.GenericAPIView):
 
     @extend_schema(summary="Show a device", parameters=[DEVICE_ID], responses={200: DeviceSerializer, 401: ERRORS[401], **NOT_FOUND})
     def get(self, request, device_id: str):
-        return Response(_show(device_id))
+        return Response(_show(device_id, request.user))
 
     @extend_schema(
         summary="Remove a device from the pool",
@@ -87,7 +97,7 @@ class DeviceDetailView(generics.GenericAPIView):
         responses={204: None, 401: ERRORS[401], 403: ERRORS[403], **NOT_FOUND},
     )
     def delete(self, request, device_id: str):
-        services.device_remove(device_id=device_id)
+        services.device_remove(device_id=device_id, actor=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -96,14 +106,14 @@ class _DeviceActionView(generics.GenericAPIView):
 
     permission_classes = [DevicePoolPermission]
     device_permissions = {"POST": "devices.change_device"}
-    serializer_class = DeviceSerializer
+    serializer_class = _NoBody
 
-    def act(self, device_id: str) -> None:  # pragma: no cover - overridden
+    def act(self, device_id: str, actor) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
 
     def post(self, request, device_id: str):
-        self.act(device_id)
-        return Response(_show(device_id))
+        self.act(device_id, request.user)
+        return Response(_show(device_id, request.user))
 
 
 _ACTION_SCHEMA = dict(
@@ -116,8 +126,8 @@ class DeviceHeartbeatView(_DeviceActionView):
     def post(self, request, device_id: str):
         return super().post(request, device_id)
 
-    def act(self, device_id: str) -> None:
-        services.device_heartbeat(device_id=device_id)
+    def act(self, device_id: str, actor) -> None:
+        services.device_heartbeat(device_id=device_id, actor=actor)
 
 
 class DeviceDrainView(_DeviceActionView):
@@ -125,8 +135,8 @@ class DeviceDrainView(_DeviceActionView):
     def post(self, request, device_id: str):
         return super().post(request, device_id)
 
-    def act(self, device_id: str) -> None:
-        services.device_drain(device_id=device_id)
+    def act(self, device_id: str, actor) -> None:
+        services.device_drain(device_id=device_id, actor=actor)
 
 
 class DeviceResumeView(_DeviceActionView):
@@ -134,5 +144,5 @@ class DeviceResumeView(_DeviceActionView):
     def post(self, request, device_id: str):
         return super().post(request, device_id)
 
-    def act(self, device_id: str) -> None:
-        services.device_resume(device_id=device_id)
+    def act(self, device_id: str, actor) -> None:
+        services.device_resume(device_id=device_id, actor=actor)

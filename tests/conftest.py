@@ -9,9 +9,15 @@ CI) running without PostgreSQL is an error instead of a skip.
 from __future__ import annotations
 
 import os
+import secrets
 
 import pytest
 from django.db import connection
+
+# The services tests start as subprocesses (`serve`, `runworkers`,
+# `schedule_vms`) refuse to run without a SECRET_KEY: they inherit this one,
+# like a configured deployment. Tests of the refusal set their own environment.
+os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
 
 
 @pytest.fixture(autouse=True)

@@ -10,6 +10,7 @@ at teardown is killed by process group id.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -36,6 +37,8 @@ def service_env(database_url: str, **extra: str) -> dict[str, str]:
             "DJANGO_SETTINGS_MODULE": "config.settings",
             "PYTHONUNBUFFERED": "1",
             "DEBUG": "false",
+            # serve refuses to start without a configured key (as in production).
+            "SECRET_KEY": secrets.token_urlsafe(50),
         }
     )
     env.update(extra)

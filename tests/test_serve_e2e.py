@@ -178,9 +178,11 @@ def test_serve_runs_jobs_by_priority_over_http_and_stops_on_ctrl_c(service_datab
         for before, after in zip(started, started[1:]):
             assert _ts(after["started_at"]) >= _ts(before["finished_at"]), (before, after)
 
-        device = me.get(f"/devices/{DEVICE}").json()
+        device = op.get(f"/devices/{DEVICE}").json()
         assert device["status"] == "online" and device["current_job"] is None, device
         assert device["jobs_done"] == len(expected_order) + 1, device
+        shown_to_user = me.get(f"/devices/{DEVICE}").json()  # no address, no running job id
+        assert shown_to_user["simulated"] is True and {"address", "current_job"}.isdisjoint(shown_to_user)
 
         # Ctrl-C: the whole program stops cleanly and promptly, nothing left behind.
         # The service is left idle for a moment first: a request still being

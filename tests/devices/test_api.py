@@ -147,7 +147,7 @@ def test_device_permissions_grant_exactly_their_action(django_user_model):
 # --- reading ---------------------------------------------------------------------
 
 
-def test_list_shows_status_current_job_and_jobs_done(api, user):
+def test_list_shows_staff_the_status_current_job_and_jobs_done(staff_api, user):
     busy = make_device("dev-a")
     idle = make_device("dev-b")
     draining = make_device("dev-c", status=DeviceStatus.DRAINING)
@@ -159,7 +159,7 @@ def test_list_shows_status_current_job_and_jobs_done(api, user):
     make_job(program, status=JobStatus.DONE, device=idle)
     make_job(program, status=JobStatus.RUNNING, device=draining)
 
-    response = api.get("/devices")
+    response = staff_api.get("/devices")
     assert response.status_code == 200
     body = response.json()
     assert body["count"] == 3
@@ -172,11 +172,26 @@ def test_list_shows_status_current_job_and_jobs_done(api, user):
     assert by_id["dev-b"]["jobs_done"] == 1
     assert by_id["dev-c"]["status"] == "draining"  # draining wins over busy
 
-    assert [d["id"] for d in api.get("/devices?status=busy").json()["results"]] == ["dev-a"]
-    assert [d["id"] for d in api.get("/devices?status=online").json()["results"]] == ["dev-b"]
-    assert api.get("/devices?type=digital").json()["count"] == 0
-    bad = api.get("/devices?status=sleeping")
+    assert [d["id"] for d in staff_api.get("/devices?status=busy").json()["results"]] == ["dev-a"]
+    assert [d["id"] for d in staff_api.get("/devices?status=online").json()["results"]] == ["dev-b"]
+    assert staff_api.get("/devices?type=digital").json()["count"] == 0
+    bad = staff_api.get("/devices?status=sleeping")
     assert bad.status_code == 400 and "status" in bad.json()
+
+
+def test_ordinary_users_see_status_and_busy_but_not_the_address_or_the_running_job(api, other_user):
+    busy = make_device("dev-a", address="http://10.1.2.3:9000")
+    make_device("dev-b", address="sim")
+    make_job(make_program(other_user), status=JobStatus.RUNNING, device=busy)
+    make_job(make_program(other_user), status=JobStatus.DONE, device=busy)
+
+    by_id = {d["id"]: d for d in api.get("/devices").json()["results"]}
+    assert api.get("/devices?status=busy").json()["results"][0]["id"] == "dev-a"
+    assert by_id["dev-a"]["status"] == "busy" and by_id["dev-a"]["jobs_done"] == 1
+    assert by_id["dev-a"]["simulated"] is False and by_id["dev-b"]["simulated"] is True
+    for shown in [*by_id.values(), api.get("/devices/dev-a").json()]:
+        assert "address" not in shown and "current_job" not in shown, shown
+        assert {"id", "type", "size", "status", "simulated", "registered_at", "last_seen_at", "jobs_done"} <= set(shown)
 
 
 def test_detail_of_unknown_device_is_404(api):

@@ -11,6 +11,7 @@ from django.core.management.base import BaseCommand
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
+from config.secret_key import require_configured_secret_key
 from config.stack import start_stack
 
 logger = logging.getLogger(__name__)
@@ -26,6 +27,7 @@ class Command(BaseCommand):
         parser.add_argument("--no-workers", action="store_true", help="HTTP only (workers run elsewhere)")
 
     def handle(self, *args, host: str, port: int, threads: int, no_workers: bool, **options):
+        require_configured_secret_key(stderr=self.stderr)
         from waitress.server import create_server
 
         from config.wsgi import application

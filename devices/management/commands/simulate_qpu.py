@@ -22,7 +22,10 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--scheduler", default=os.environ.get("SCHEDULER_URL", "http://127.0.0.1:8000"))
-        parser.add_argument("--token", default=os.environ.get("SCHEDULER_TOKEN", ""), help="API token of a staff user (or SCHEDULER_TOKEN)")
+        parser.add_argument(
+            "--token", default=os.environ.get("SCHEDULER_TOKEN", ""),
+            help="API token of the device account (manage.py create_device_account NAME) or of a staff user (or SCHEDULER_TOKEN)",
+        )
         parser.add_argument("--seconds", type=float, default=None, help="time per job (default DEVICE_SIM_SECONDS)")
         parser.add_argument("--heartbeat", type=float, default=10.0, help="seconds between heartbeats")
         parser.add_argument("--fail-rate", type=float, default=0.0, help="fraction of jobs that fail with HTTP 500")
@@ -33,7 +36,7 @@ class Command(BaseCommand):
         if size < 1:
             raise CommandError("--size must be a positive number of qubits")
         if not token:
-            raise CommandError("--token (or SCHEDULER_TOKEN) is required: a staff user's API token")
+            raise CommandError("--token (or SCHEDULER_TOKEN) is required: the device account's API token")
         device = SimulatedDeviceServer(
             device_id=device_id, size=size, host=host, port=port, fail_rate=fail_rate,
             seconds=settings.DEVICE_SIM_SECONDS if seconds is None else seconds,
@@ -57,7 +60,9 @@ class Command(BaseCommand):
                 try:
                     reply = link.heartbeat(device_id=device_id)
                     if reply.status_code == 404:  # the scheduler forgot us (removed): join again
-                        link.register(device_id=device_id, address=device.address, type=device_type, size=size)
+                        reply = link.register(device_id=device_id, address=device.address, type=device_type, size=size)
+                    if reply.status_code not in (200, 201):
+                        self.stderr.write(f"scheduler refused: HTTP {reply.status_code} {reply.text[:300]}")
                 except requests.RequestException as exc:
                     self.stderr.write(f"heartbeat failed: {exc}")
         finally:

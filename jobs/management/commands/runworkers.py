@@ -6,6 +6,7 @@ import threading
 
 from django.core.management.base import BaseCommand
 
+from config.secret_key import require_configured_secret_key
 from config.stack import install_stop_signals, start_stack
 
 
@@ -24,6 +25,7 @@ class Command(BaseCommand):
             done = Worker(listen=False).run_once()
             self.stdout.write(f"ran {done} job(s)")
             return
+        require_configured_secret_key(stderr=self.stderr)  # the service; --once is a one-off
         stop = threading.Event()
         install_stop_signals(stop)
         stack = start_stack(vm_scheduler=not no_vm_scheduler, task_cluster=not no_task_cluster)

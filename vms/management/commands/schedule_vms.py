@@ -16,6 +16,7 @@ from datetime import datetime
 
 from django.core.management.base import BaseCommand, CommandError
 
+from config.secret_key import require_configured_secret_key
 from vms import signals
 from vms.planner import from_ms
 from vms.scheduler import live_scheduler
@@ -123,6 +124,7 @@ class Command(BaseCommand):
         )
 
     def _live(self):
+        require_configured_secret_key(stderr=self.stderr)  # the service; --once and --simulate are one-offs
         stop_event = threading.Event()
 
         def _stop(signum, _frame):
