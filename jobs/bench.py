@@ -251,7 +251,10 @@ def _wake(api, samples: int, say) -> dict:
 
     say(f"wake-up: {samples} jobs submitted through POST /programs to an idle device of a separate runworkers process ...")
     _make_device("bench-wake", "wake")
-    env = {**os.environ, "DATABASE_URL": current_database_url(), "DEVICE_SIM_SECONDS": "0", "LOG_LEVEL": "WARNING"}
+    # The worker refuses to start without a key: it gets this process's (a
+    # random one unless SECRET_KEY is set), which is all a benchmark needs.
+    env = {**os.environ, "DATABASE_URL": current_database_url(), "DEVICE_SIM_SECONDS": "0", "LOG_LEVEL": "WARNING",
+           "SECRET_KEY": settings.SECRET_KEY}
     worker = subprocess.Popen(
         [sys.executable, str(settings.BASE_DIR / "manage.py"), "runworkers", "--no-task-cluster", "--no-vm-scheduler"],
         env=env, stdout=subprocess.DEVNULL,
