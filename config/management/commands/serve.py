@@ -1,5 +1,8 @@
 """The whole service in one program: API + admin on waitress, the QPU
-workers, the django-q2 cluster and the VM scheduler."""
+workers, the django-q2 cluster and the VM scheduler.
+
+The HTTP server's configuration (connection limit, idle timeout, poll loop,
+open-files limit, trusted proxy) and why: config/http_server.py."""
 
 from __future__ import annotations
 
@@ -22,12 +25,11 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8000)
-        parser.add_argument("--threads", type=int, default=8, help="HTTP worker threads")
+        parser.add_argument("--threads", type=int, default=None, help="HTTP worker threads (default: HTTP_THREADS)")
         parser.add_argument("--no-workers", action="store_true", help="HTTP only (workers run elsewhere)")
 
-    def handle(self, *args, host: str, port: int, threads: int, no_workers: bool, **options):
-        from waitress.server import create_server
-
+    def handle(self, *args, host: str, port: int, threads: int | None, no_workers: bool, **options):
+        from config.http_server import create_http_server
         from config.wsgi import application
 
         executor = MigrationExecutor(connection)
@@ -36,7 +38,7 @@ class Command(BaseCommand):
         # The stack first: django-q2 forks its processes, which must not
         # inherit the HTTP socket or the server's threads.
         stack = None if no_workers else start_stack()
-        server = create_server(application, host=host, port=port, threads=threads, ident="qpu-scheduler")
+        server = create_http_server(application, host=host, port=port, threads=threads)
         base = f"http://{host}:{server.effective_port}"
         db = settings.DATABASES["default"]
         self.stdout.write(
