@@ -126,13 +126,14 @@ def wait_closed(socks: list[socket.socket], *, timeout: float) -> tuple[int, flo
     """How many of ``socks`` the server closed within ``timeout`` seconds,
     and after how long the last one was (None if not all were)."""
     started = time.monotonic()
+    deadline = started + timeout
     poller = select.poll()
     by_fd = {s.fileno(): s for s in socks}
     for fd in by_fd:
         poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
     open_fds = set(by_fd)
-    while open_fds and time.monotonic() - started < timeout:
-        for fd, _ in poller.poll(200):
+    while open_fds:  # polls at least once, so timeout=0 is a snapshot
+        for fd, _ in poller.poll(max(0, min(200, int((deadline - time.monotonic()) * 1000)))):
             try:
                 data = by_fd[fd].recv(4096, socket.MSG_DONTWAIT)
             except BlockingIOError:
@@ -142,6 +143,8 @@ def wait_closed(socks: list[socket.socket], *, timeout: float) -> tuple[int, flo
             if not data:
                 poller.unregister(fd)
                 open_fds.discard(fd)
+        if time.monotonic() >= deadline:
+            break
     closed = len(by_fd) - len(open_fds)
     return closed, (round(time.monotonic() - started, 1) if not open_fds else None)
 
