@@ -22,7 +22,7 @@ for an exposed service, and what we set instead (settings ``HTTP_*``):
   (30) without a byte in either direction, checked every
   ``HTTP_CLEANUP_INTERVAL_SECONDS`` (5). A connection that trickles a byte
   now and then stays open; the reverse proxy's ``client_header_timeout``
-  bounds that case (docs/security.md, "Reverse proxy").
+  bounds that case (docs/security.md, the reverse proxy part).
 - accepting: waitress accepts one connection per turn of its loop, and a
   turn costs time in proportion to the open connections, so a burst of
   1,000 connections took seconds to drain from the backlog while an honest
@@ -95,8 +95,8 @@ def server_options(*, threads: int, connection_limit: int) -> dict:
     options = {
         "threads": threads,
         "connection_limit": connection_limit,
-        "channel_timeout": settings.HTTP_CHANNEL_TIMEOUT_SECONDS,
-        "cleanup_interval": settings.HTTP_CLEANUP_INTERVAL_SECONDS,
+        "channel_timeout": max(1, settings.HTTP_CHANNEL_TIMEOUT_SECONDS),
+        "cleanup_interval": max(1, settings.HTTP_CLEANUP_INTERVAL_SECONDS),
         "asyncore_use_poll": True,
         "ident": "qpu-scheduler",
     }

@@ -219,10 +219,11 @@ HTTP_THREADS = env_int("HTTP_THREADS", 8)
 # Open connections served at once (idle and half-open ones included); capped
 # by the open-files limit, which `serve` raises towards its hard limit.
 HTTP_CONNECTION_LIMIT = env_int("HTTP_CONNECTION_LIMIT", 10_000)
-# A connection with no byte in either direction for this long is closed.
-HTTP_CHANNEL_TIMEOUT_SECONDS = env_float("HTTP_CHANNEL_TIMEOUT_SECONDS", 30)
+# A connection with no byte in either direction for this long is closed
+# (whole seconds, as waitress takes them).
+HTTP_CHANNEL_TIMEOUT_SECONDS = env_int("HTTP_CHANNEL_TIMEOUT_SECONDS", 30)
 # How often idle connections are looked for (so closed within timeout + this).
-HTTP_CLEANUP_INTERVAL_SECONDS = env_float("HTTP_CLEANUP_INTERVAL_SECONDS", 5)
+HTTP_CLEANUP_INTERVAL_SECONDS = env_int("HTTP_CLEANUP_INTERVAL_SECONDS", 5)
 # Address of the reverse proxy (e.g. 127.0.0.1), the only peer whose
 # X-Forwarded-Proto/-For are believed; empty: such headers are dropped.
 HTTP_TRUSTED_PROXY = os.environ.get("HTTP_TRUSTED_PROXY", "").strip()
