@@ -20,13 +20,17 @@ for an exposed service, and what we set instead (settings ``HTTP_*``):
 - ``channel_timeout`` / ``cleanup_interval`` (waitress: 120 s / 30 s). An
   idle or half-open connection is closed after ``HTTP_CHANNEL_TIMEOUT_SECONDS``
   (30) without a byte in either direction, checked every
-  ``HTTP_CLEANUP_INTERVAL_SECONDS`` (5). A connection that trickles a byte
-  now and then stays open; the reverse proxy's ``client_header_timeout``
-  bounds that case (docs/security.md, the reverse proxy part).
+  ``HTTP_CLEANUP_INTERVAL_SECONDS`` (5).
+- no total deadline in waitress: a connection that trickles a byte now and
+  then is never idle and would stay open for good. ``GuardedWSGIServer``
+  closes one whose request (headers and body) is not complete
+  ``HTTP_REQUEST_READ_TIMEOUT_SECONDS`` (60) after its first byte. Behind
+  the reverse proxy this never fires (the proxy sends whole requests); the
+  proxy's own ``client_header_timeout`` is the tighter bound there.
 - accepting: waitress accepts one connection per turn of its loop, and a
   turn costs time in proportion to the open connections, so a burst of
   1,000 connections took seconds to drain from the backlog while an honest
-  client queued behind them. ``BatchAcceptServer`` accepts up to
+  client queued behind them. ``GuardedWSGIServer`` accepts up to
   ``ACCEPT_BATCH`` per turn.
 - the process's open-files soft limit (often 1,024) is raised towards its
   hard limit, as far as the connection limit needs (``raise_fd_limit``).
@@ -39,9 +43,14 @@ for an exposed service, and what we set instead (settings ``HTTP_*``):
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 from django.conf import settings
+from waitress.adjustments import Adjustments
+from waitress.channel import HTTPChannel
+from waitress.server import MultiSocketServer, TcpWSGIServer
+from waitress.task import ThreadedTaskDispatcher
 
 logger = logging.getLogger(__name__)
 
@@ -106,40 +115,59 @@ def server_options(*, threads: int, connection_limit: int) -> dict:
     return options
 
 
-def _server_classes():
-    from waitress.server import TcpWSGIServer
+class DeadlineChannel(HTTPChannel):
+    """Remembers when the request it is reading began (its first byte)."""
 
-    class BatchAcceptServer(TcpWSGIServer):
-        """Accepts up to ``ACCEPT_BATCH`` waiting connections per loop turn
-        (waitress: one), never past the connection limit."""
+    request_started = 0.0
 
-        def handle_accept(self):
-            for _ in range(ACCEPT_BATCH):
-                before = len(self._map)
-                if before >= self.adj.connection_limit:
-                    return
-                super().handle_accept()
-                if len(self._map) == before:  # nothing waiting (or a failed accept, logged)
-                    return
-
-    return BatchAcceptServer
+    def received(self, data):
+        before = self.request
+        result = super().received(data)
+        if self.request is not None and self.request is not before:
+            self.request_started = time.time()
+        return result
 
 
-def _create_server(application, *, host: str, port: int, options: dict):
+class GuardedWSGIServer(TcpWSGIServer):
+    """Accepts up to ``ACCEPT_BATCH`` waiting connections per loop turn
+    (waitress: one), never past the connection limit; and closes a
+    connection whose request is still incomplete ``request_read_timeout``
+    seconds after its first byte, however steadily it trickles."""
+
+    channel_class = DeadlineChannel
+    request_read_timeout: float | None = None
+
+    def handle_accept(self):
+        for _ in range(ACCEPT_BATCH):
+            before = len(self._map)
+            if before >= self.adj.connection_limit:
+                return
+            super().handle_accept()
+            if len(self._map) == before:  # nothing waiting (or a failed accept, logged)
+                return
+
+    def maintenance(self, now):
+        super().maintenance(now)  # idle connections
+        if self.request_read_timeout is None:
+            return
+        cutoff = now - self.request_read_timeout
+        for channel in self.active_channels.values():
+            if channel.request is not None and not channel.requests and channel.request_started < cutoff:
+                channel.will_close = True
+
+
+def _create_server(application, *, host: str, port: int, options: dict, request_read_timeout: float):
     """What ``waitress.create_server`` does for TCP, with our server class:
     one listening socket per address ``host`` resolves to, one loop, one
     thread pool."""
-    from waitress.adjustments import Adjustments
-    from waitress.server import MultiSocketServer
-    from waitress.task import ThreadedTaskDispatcher
-
     adj = Adjustments(host=host, port=port, **options)
     dispatcher = ThreadedTaskDispatcher()
     dispatcher.set_thread_count(adj.threads)
     socket_map: dict = {}
-    server_class = _server_classes()
-    servers = [server_class(application, map=socket_map, dispatcher=dispatcher, adj=adj, sockinfo=info)
+    servers = [GuardedWSGIServer(application, map=socket_map, dispatcher=dispatcher, adj=adj, sockinfo=info)
                for info in adj.listen]
+    for server in servers:
+        server.request_read_timeout = request_read_timeout
     if len(servers) == 1:
         return servers[0]
     multi = MultiSocketServer(socket_map, adj, [(s.effective_host, s.effective_port) for s in servers],
@@ -162,11 +190,12 @@ def create_http_server(application, *, host: str, port: int, threads: int | None
             settings.HTTP_CONNECTION_LIMIT, limit, fds.soft, fds.hard,
         )
     options = server_options(threads=threads, connection_limit=limit)
-    server = _create_server(application, host=host, port=port, options=options)
+    read_timeout = max(1, settings.HTTP_REQUEST_READ_TIMEOUT_SECONDS)
+    server = _create_server(application, host=host, port=port, options=options, request_read_timeout=read_timeout)
     logger.info(
-        "HTTP server: %s threads, up to %s connections, idle ones closed after %ss (checked every %ss), "
-        "open-files limit %s, trusted proxy %s",
-        threads, limit, options["channel_timeout"], options["cleanup_interval"], fds.soft,
+        "HTTP server: %s threads, up to %s connections, idle ones closed after %ss and requests not received "
+        "in full after %ss (checked every %ss), open-files limit %s, trusted proxy %s",
+        threads, limit, options["channel_timeout"], read_timeout, options["cleanup_interval"], fds.soft,
         settings.HTTP_TRUSTED_PROXY or "none",
     )
     return server

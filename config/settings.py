@@ -222,6 +222,9 @@ HTTP_CONNECTION_LIMIT = env_int("HTTP_CONNECTION_LIMIT", 10_000)
 # A connection with no byte in either direction for this long is closed
 # (whole seconds, as waitress takes them).
 HTTP_CHANNEL_TIMEOUT_SECONDS = env_int("HTTP_CHANNEL_TIMEOUT_SECONDS", 30)
+# A request (headers and body) not received in full this long after its first
+# byte is dropped: a client trickling bytes is never idle, so needs this bound.
+HTTP_REQUEST_READ_TIMEOUT_SECONDS = env_int("HTTP_REQUEST_READ_TIMEOUT_SECONDS", 60)
 # How often idle connections are looked for (so closed within timeout + this).
 HTTP_CLEANUP_INTERVAL_SECONDS = env_int("HTTP_CLEANUP_INTERVAL_SECONDS", 5)
 # Address of the reverse proxy (e.g. 127.0.0.1), the only peer whose

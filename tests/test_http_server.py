@@ -8,11 +8,12 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 
 import pytest
 import requests
 
-from config.connection_bench import open_half_open
+from config.connection_bench import open_half_open, wait_closed
 from config.http_server import FD_RESERVE, create_http_server, effective_connection_limit, raise_fd_limit
 
 
@@ -141,3 +142,26 @@ def _free_port_on_both() -> int:
         s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         s.bind(("::", 0))
         return s.getsockname()[1]
+
+
+def test_a_trickling_request_is_dropped_at_its_read_deadline_while_others_are_served(running):
+    """A byte every 0.2 s is never idle for the channel timeout (30 s); the
+    request read deadline (2 s here) still closes the connection."""
+    server = running(HTTP_REQUEST_READ_TIMEOUT_SECONDS=2, HTTP_CLEANUP_INTERVAL_SECONDS=1)
+    trickler = socket.create_connection(("127.0.0.1", int(server.server.effective_port)), timeout=5)
+    try:
+        started = time.monotonic()
+        closed = 0
+        for byte in b"GET / HTTP/1.1\r\nX-Slow: " + b"a" * 150:  # never completes; 30 s at most
+            try:
+                trickler.sendall(bytes([byte]))
+            except OSError:
+                closed = 1  # reset: closed already
+            closed = closed or wait_closed([trickler], timeout=0.2)[0]
+            if closed:
+                break
+            assert requests.get(server.base + "/", timeout=5).status_code == 200
+        assert closed, "a request trickled for 30 s was still being read"
+        assert time.monotonic() - started >= 2  # and not before its deadline
+    finally:
+        trickler.close()
