@@ -29,7 +29,7 @@ class Command(BaseCommand):
         parser.add_argument("--no-workers", action="store_true", help="HTTP only (workers run elsewhere)")
 
     def handle(self, *args, host: str, port: int, threads: int | None, no_workers: bool, **options):
-        from config.http_server import create_http_server
+        from config.http_server import create_http_server, freeze_startup_heap
         from config.wsgi import application
 
         executor = MigrationExecutor(connection)
@@ -60,6 +60,7 @@ class Command(BaseCommand):
         # so its sockets are never closed under a running loop.
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+        freeze_startup_heap()  # after the fork of django-q2's cluster: see its docstring
         try:
             server.run()
         except KeyboardInterrupt:
