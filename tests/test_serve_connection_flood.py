@@ -20,7 +20,7 @@ from config.http_server import raise_fd_limit
 from tests.e2e_helpers import ServeProcess, create_user_tokens, manage, service_env
 
 HALF_OPEN = 1000
-CHANNEL_TIMEOUT = 10  # long enough that the flood is still in place when the call is answered
+CHANNEL_TIMEOUT = 15  # the flood is still in place when the first call is answered (bound: 5 s)
 
 
 @pytest.mark.slow
@@ -40,12 +40,12 @@ def test_api_answers_during_a_half_open_flood_which_the_server_then_closes(tmp_p
         socks = open_half_open(host="127.0.0.1", port=service.port, count=HALF_OPEN, until=time.monotonic() + 60)
         assert len(socks) == HALF_OPEN
 
-        for _ in range(3):  # a new client each time: it has to get past accept() too
+        for i in range(3):  # a new client each time: it has to get past accept() too
             r = requests.get(service.base + "/devices", timeout=5,
                              headers={"Authorization": f"Token {token}", "Connection": "close"})
             assert r.status_code == 200, r.text
-        # The flood was in place while those were answered: none closed yet.
-        assert wait_closed(socks, timeout=0) == (0, None)
+            if i == 0:  # the flood was in place while it was answered: none closed yet
+                assert wait_closed(socks, timeout=0) == (0, None)
 
         closed, _ = wait_closed(socks, timeout=CHANNEL_TIMEOUT + 60)
         assert closed == HALF_OPEN, f"the server closed {closed} of {HALF_OPEN} idle half-open connections"
