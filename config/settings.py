@@ -225,7 +225,7 @@ HTTP_CHANNEL_TIMEOUT_SECONDS = env_int("HTTP_CHANNEL_TIMEOUT_SECONDS", 30)
 # A request (headers and body) not received in full this long after its first
 # byte is dropped: a client trickling bytes is never idle, so needs this bound.
 HTTP_REQUEST_READ_TIMEOUT_SECONDS = env_int("HTTP_REQUEST_READ_TIMEOUT_SECONDS", 60)
-# How often idle connections are looked for (so closed within timeout + this).
+# How often both timeouts above are checked (a connection closes within timeout + this).
 HTTP_CLEANUP_INTERVAL_SECONDS = env_int("HTTP_CLEANUP_INTERVAL_SECONDS", 5)
 # Address of the reverse proxy (e.g. 127.0.0.1), the only peer whose
 # X-Forwarded-Proto/-For are believed; empty: such headers are dropped.

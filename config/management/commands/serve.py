@@ -1,8 +1,9 @@
 """The whole service in one program: API + admin on waitress, the QPU
 workers, the django-q2 cluster and the VM scheduler.
 
-The HTTP server's configuration (connection limit, idle timeout, poll loop,
-open-files limit, trusted proxy) and why: config/http_server.py."""
+The HTTP server's configuration (connection limit, idle and request-read
+timeouts, poll loop, open-files limit, trusted proxy, heap freeze) and why:
+config/http_server.py."""
 
 from __future__ import annotations
 
