@@ -255,6 +255,24 @@ VM_LIVE_LEAD_SECONDS = env_float("VM_LIVE_LEAD_SECONDS", 0.25)
 # The django-q2 form of the scheduler runs the loop this long per task.
 VM_TASK_RUN_SECONDS = env_float("VM_TASK_RUN_SECONDS", 100)
 
+# --- HTTP server of `serve` (waitress; why each value: config/http_server.py)
+# Worker threads running Django views; `serve --threads` overrides it.
+HTTP_THREADS = env_int("HTTP_THREADS", 8)
+# Open connections served at once (idle and half-open ones included); capped
+# by the open-files limit, which `serve` raises towards its hard limit.
+HTTP_CONNECTION_LIMIT = env_int("HTTP_CONNECTION_LIMIT", 10_000)
+# A connection with no byte in either direction for this long is closed
+# (whole seconds, as waitress takes them).
+HTTP_CHANNEL_TIMEOUT_SECONDS = env_int("HTTP_CHANNEL_TIMEOUT_SECONDS", 30)
+# A request (headers and body) not received in full this long after its first
+# byte is dropped: a client trickling bytes is never idle, so needs this bound.
+HTTP_REQUEST_READ_TIMEOUT_SECONDS = env_int("HTTP_REQUEST_READ_TIMEOUT_SECONDS", 60)
+# How often both timeouts above are checked (a connection closes within timeout + this).
+HTTP_CLEANUP_INTERVAL_SECONDS = env_int("HTTP_CLEANUP_INTERVAL_SECONDS", 5)
+# Address of the reverse proxy (e.g. 127.0.0.1), the only peer whose
+# X-Forwarded-Proto/-For are believed; empty: such headers are dropped.
+HTTP_TRUSTED_PROXY = os.environ.get("HTTP_TRUSTED_PROXY", "").strip()
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -1,5 +1,9 @@
 """The whole service in one program: API + admin on waitress, the QPU
-workers, the django-q2 cluster and the VM scheduler."""
+workers, the django-q2 cluster and the VM scheduler.
+
+The HTTP server's configuration (connection limit, idle and request-read
+timeouts, poll loop, open-files limit, trusted proxy, heap freeze) and why:
+config/http_server.py."""
 
 from __future__ import annotations
 
@@ -23,13 +27,12 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8000)
-        parser.add_argument("--threads", type=int, default=8, help="HTTP worker threads")
+        parser.add_argument("--threads", type=int, default=None, help="HTTP worker threads (default: HTTP_THREADS)")
         parser.add_argument("--no-workers", action="store_true", help="HTTP only (workers run elsewhere)")
 
-    def handle(self, *args, host: str, port: int, threads: int, no_workers: bool, **options):
+    def handle(self, *args, host: str, port: int, threads: int | None, no_workers: bool, **options):
         require_configured_secret_key(stderr=self.stderr)
-        from waitress.server import create_server
-
+        from config.http_server import create_http_server, freeze_startup_heap
         from config.wsgi import application
 
         executor = MigrationExecutor(connection)
@@ -38,7 +41,7 @@ class Command(BaseCommand):
         # The stack first: django-q2 forks its processes, which must not
         # inherit the HTTP socket or the server's threads.
         stack = None if no_workers else start_stack()
-        server = create_server(application, host=host, port=port, threads=threads, ident="qpu-scheduler")
+        server = create_http_server(application, host=host, port=port, threads=threads)
         base = f"http://{host}:{server.effective_port}"
         db = settings.DATABASES["default"]
         self.stdout.write(
@@ -60,6 +63,7 @@ class Command(BaseCommand):
         # so its sockets are never closed under a running loop.
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+        freeze_startup_heap()  # after the fork of django-q2's cluster: see its docstring
         try:
             server.run()
         except KeyboardInterrupt:
