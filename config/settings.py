@@ -193,13 +193,21 @@ JOB_LEASE_SECONDS = env_float("JOB_LEASE_SECONDS", 30)
 # On SIGINT/SIGTERM a worker lets running jobs finish this long, then hands
 # them back to the queue.
 WORKER_SHUTDOWN_GRACE_SECONDS = env_float("WORKER_SHUTDOWN_GRACE_SECONDS", 10)
-CALLBACK_SECRET = os.environ.get("CALLBACK_SECRET", SECRET_KEY)
 CALLBACK_MAX_ATTEMPTS = env_int("CALLBACK_MAX_ATTEMPTS", 8)
 CALLBACK_BACKOFF_SECONDS = env_float("CALLBACK_BACKOFF_SECONDS", 15)
 CALLBACK_TIMEOUT_SECONDS = env_float("CALLBACK_TIMEOUT_SECONDS", 10)
 # A pending delivery this far past its due time was lost and is queued again.
 CALLBACK_SWEEP_AFTER_SECONDS = env_float("CALLBACK_SWEEP_AFTER_SECONDS", 300)
 PROGRAM_MAX_JOBS = env_int("PROGRAM_MAX_JOBS", 10_000)
+
+# --- Outbound calls: callbacks and HTTP devices (docs/security.md) ----------
+# CIDRs callbacks may reach besides public addresses (e.g. "127.0.0.0/8" for a
+# receiver on the same host); empty: public addresses only.
+CALLBACK_ALLOWED_NETWORKS = [n.strip() for n in os.environ.get("CALLBACK_ALLOWED_NETWORKS", "").split(",") if n.strip()]
+# CIDRs device addresses must lie in; empty: any but link-local/multicast/reserved/unspecified.
+DEVICE_ALLOWED_NETWORKS = [n.strip() for n in os.environ.get("DEVICE_ALLOWED_NETWORKS", "").split(",") if n.strip()]
+# A callback receiver that timed out or refused the connection gets no call for this long.
+CALLBACK_SLOW_RECEIVER_SECONDS = env_float("CALLBACK_SLOW_RECEIVER_SECONDS", 60)
 
 # --- Exam VM provisioning -------------------------------------------------
 EXAM_MAX_STUDENTS = env_int("EXAM_MAX_STUDENTS", 2500)
