@@ -53,6 +53,7 @@ _SHARED = ipaddress.ip_network("100.64.0.0/10")  # carrier-grade NAT, RFC 6598
 _THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")  # "0.x.y.z" reaches the local host on Linux
 _NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
 _IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+_LOCALHOST = (ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1"))
 
 
 class OutboundError(Exception):
@@ -253,6 +254,8 @@ def resolve_checked(target: Target, allowed: Callable[[IPAddress], bool], deadli
     stops waiting for."""
     if target.literal is not None:
         addresses = [target.literal]
+    elif target.host.rstrip(".") == "localhost" or target.host.rstrip(".").endswith(".localhost"):
+        addresses = list(_LOCALHOST)  # RFC 6761: loopback, whatever the resolver says
     else:
         answer: dict = {}
 
