@@ -66,7 +66,7 @@ def validate_result(result: Any, *, device: DeviceRef, job: JobPayload) -> list[
     for index, value in enumerate(result):
         if not isinstance(value, str) or len(value) != device.size or not BITSTRING.match(value):
             # What the device wrote is not echoed: the job's owner reads this.
-            raise DeviceError(f"device {device.id} returned shot {index} not as {device.size} bits of 0/1")
+            raise DeviceError(f"device {device.id} returned a bad shot {index}, expected {device.size} bits of 0/1")
     return result
 
 

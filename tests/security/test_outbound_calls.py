@@ -115,7 +115,7 @@ def test_a_receivers_error_body_never_reaches_the_jobs_owner(api, finished_job, 
     [
         (500, SECRET, "answered HTTP 500"),
         (200, SECRET, "answered invalid JSON"),
-        (200, b'{"result": ["' + SECRET + b'"]}', "returned shot 0 not as 2 bits of 0/1"),
+        (200, b'{"result": ["' + SECRET + b'"]}', "returned a bad shot 0, expected 2 bits of 0/1"),
         (200, b'{"result": "' + SECRET + b'"}', "returned no list of bit strings"),
         (409, SECRET, None),  # busy: handed back, tried again later
     ],

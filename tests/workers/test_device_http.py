@@ -72,7 +72,7 @@ def test_simulated_device_runs_one_job_at_a_time(qpu):
 
 def test_wrong_size_answer_is_rejected(qpu):
     server = qpu(size=3)
-    with pytest.raises(DeviceError, match="not as 5 bits"):
+    with pytest.raises(DeviceError, match="expected 5 bits"):
         HttpQPU(timeout=5).run(device=ref(server, size=5), job=JobPayload(key="j", instructions=[], shots=1))
 
 
