@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Case, F, Value, When
 
 from jobs.models import SlowReceiver
 
@@ -48,14 +49,18 @@ def receiver_gate(*, receiver: str, now: datetime) -> Gate:
     row = SlowReceiver.objects.filter(receiver=receiver).values("since", "until").first()
     if row is None:
         return Gate(go=True)
-    if now - row["since"] > give_up_after():
-        return Gate(give_up=True)
+    span = give_up_after()
     if row["until"] > now:
-        return Gate(defer_until=row["until"])
-    # The slow spell is over: one delivery probes, the others wait for it.
+        return Gate(give_up=True) if now - row["since"] > span else Gate(defer_until=row["until"])
+    # The quiet period is over: one delivery probes, the others wait for it.
+    # A record idle for longer than the span starts a new spell.
     probe_until = now + timedelta(seconds=settings.CALLBACK_TIMEOUT_SECONDS + 1)
-    won = SlowReceiver.objects.filter(receiver=receiver, until__lte=now).update(until=probe_until)
-    return Gate(go=True) if won else Gate(defer_until=probe_until)
+    won = SlowReceiver.objects.filter(receiver=receiver, until__lte=now).update(
+        until=probe_until, since=Case(When(until__lt=now - span, then=Value(now)), default=F("since"))
+    )
+    if won:
+        return Gate(go=True)
+    return Gate(give_up=True) if now - row["since"] > span else Gate(defer_until=probe_until)
 
 
 def receiver_record(*, receiver: str, slow: bool, now: datetime) -> None:

@@ -66,10 +66,20 @@ def test_deliveries_to_a_receiver_slow_for_longer_than_all_retries_fail_without_
     slow = peer(hold)
     job = finished_job(slow.url + "/hook")
     long_ago = timezone.now() - give_up_after() - timedelta(seconds=1)
-    SlowReceiver.objects.create(receiver=f"http://127.0.0.1:{slow.port}", since=long_ago, until=timezone.now())
+    quiet_until = timezone.now() + timedelta(seconds=60)  # still failing: renewed by the last probe
+    SlowReceiver.objects.create(receiver=f"http://127.0.0.1:{slow.port}", since=long_ago, until=quiet_until)
     assert callback_deliver(job_id=job.pk) == "failed"
     job.refresh_from_db()
     assert job.callback_error.startswith("receiver unreachable for over") and slow.accepted == 0
+
+
+def test_a_receiver_silent_for_long_is_probed_again_not_given_up(finished_job, peer):
+    receiver = peer(answer(204))
+    job = finished_job(receiver.url + "/hook")
+    long_ago = timezone.now() - 2 * give_up_after()
+    SlowReceiver.objects.create(receiver=f"http://127.0.0.1:{receiver.port}", since=long_ago,
+                                until=long_ago + timedelta(seconds=60))
+    assert callback_deliver(job_id=job.pk) == "delivered"
 
 
 @pytest.mark.django_db(transaction=True)
