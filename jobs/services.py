@@ -100,9 +100,9 @@ def _insert_jobs(*, owner_id: int, program_id: int, priority: int, device_type: 
             """
             INSERT INTO jobs_job (key, program_id, owner_id, priority, device_type, instructions, shots, min_size,
                                   status, attempts, created_at, error, lease_token, callback_status,
-                                  callback_attempts, callback_error)
+                                  callback_attempts, callback_error, requeues)
             SELECT t.key, %s, %s, %s, %s, t.instructions, t.shots, t.min_size,
-                   'queued', 0, %s, '', '', '', 0, ''
+                   'queued', 0, %s, '', '', '', 0, '', 0
               FROM unnest(%s::text[], %s::jsonb[], %s::integer[], %s::integer[]) WITH ORDINALITY
                    AS t(key, instructions, shots, min_size, n)
              ORDER BY t.n
