@@ -165,3 +165,23 @@ def test_the_whole_matrix_is_refused_at_delivery_without_dialing(finished_job, d
     assert callback_deliver(job_id=job.pk) == "pending"
     job.refresh_from_db()
     assert job.callback_error == "address not allowed" and dialed == []
+
+
+@pytest.mark.parametrize(
+    "host, address",
+    [
+        ("127.0.0.1", "127.0.0.1"), ("2130706433", "127.0.0.1"), ("0177.0.0.1", "127.0.0.1"),
+        ("0x7f.1", "127.0.0.1"), ("0x7F000001", "127.0.0.1"), ("127.1", "127.0.0.1"), ("127.0.1", "127.0.0.1"),
+        ("017700000001", "127.0.0.1"), ("0", "0.0.0.0"), ("169.254.43518", "169.254.169.254"),
+        ("8.8.8.8.", "8.8.8.8"), ("hooks.example.com", None), ("1a.example", None), ("0xzz", None),
+    ],
+)
+def test_ipv4_spellings_are_read_as_url_parsers_and_inet_aton_read_them(host, address):
+    parsed = outbound.parse_ipv4_literal(host)
+    assert (str(parsed) if parsed else None) == address
+
+
+@pytest.mark.parametrize("host", ["1.2.3.4.5", "256.1.1.1", "1.2.3.16777216", "08.1.1.1", "1..1"])
+def test_hosts_that_end_in_a_number_but_are_no_address_are_invalid(host):
+    with pytest.raises(outbound.InvalidTarget):
+        outbound.parse_ipv4_literal(host)
