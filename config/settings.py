@@ -223,7 +223,6 @@ JOB_LEASE_SECONDS = env_float("JOB_LEASE_SECONDS", 30)
 # On SIGINT/SIGTERM a worker lets running jobs finish this long, then hands
 # them back to the queue.
 WORKER_SHUTDOWN_GRACE_SECONDS = env_float("WORKER_SHUTDOWN_GRACE_SECONDS", 10)
-CALLBACK_SECRET = os.environ.get("CALLBACK_SECRET", SECRET_KEY)
 CALLBACK_MAX_ATTEMPTS = env_int("CALLBACK_MAX_ATTEMPTS", 8)
 CALLBACK_BACKOFF_SECONDS = env_float("CALLBACK_BACKOFF_SECONDS", 15)
 CALLBACK_TIMEOUT_SECONDS = env_float("CALLBACK_TIMEOUT_SECONDS", 10)
@@ -242,6 +241,15 @@ DEVICE_MAX_BUSY_ANSWERS = env_int("DEVICE_MAX_BUSY_ANSWERS", 5)
 # Requeues through no fault of the job (device removed/silent/busy, worker
 # died) before the job fails instead; they do not use up JOB_MAX_ATTEMPTS.
 JOB_MAX_REQUEUES = env_int("JOB_MAX_REQUEUES", 10)
+
+# --- Outbound calls: callbacks and HTTP devices (docs/security.md) ----------
+# CIDRs callbacks may reach besides public addresses (e.g. "127.0.0.0/8" for a
+# receiver on the same host); empty: public addresses only.
+CALLBACK_ALLOWED_NETWORKS = [n.strip() for n in os.environ.get("CALLBACK_ALLOWED_NETWORKS", "").split(",") if n.strip()]
+# CIDRs device addresses must lie in; empty: any but link-local/multicast/reserved/unspecified.
+DEVICE_ALLOWED_NETWORKS = [n.strip() for n in os.environ.get("DEVICE_ALLOWED_NETWORKS", "").split(",") if n.strip()]
+# A callback receiver that timed out or refused the connection gets no call for this long.
+CALLBACK_SLOW_RECEIVER_SECONDS = env_float("CALLBACK_SLOW_RECEIVER_SECONDS", 60)
 
 # --- Exam VM provisioning -------------------------------------------------
 EXAM_MAX_STUDENTS = env_int("EXAM_MAX_STUDENTS", 2500)

@@ -8,14 +8,19 @@ runner never knows which one it drives, and tests inject their own.
 
 from __future__ import annotations
 
+import json
+import logging
 import random
 import re
 import threading
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import requests
 from django.conf import settings
+
+from config import outbound
+
+logger = logging.getLogger(__name__)
 
 BITSTRING = re.compile(r"^[01]+$")
 
@@ -55,12 +60,13 @@ def validate_result(result: Any, *, device: DeviceRef, job: JobPayload) -> list[
     """A result is exactly one bit string per shot, each as long as the
     device has qubits; anything else is a device error, not a result."""
     if not isinstance(result, list):
-        raise DeviceError(f"device {device.id} returned {type(result).__name__}, expected a list of bit strings")
+        raise DeviceError(f"device {device.id} returned no list of bit strings")
     if len(result) != job.shots:
         raise DeviceError(f"device {device.id} returned {len(result)} bit strings for {job.shots} shots")
-    for value in result:
+    for index, value in enumerate(result):
         if not isinstance(value, str) or len(value) != device.size or not BITSTRING.match(value):
-            raise DeviceError(f"device {device.id} returned {value!r}, expected {device.size} bits of 0/1")
+            # What the device wrote is not echoed: the job's owner reads this.
+            raise DeviceError(f"device {device.id} returned a bad shot {index}, expected {device.size} bits of 0/1")
     return result
 
 
@@ -85,38 +91,92 @@ class SimulatedQPU:
         return random_bitstrings(size=device.size, shots=job.shots)
 
 
+# A result is one bit string per shot: even 100,000 shots of a large device
+# fit; anything bigger is a misbehaving device, not a result to hold in memory.
+DEVICE_MAX_ANSWER_BYTES = 1024 * 1024
+_HTTP_SCHEME_RE = re.compile(r"^https?:", re.IGNORECASE)
+
+
 class HttpQPU:
     """POST ``{address}/run`` with the job; the device answers
     ``{"result": ["0101", ...]}`` when done (synchronous, like the brief's
-    ``Device.send``)."""
+    ``Device.send``).
 
-    def __init__(self, *, timeout: float | None = None, session: requests.Session | None = None):
+    The call goes through ``config.outbound``: the resolved address is
+    checked against the device policy and pinned, redirects are not
+    followed, DEVICE_HTTP_TIMEOUT_SECONDS bounds the whole call and at most
+    DEVICE_MAX_ANSWER_BYTES are read. Errors carry fixed reasons only: the
+    job's owner (any user) reads them, and the device's answer may come
+    from a service that was never meant to be reached.
+    """
+
+    def __init__(self, *, timeout: float | None = None, post=outbound.post):
         self.timeout = settings.DEVICE_HTTP_TIMEOUT_SECONDS if timeout is None else timeout
-        self.session = session or requests.Session()
+        self.post = post
 
     def run(self, *, device: DeviceRef, job: JobPayload) -> list[str]:
         url = device.address.rstrip("/") + "/run"
-        body = {"job_id": job.key, "instructions": job.instructions, "shots": job.shots}
+        body = json.dumps({"job_id": job.key, "instructions": job.instructions, "shots": job.shots}).encode()
         try:
-            response = self.session.post(url, json=body, timeout=(min(5.0, self.timeout), self.timeout))
-        except requests.Timeout as exc:
-            raise DeviceError(f"device {device.id} timed out after {self.timeout:g}s") from exc
-        except requests.RequestException as exc:
-            raise DeviceError(f"device {device.id} unreachable: {exc}") from exc
-        if response.status_code == 409:
-            raise DeviceBusy(f"device {device.id} is busy: {response.text[:200]}")
-        if response.status_code != 200:
-            raise DeviceError(f"device {device.id} answered HTTP {response.status_code}: {response.text[:200]}")
+            answer = self.post(
+                url, body=body, headers={"Content-Type": "application/json"}, timeout=self.timeout,
+                allowed=outbound.device_address_allowed, max_body=DEVICE_MAX_ANSWER_BYTES,
+            )
+        except outbound.OutboundError as exc:
+            logger.warning("device %s call failed: %s (%s)", device.id, exc.reason, exc.detail)
+            raise DeviceError(f"device {device.id}: {exc.reason}") from None
+        if answer.status == 409:
+            raise DeviceBusy(f"device {device.id} is busy (HTTP 409)")
+        if answer.status != 200:
+            logger.warning("device %s answered HTTP %d: %r", device.id, answer.status, answer.body[:200])
+            raise DeviceError(f"device {device.id} answered {_status_reason(answer.status)}")
         try:
-            payload = response.json()
-        except ValueError as exc:
-            raise DeviceError(f"device {device.id} answered invalid JSON") from exc
+            payload = json.loads(answer.body)
+        except ValueError:
+            raise DeviceError(f"device {device.id} answered invalid JSON") from None
         result = payload.get("result") if isinstance(payload, dict) else None
         return validate_result(result, device=device, job=job)
 
 
+def _status_reason(status: int) -> str:
+    if 300 <= status < 400:
+        return f"with a redirect (HTTP {status}), not followed"
+    return f"HTTP {status}"
+
+
 def is_http_address(address: str) -> bool:
     return address.startswith(("http://", "https://"))
+
+
+def device_address_normalized(address: str) -> str:
+    """The address to store, or ValueError saying why it cannot be one.
+
+    ``http(s)://host...`` in any letter case is a real device (stored with a
+    lowercase scheme: the runner's SQL matches ``LIKE 'http://%'``); a value
+    with ``://`` and another scheme, or a broken http URL (``http:/host``,
+    ``https:host``), is an error rather than silently a simulated device; a
+    plain label (e.g. ``addr1``) is the built-in simulator. A literal
+    address the device policy refuses (link-local such as 169.254.169.254,
+    multicast, reserved, unspecified, or outside DEVICE_ALLOWED_NETWORKS) is
+    an error too; names are checked at every call.
+    """
+    if _HTTP_SCHEME_RE.match(address):
+        try:
+            target = outbound.parse_target(address)
+        except outbound.InvalidTarget as exc:
+            raise ValueError(f"Not a usable device URL: {exc}.") from None
+        if target.literal is not None and not outbound.device_address_allowed(target.literal):
+            raise ValueError(
+                "Devices may not be at link-local, multicast, reserved or unspecified addresses"
+                + (" nor outside DEVICE_ALLOWED_NETWORKS." if settings.DEVICE_ALLOWED_NETWORKS else ".")
+            )
+        scheme, rest = address.split(":", 1)
+        return scheme.lower() + ":" + rest
+    if "://" in address:
+        raise ValueError(
+            "Must be an http(s):// URL with a host, or a plain label (e.g. 'sim') for the built-in simulator."
+        )
+    return address
 
 
 def client_for(device: DeviceRef, *, stop_event: threading.Event | None = None) -> DeviceClient:

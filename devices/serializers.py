@@ -7,7 +7,7 @@ import re
 from django.conf import settings
 from rest_framework import serializers
 
-from devices.clients import is_http_address
+from devices.clients import device_address_normalized, is_http_address
 from devices.models import Device
 from devices.permissions import may_manage_device
 from devices.selectors import device_shown_status
@@ -75,16 +75,11 @@ class DeviceRegisterSerializer(serializers.Serializer):
 
     def validate_address(self, value: str) -> str:
         # Anything URL-like must be a usable http(s) URL: "ftp://x" or
-        # "http://" silently becoming a simulated device would hide a typo.
-        if "://" in value:
-            from urllib.parse import urlsplit
-
-            parts = urlsplit(value)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise serializers.ValidationError(
-                    "Must be an http(s):// URL with a host, or a plain label (e.g. 'sim') for the built-in simulator."
-                )
-        return value
+        # "http:/x" silently becoming a simulated device would hide a typo.
+        try:
+            return device_address_normalized(value)
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from None
 
 
 class DeviceSerializer(serializers.ModelSerializer):

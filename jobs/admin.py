@@ -32,6 +32,8 @@ class ProgramAdmin(admin.ModelAdmin):
     search_fields = ["key", "client_user_id", "owner__username"]
     list_select_related = ["owner"]
     readonly_fields = ["key", "owner", "client_user_id", "priority", "device_type", "callback_url", "created_at", "job_counts"]
+    # The signing key is shown to its owner once; the owner rotates it through the API.
+    exclude = ["webhook_secret"]
     actions = ["cancel_programs"]
     show_full_result_count = False
 

@@ -23,6 +23,8 @@ import time
 import requests
 from django.db import connection
 
+from jobs.models import new_webhook_secret
+
 
 def percentile(values: list[float], p: float) -> float:
     if not values:
@@ -176,18 +178,18 @@ def _insert_jobs(owner_id: int, n: int, device_type: str, key: str, *, prioritie
     spread over 0..priorities-1 (much faster than the API for filling)."""
     with connection.cursor() as c:
         c.execute(
-            "INSERT INTO jobs_program (key, owner_id, client_user_id, priority, device_type, callback_url,"
-            " webhook_secret, created_at) VALUES (%s, %s, '', 0, %s, '', '', now()) RETURNING id",
-            [key, owner_id, device_type],
+            "INSERT INTO jobs_program (key, owner_id, client_user_id, priority, device_type, callback_url, created_at,"
+            " webhook_secret) VALUES (%s, %s, '', 0, %s, '', now(), %s) RETURNING id",
+            [key, owner_id, device_type, new_webhook_secret()],
         )
         pid = c.fetchone()[0]
         c.execute(
             """
             INSERT INTO jobs_job (key, program_id, owner_id, priority, device_type, instructions, shots, status,
-                                  attempts, requeues, created_at, error, lease_token, callback_status, callback_attempts,
-                                  callback_error)
-            SELECT %s || '-' || g, %s, %s, (g::bigint * 7919) %% %s, %s, '[]'::jsonb, 1, 'queued', 0, 0, now(),
-                   '', '', '', 0, ''
+                                  attempts, created_at, error, lease_token, callback_status, callback_attempts, callback_error,
+                                  requeues)
+            SELECT %s || '-' || g, %s, %s, (g::bigint * 7919) %% %s, %s, '[]'::jsonb, 1, 'queued', 0, now(),
+                   '', '', '', 0, '', 0
               FROM generate_series(1, %s) AS g
             """,
             [key, pid, owner_id, priorities, device_type, n],

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import base64
+import secrets
+
 from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
@@ -23,6 +26,11 @@ class CallbackStatus(models.TextChoices):
     FAILED = "failed", "failed"
 
 
+def new_webhook_secret() -> str:
+    """A Standard Webhooks signing key: "whsec_" + base64 of 32 random bytes."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
 class Program(models.Model):
     """A set of jobs sharing one priority and one device type."""
 
@@ -34,7 +42,7 @@ class Program(models.Model):
     callback_url = models.URLField(max_length=1000, blank=True, default="")
     # Standard Webhooks signing key of this program's deliveries ("whsec_" +
     # base64 of 32 random bytes): shown once at creation, rotatable by the owner.
-    webhook_secret = models.CharField(max_length=100, blank=True, default="")
+    webhook_secret = models.CharField(max_length=100, blank=True, default=new_webhook_secret)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -109,3 +117,19 @@ class Job(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class SlowReceiver(models.Model):
+    """A callback receiver (scheme://host:port) whose last delivery timed out
+    or could not connect. Until ``until`` no delivery calls it: they are
+    rescheduled without using an attempt, so one slow receiver costs the
+    delivery workers one timeout, not one per pending delivery. In the
+    database because several django-q2 workers in several processes share it.
+    """
+
+    receiver = models.CharField(max_length=300, unique=True)
+    since = models.DateTimeField(help_text="First failure of the current slow spell.")
+    until = models.DateTimeField(help_text="No call before this; then one delivery probes.")
+
+    def __str__(self) -> str:
+        return self.receiver

@@ -17,6 +17,7 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from config import outbound
 from devices.serializers import INT32_MAX, INT32_MIN, PublicIdField, public_id_error
 from jobs.models import Job, JobStatus, Program
 from jobs.services import JobSpec
@@ -176,10 +177,19 @@ class ProgramCreateSerializer(serializers.Serializer):
     device_type = serializers.CharField(max_length=100)
     callback_url = serializers.URLField(
         required=False, allow_blank=True, default="", max_length=1000,
-        help_text="Each finished job is POSTed here as JSON, signed with HMAC-SHA256.",
+        help_text=(
+            "Each finished job is POSTed here as JSON, signed (Standard Webhooks) with the program's "
+            "webhook_secret. http(s) only; public addresses only (see docs/security.md)."
+        ),
     )
     user_id = ClientRefField(required=False, allow_blank=True, default="", help_text="Your own user reference.")
     jobs = JobSpecListField(help_text=f"1 to {settings.PROGRAM_MAX_JOBS} jobs.")
+
+    def validate_callback_url(self, value: str) -> str:
+        problem = outbound.callback_url_problem(value) if value else None
+        if problem:
+            raise serializers.ValidationError(problem)
+        return value
 
     def to_internal_value(self, data):
         try:
@@ -302,9 +312,12 @@ class ProgramCreatedSerializer(ProgramSerializer):
     job_ids = serializers.ListField(
         child=serializers.CharField(), help_text="Public ids of the jobs, in submission order."
     )
+    webhook_secret = serializers.CharField(
+        help_text="Key that signs this program's callbacks (Standard Webhooks). Shown here only; keep it."
+    )
 
     class Meta(ProgramSerializer.Meta):
-        fields = ProgramSerializer.Meta.fields + ["job_ids"]
+        fields = ProgramSerializer.Meta.fields + ["job_ids", "webhook_secret"]
         read_only_fields = fields
 
 
@@ -314,3 +327,8 @@ class ProgramCancelledSerializer(ProgramSerializer):
     class Meta(ProgramSerializer.Meta):
         fields = ProgramSerializer.Meta.fields + ["cancelled"]
         read_only_fields = fields
+
+
+class WebhookSecretSerializer(serializers.Serializer):
+    program = serializers.CharField(source="key", help_text="The program's public id.")
+    webhook_secret = serializers.CharField(help_text="The new signing key; the old one no longer signs anything.")

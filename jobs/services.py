@@ -20,7 +20,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from jobs.exceptions import DomainError, DuplicateId, JobNotCancellable, ProgramMismatch
-from jobs.models import CallbackStatus, Job, JobStatus, Program
+from jobs.models import CallbackStatus, Job, JobStatus, Program, new_webhook_secret
 from jobs.notify import notify_changed
 
 # Rows per INSERT statement: large enough that 10,000 jobs take a handful of
@@ -183,6 +183,7 @@ def program_create(
                     priority=priority,
                     device_type=device_type,
                     callback_url=callback_url,
+                    webhook_secret=new_webhook_secret(),
                 )
         except IntegrityError as exc:
             raise DuplicateId(f"A program with id {key!r} already exists.", field="id") from exc
@@ -226,6 +227,7 @@ def job_submit(
             "priority": priority,
             "device_type": device_type,
             "client_user_id": client_user_id,
+            "webhook_secret": new_webhook_secret(),
         }
         if program_key is None:
             program = Program.objects.create(key=new_key(), **defaults)
@@ -263,6 +265,15 @@ def job_submit(
             raise DuplicateId(f"A job with id {key!r} already exists.", field="id") from exc
         notify_changed(device_type)
     return job
+
+
+def program_webhook_secret_rotate(*, program_id: int) -> str:
+    """A new signing key for the program's callbacks, effective for the
+    next delivery attempt (retries included); the old key signs nothing
+    more. The owner gets it once, in the answer."""
+    secret = new_webhook_secret()
+    Program.objects.filter(pk=program_id).update(webhook_secret=secret)
+    return secret
 
 
 def job_cancel(*, job_id: int, now: datetime | None = None) -> Job:

@@ -18,6 +18,7 @@ from jobs.serializers import (
     ProgramCreatedSerializer,
     ProgramCreateSerializer,
     ProgramSerializer,
+    WebhookSecretSerializer,
 )
 
 JOB_ID = OpenApiParameter("job_id", str, OpenApiParameter.PATH, description="The job's public id.")
@@ -119,6 +120,23 @@ class ProgramCancelView(generics.GenericAPIView):
         program = selectors.program_get(user=request.user, key=program_id)
         cancelled = services.program_cancel(program_id=program.pk)
         return Response(_program_data(program, ProgramCancelledSerializer, cancelled=cancelled))
+
+
+class ProgramWebhookSecretView(generics.GenericAPIView):
+    permission_classes = [CanSubmitJobs]
+    serializer_class = WebhookSecretSerializer
+
+    @extend_schema(
+        summary="Rotate the key that signs this program's callbacks",
+        description="Returns the new `webhook_secret` (shown only here); the next delivery attempt is signed with it.",
+        request=None,
+        parameters=[PROGRAM_ID],
+        responses={200: WebhookSecretSerializer, 401: R401, 404: R404},
+    )
+    def post(self, request, program_id: str):
+        program = selectors.program_get(user=request.user, key=program_id)
+        program.webhook_secret = services.program_webhook_secret_rotate(program_id=program.pk)
+        return Response(WebhookSecretSerializer(program).data)
 
 
 class JobListView(generics.GenericAPIView):

@@ -47,7 +47,7 @@ def test_http_client_reports_device_faults_and_timeouts(qpu):
     slow = qpu(device_id="slow", seconds=2)
     with pytest.raises(DeviceError, match="timed out"):
         HttpQPU(timeout=0.2).run(device=ref(slow), job=JobPayload(key="j", instructions=[], shots=1))
-    with pytest.raises(DeviceError, match="unreachable"):
+    with pytest.raises(DeviceError, match="connection failed"):
         HttpQPU(timeout=1).run(device=DeviceRef(id="x", type="a", size=1, address="http://127.0.0.1:9"),
                                job=JobPayload(key="j", instructions=[], shots=1))
 

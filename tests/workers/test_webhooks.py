@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import hashlib
-import hmac
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -13,12 +11,20 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from django.utils import timezone
 from django_q.models import OrmQ, Schedule
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from jobs.models import Job
 from jobs.runner import Worker
 from jobs.tasks import deliver_callback
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _local_receivers_allowed(settings):
+    # The receivers below listen on 127.0.0.1, which callbacks may only reach
+    # when a deployment allows it on purpose.
+    settings.CALLBACK_ALLOWED_NETWORKS = ["127.0.0.0/8"]
 
 
 class Receiver:
@@ -73,20 +79,43 @@ def finish_one(make_device, make_program, url, recording):
     return Job.objects.get()
 
 
-def test_finished_job_is_queued_for_delivery_and_delivered_signed(make_device, make_program, receiver, recording, settings):
-    settings.CALLBACK_SECRET = "s3cret"
+def test_finished_job_is_queued_for_delivery_and_delivered_signed(make_device, make_program, receiver, recording):
     r = receiver()
     job = finish_one(make_device, make_program, r.url, recording)
     assert job.callback_status == "pending"
     assert OrmQ.objects.count() == 1  # the django-q2 task for the first attempt
     assert deliver_callback(job.pk) == "delivered"
     headers, body = r.received[0]
-    expected = "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
-    assert headers["X-Signature-256"] == expected
-    payload = json.loads(body)
+    # The receiver's side: the program's secret verifies the delivery.
+    payload = Webhook(job.program.webhook_secret).verify(body, headers)
     assert payload["id"] == job.key and payload["status"] == "done" and payload["result"] == ["111", "111"]
+    assert "X-Signature-256" not in headers
     job.refresh_from_db()
     assert job.callback_status == "delivered" and job.callback_attempts == 1 and job.callback_delivered_at
+
+
+def test_a_tampered_body_or_another_secret_fails_verification(make_device, make_program, receiver, recording):
+    from jobs.models import new_webhook_secret
+
+    r = receiver()
+    job = finish_one(make_device, make_program, r.url, recording)
+    assert deliver_callback(job.pk) == "delivered"
+    headers, body = r.received[0]
+    with pytest.raises(WebhookVerificationError):
+        Webhook(job.program.webhook_secret).verify(body.replace(b'"done"', b'"failed"'), headers)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(new_webhook_secret()).verify(body, headers)
+
+
+def test_retries_carry_the_same_webhook_id_and_a_fresh_signature(make_device, make_program, receiver, recording):
+    r = receiver(fail=1)
+    job = finish_one(make_device, make_program, r.url, recording)
+    assert deliver_callback(job.pk) == "pending"
+    assert deliver_callback(job.pk) == "delivered"
+    (first, body1), (second, body2) = r.received
+    assert first["webhook-id"] == second["webhook-id"] and body1 == body2
+    for headers, body in r.received:
+        Webhook(job.program.webhook_secret).verify(body, headers)
 
 
 def test_failed_delivery_is_retried_with_exponential_backoff_until_it_succeeds(make_device, make_program, receiver, recording, settings):
@@ -132,7 +161,7 @@ def test_failed_jobs_are_delivered_too_and_unreachable_receivers_are_retried(mak
     assert job.status == "failed" and job.callback_status == "pending"
     assert deliver_callback(job.pk) == "pending"
     job.refresh_from_db()
-    assert "ConnectionError" in job.callback_error
+    assert job.callback_error == "connection failed"
 
 
 def test_jobs_without_callback_url_create_no_delivery(make_device, make_program, recording):
