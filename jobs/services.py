@@ -19,6 +19,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from jobs.exceptions import DomainError, DuplicateId, JobNotCancellable, ProgramMismatch
+from jobs.limits import check_priority, check_queued_cap
 from jobs.models import CallbackStatus, Job, JobStatus, Program
 from jobs.notify import notify_changed
 
@@ -99,10 +100,10 @@ def _insert_jobs(*, owner_id: int, program_id: int, priority: int, device_type: 
         cursor.execute(
             """
             INSERT INTO jobs_job (key, program_id, owner_id, priority, device_type, instructions, shots, min_size,
-                                  status, attempts, created_at, error, lease_token, callback_status,
+                                  status, attempts, requeues, created_at, error, lease_token, callback_status,
                                   callback_attempts, callback_error)
             SELECT t.key, %s, %s, %s, %s, t.instructions, t.shots, t.min_size,
-                   'queued', 0, %s, '', '', '', 0, ''
+                   'queued', 0, 0, %s, '', '', '', 0, ''
               FROM unnest(%s::text[], %s::jsonb[], %s::integer[], %s::integer[]) WITH ORDINALITY
                    AS t(key, instructions, shots, min_size, n)
              ORDER BY t.n
@@ -136,9 +137,11 @@ def program_create(
         raise DomainError("A program needs at least one job.", field="jobs")
     if len(jobs) > settings.PROGRAM_MAX_JOBS:
         raise DomainError(f"At most {settings.PROGRAM_MAX_JOBS} jobs per program; got {len(jobs)}.", field="jobs")
+    check_priority(user=owner, priority=priority)
     key = key or new_key()
     job_keys = [spec.key for spec in jobs]
     with transaction.atomic():
+        check_queued_cap(user=owner, adding=len(jobs))
         if Program.objects.filter(key=key).exists():
             raise DuplicateId(f"A program with id {key!r} already exists.", field="id")
         _check_job_keys_free(job_keys)
@@ -187,7 +190,9 @@ def job_submit(
     ``program_key`` the job gets a program of its own.
     """
     instructions = [] if instructions is None else instructions
+    check_priority(user=owner, priority=priority)
     with transaction.atomic():
+        check_queued_cap(user=owner, adding=1)
         defaults = {
             "owner": owner,
             "priority": priority,

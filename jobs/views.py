@@ -6,6 +6,7 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import generics, status
 from rest_framework.response import Response
 
+from config.throttling import SubmitRateThrottle
 from jobs import selectors, services
 from jobs.filters import filter_jobs, filter_programs
 from jobs.models import JobStatus
@@ -46,6 +47,7 @@ def _program_data(program, serializer_class=ProgramSerializer, **extra) -> dict:
 
 class ProgramListView(generics.GenericAPIView):
     permission_classes = [CanSubmitJobs]
+    throttle_classes = [SubmitRateThrottle]
 
     def get_serializer_class(self):
         return ProgramCreateSerializer if self.request.method == "POST" else ProgramSerializer
@@ -123,6 +125,7 @@ class ProgramCancelView(generics.GenericAPIView):
 
 class JobListView(generics.GenericAPIView):
     permission_classes = [CanSubmitJobs]
+    throttle_classes = [SubmitRateThrottle]
 
     def get_serializer_class(self):
         return JobSubmitSerializer if self.request.method == "POST" else JobSerializer
