@@ -3,8 +3,17 @@ admin query strings get a 4xx naming the field, or a normal page."""
 
 from __future__ import annotations
 
-import pytest
+import re
+from datetime import datetime, timedelta, timezone as dt_timezone
+from urllib.parse import parse_qsl, quote
 
+import pytest
+from django.contrib import admin
+from django.core.exceptions import ValidationError
+from django.urls import reverse
+
+from exams.models import Exam
+from exams.services import exam_create
 from jobs.models import Job, Program
 
 pytestmark = pytest.mark.django_db
@@ -97,3 +106,164 @@ def test_admin_device_form_applies_the_id_rules(client, django_user_model):
     r = client.post("/admin/devices/device/add/", form)
     assert r.status_code == 200 and b"invisible" in r.content
     assert client.post("/admin/devices/device/add/", {**form, "id": "qpu-7"}).status_code == 302
+
+
+# --- exams: the date window, and every admin page for the boundary exams ------------------
+
+
+UTC = dt_timezone.utc
+FIRST = datetime(2000, 1, 1, tzinfo=UTC)
+LAST = datetime(2100, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "start, end, field",
+    [
+        ("1999-12-31T23:59:59Z", "2000-01-01T01:00:00Z", "start"),
+        ("2100-12-31T22:00:00Z", "2101-01-01T00:00:00Z", "end"),
+        ("0001-01-01T00:00:00+01:00", "2030-01-01T00:00:00Z", "start"),  # before datetime's range in UTC
+        ("2030-01-01T00:00:00Z", "9999-12-31T23:59:59-01:00", "end"),  # after it
+        ("2030-01-01T00:00:00Z", "+12030-01-01T00:00:00Z", "end"),
+    ],
+)
+def test_exam_dates_outside_the_window_are_a_400_naming_the_field(staff_api, start, end, field):
+    r = staff_api.post("/exams", {"name": "x", "start": start, "end": end, "students": 3}, format="json")
+    assert r.status_code == 400 and field in r.json(), r.content
+    assert not Exam.objects.exists()
+
+
+def test_exam_updates_and_services_apply_the_window(staff_api, db):
+    exam = exam_create(name="x", start=FIRST, end=FIRST + timedelta(hours=1), students=1)
+    r = staff_api.patch(f"/exams/{exam.pk}", {"start": "1999-06-01T00:00:00Z"}, format="json")
+    assert r.status_code == 400 and "2000" in r.json()["start"][0]
+    with pytest.raises(ValidationError) as info:
+        exam_create(name="y", start=LAST - timedelta(hours=1), end=LAST + timedelta(microseconds=1), students=1)
+    assert "end" in info.value.message_dict
+
+
+def test_admin_exam_form_applies_the_window(admin_client):
+    form = {"name": "x", "start_0": "1999-12-31", "start_1": "23:00:00", "end_0": "2000-01-01", "end_1": "01:00:00",
+            "students": "3"}
+    r = admin_client.post("/admin/exams/exam/add/", form)
+    assert r.status_code == 200 and b"2000 to 2100" in r.content
+    assert not Exam.objects.exists()
+    r = admin_client.post("/admin/exams/exam/add/", {**form, "start_0": "2000-01-01", "start_1": "00:00:00"})
+    assert r.status_code == 302 and Exam.objects.count() == 1
+
+
+@pytest.fixture
+def admin_client(client, django_user_model):
+    user = django_user_model.objects.create_superuser("root", "root@example.com", "x-root-pass-9")
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def boundary_exams(db):
+    """The extremes the window allows: the first and last instants, the
+    longest exam, the most students right at both edges."""
+    from django.conf import settings
+
+    most = settings.EXAM_MAX_STUDENTS
+    return [
+        exam_create(name="first", start=FIRST, end=FIRST + timedelta(seconds=1), students=most),
+        exam_create(name="last", start=LAST - timedelta(seconds=1), end=LAST, students=most),
+        exam_create(name="century", start=FIRST, end=LAST, students=most),
+        exam_create(name="empty", start=LAST - timedelta(days=1), end=LAST, students=0),
+    ]
+
+
+def test_every_admin_page_renders_for_the_boundary_exams(admin_client, boundary_exams):
+    listing = admin_client.get("/admin/exams/exam/")
+    assert listing.status_code == 200
+    for exam in boundary_exams:
+        assert f"/admin/exams/exam/{exam.pk}/change/" in listing.content.decode()
+        r = admin_client.get(f"/admin/exams/exam/{exam.pk}/change/")
+        assert r.status_code == 200, exam.name
+        assert b"vm-plan-chart" in r.content  # the VM timeline
+        assert admin_client.get(f"/admin/exams/exam/{exam.pk}/delete/").status_code == 200
+        assert admin_client.get(f"/admin/exams/exam/{exam.pk}/history/").status_code == 200
+    for query in ["start__year=2000", "start__year=2100", "start__year=2100&start__month=12",
+                  "start__year=2100&start__month=12&start__day=31", "timing=upcoming", "timing=past"]:
+        assert admin_client.get(f"/admin/exams/exam/?{query}").status_code == 200, query
+
+
+def test_the_exam_plan_api_answers_for_the_boundary_exams(staff_api, boundary_exams):
+    for exam in boundary_exams:
+        assert staff_api.get(f"/exams/{exam.pk}").status_code == 200
+        assert staff_api.get(f"/exams/{exam.pk}/plan").status_code == 200
+    assert staff_api.get("/exams").status_code == 200
+
+
+# --- admin changelists with hostile query strings --------------------------------------------
+
+# Raw query-string values (already percent-encoded where needed).
+# Raw query-string values: NUL, a 400-digit number, the last 4-digit year
+# (its successor overflows datetime), an impossible date, an invalid UTF-8
+# sequence (a surrogate), a number JSON cannot hold.
+HOSTILE_VALUES = ["%00", "9" * 400, "9999", "9999-99-99", "%ED%A0%80", "1e309"]
+GENERIC_PARAMS = ["q", "o", "p", "_to_field"]
+
+
+def _filter_params(html: str) -> set[str]:
+    """Query parameter names the page's own filter and sort links use."""
+    names = set()
+    for href in re.findall(r'href="\?([^"#]*)"', html):
+        names.update(name for name, _ in parse_qsl(href.replace("&amp;", "&"), keep_blank_values=True))
+    return names
+
+
+@pytest.fixture
+def some_of_everything(boundary_exams, user, staff_api, anon_api):
+    """Rows in every table, so that every filter offers its choices."""
+    from jobs.services import JobSpec, program_create
+    from vms.models import VM, ProviderCall
+
+    body = {"id": "qpu-1", "address": "sim", "type": "analog", "size": 4}
+    assert staff_api.post("/devices", body, format="json").status_code == 201
+    program_create(owner=user, priority=3, device_type="analog", jobs=[JobSpec(), JobSpec(min_size=2)])
+    vm = VM.objects.create(uuid="u-1", exam=boundary_exams[0], exam_ref=boundary_exams[0].pk, state="ready",
+                           requested_at=FIRST, ready_at=FIRST)
+    ProviderCall.objects.create(t=FIRST, endpoint="start", vm=vm, vm_uuid="u-1", exam_ref=vm.exam_ref, outcome="ok")
+    # a failed and a successful login, for django-axes' logs
+    anon_api.post("/api/token/", {"username": user.username, "password": "wrong"}, format="json")
+    anon_api.post("/api/token/", {"username": user.username, "password": "pw-alice-123"}, format="json")
+
+
+def _changelists():
+    return sorted(
+        (f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist", model) for model in admin.site._registry
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("url_name, model", _changelists(), ids=[name for name, _ in _changelists()])
+def test_every_admin_changelist_survives_hostile_query_strings(admin_client, some_of_everything, url_name, model):
+    url = reverse(url_name)
+    page = admin_client.get(url)
+    assert page.status_code == 200, url
+    params = _filter_params(page.content.decode()) | set(GENERIC_PARAMS)
+    hierarchy = admin.site._registry[model].date_hierarchy
+    if hierarchy:
+        params |= {f"{hierarchy}__{part}" for part in ("year", "month", "day")}
+    failures = []
+    for name in sorted(params):
+        for value in HOSTILE_VALUES:
+            try:
+                r = admin_client.get(f"{url}?{quote(name)}={value}")
+            except Exception as exc:  # the test client re-raises what would be a 500
+                failures.append((name, value[:20], repr(exc)[:120]))
+                continue
+            # 302: the admin's own answer to a bad lookup, its "invalid" page (?e=1).
+            invalid_page = r.status_code == 302 and r["Location"].endswith("?e=1")
+            if r.status_code not in (200, 400) and not invalid_page:
+                failures.append((name, value[:20], r.status_code))
+    assert not failures, "\n".join(map(str, failures))
+    assert admin_client.get(f"{url}?e=1").status_code == 200
+
+
+def test_date_hierarchy_edges_are_the_invalid_lookup_page_not_a_500(admin_client, boundary_exams):
+    for query in ["start__year=9999&start__month=12&start__day=31", "start__year=9999", "start__year=" + "9" * 30,
+                  "start__year=2030&start__month=2&start__day=30", "start__year=0"]:
+        r = admin_client.get(f"/admin/exams/exam/?{query}")
+        assert r.status_code == 302 and r["Location"].endswith("?e=1"), query
