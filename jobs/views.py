@@ -36,6 +36,9 @@ R400 = OpenApiResponse(description="Invalid input; the body names the field.")
 R401 = OpenApiResponse(description="Not authenticated.")
 R404 = OpenApiResponse(description="No such id among the programs/jobs you may see.")
 R409 = OpenApiResponse(description="Conflict; the body names the field (`id` taken, or `status` not queued).")
+R429 = OpenApiResponse(
+    description="Fair use: THROTTLE_SUBMIT_RATE reached (with Retry-After) or USER_MAX_QUEUED_JOBS would be exceeded."
+)
 
 
 def _program_data(program, serializer_class=ProgramSerializer, **extra) -> dict:
@@ -72,10 +75,11 @@ class ProgramListView(generics.GenericAPIView):
         description=(
             "Creates the program and up to PROGRAM_MAX_JOBS (10,000) jobs in one transaction. "
             "Job ids are unique: an id repeated in the request is a 400, one already taken a 409, "
-            "and in both cases nothing is created. Jobs are queued in the order given."
+            "and in both cases nothing is created. Jobs are queued in the order given. "
+            "Priorities above USER_MAX_PRIORITY (100) need staff or the jobs.high_priority permission."
         ),
         request=ProgramCreateSerializer,
-        responses={201: ProgramCreatedSerializer, 400: R400, 401: R401, 409: R409},
+        responses={201: ProgramCreatedSerializer, 400: R400, 401: R401, 409: R409, 429: R429},
     )
     def post(self, request):
         serializer = ProgramCreateSerializer(data=request.data)
@@ -152,7 +156,7 @@ class JobListView(generics.GenericAPIView):
             "program's, or naming another user's program, is a 400 naming that field."
         ),
         request=JobSubmitSerializer,
-        responses={201: JobDetailSerializer, 400: R400, 401: R401, 409: R409},
+        responses={201: JobDetailSerializer, 400: R400, 401: R401, 409: R409, 429: R429},
     )
     def post(self, request):
         serializer = JobSubmitSerializer(data=request.data)
