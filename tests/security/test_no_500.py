@@ -267,3 +267,45 @@ def test_date_hierarchy_edges_are_the_invalid_lookup_page_not_a_500(admin_client
                   "start__year=2030&start__month=2&start__day=30", "start__year=0"]:
         r = admin_client.get(f"/admin/exams/exam/?{query}")
         assert r.status_code == 302 and r["Location"].endswith("?e=1"), query
+
+
+# --- the API's own query strings and paths ---------------------------------------------------
+
+API_LISTS = ["/jobs", "/programs", "/devices", "/vms", "/exams"]
+API_PARAMS = ["status", "program", "device_type", "type", "state", "exam", "limit", "offset"]
+API_VALUES = ["%00", "9" * 400, "-" + "9" * 30, "9999-99-99", "%ED%A0%80", "1e309", "NaN"]
+
+
+@pytest.mark.parametrize("path", API_LISTS)
+def test_api_list_filters_with_hostile_values_are_200_or_400(staff_api, path):
+    failures = []
+    for name in API_PARAMS:
+        for value in API_VALUES:
+            try:
+                r = staff_api.get(f"{path}?{name}={value}")
+            except Exception as exc:  # what would be a 500
+                failures.append((name, value[:12], repr(exc)[:120]))
+                continue
+            if r.status_code not in (200, 400):
+                failures.append((name, value[:12], r.status_code))
+    assert not failures, failures
+
+
+PATH_SEGMENTS = ["%00", "9" * 40, "2147483648", "%ED%A0%80", "%C2%85", "%E2%80%8B", ".."]
+PATH_TEMPLATES = ["/jobs/{}", "/jobs/{}/cancel", "/programs/{}", "/programs/{}/cancel", "/devices/{}",
+                  "/devices/{}/heartbeat", "/devices/{}/drain", "/exams/{}", "/exams/{}/plan"]
+
+
+@pytest.mark.parametrize("template", PATH_TEMPLATES)
+def test_odd_ids_in_paths_are_never_a_500(staff_api, template):
+    failures = []
+    for segment in PATH_SEGMENTS:
+        for method in ("get", "post", "patch", "delete"):
+            try:
+                r = getattr(staff_api, method)(template.format(segment), {}, format="json")
+            except Exception as exc:
+                failures.append((segment, method, repr(exc)[:120]))
+                continue
+            if r.status_code >= 500:
+                failures.append((segment, method, r.status_code))
+    assert not failures, failures
