@@ -182,16 +182,17 @@ def _insert_jobs(owner_id: int, n: int, device_type: str, key: str, *, prioritie
     spread over 0..priorities-1 (much faster than the API for filling)."""
     with connection.cursor() as c:
         c.execute(
-            "INSERT INTO jobs_program (key, owner_id, client_user_id, priority, device_type, callback_url, created_at)"
-            " VALUES (%s, %s, '', 0, %s, '', now()) RETURNING id",
+            "INSERT INTO jobs_program (key, owner_id, client_user_id, priority, device_type, callback_url,"
+            " webhook_secret, created_at) VALUES (%s, %s, '', 0, %s, '', '', now()) RETURNING id",
             [key, owner_id, device_type],
         )
         pid = c.fetchone()[0]
         c.execute(
             """
             INSERT INTO jobs_job (key, program_id, owner_id, priority, device_type, instructions, shots, status,
-                                  attempts, created_at, error, lease_token, callback_status, callback_attempts, callback_error)
-            SELECT %s || '-' || g, %s, %s, (g::bigint * 7919) %% %s, %s, '[]'::jsonb, 1, 'queued', 0, now(),
+                                  attempts, requeues, created_at, error, lease_token, callback_status,
+                                  callback_attempts, callback_error)
+            SELECT %s || '-' || g, %s, %s, (g::bigint * 7919) %% %s, %s, '[]'::jsonb, 1, 'queued', 0, 0, now(),
                    '', '', '', 0, ''
               FROM generate_series(1, %s) AS g
             """,
