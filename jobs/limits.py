@@ -39,6 +39,12 @@ def queued_jobs_of(*, user_id: int, limit: int) -> int:
     return Job.objects.filter(owner_id=user_id, status=JobStatus.QUEUED).order_by().values("pk")[:limit].count()
 
 
+def _lock_user(user_id: int) -> None:
+    """Hold the user's row until the transaction ends (a no-op on SQLite)."""
+    users = get_user_model().objects.select_for_update(no_key=True).filter(pk=user_id)
+    list(users.values_list("pk", flat=True))
+
+
 def check_queued_cap(*, user, adding: int) -> None:
     """429 when queueing ``adding`` more jobs would take ``user`` above
     USER_MAX_QUEUED_JOBS. Call inside the submission's transaction.
@@ -56,7 +62,7 @@ def check_queued_cap(*, user, adding: int) -> None:
         raise QueuedJobsLimit(
             f"At most {cap} queued jobs per user (USER_MAX_QUEUED_JOBS); this submission alone has {adding}."
         )
-    list(get_user_model().objects.select_for_update(no_key=True).filter(pk=user.pk).values_list("pk", flat=True))
+    _lock_user(user.pk)
     queued = queued_jobs_of(user_id=user.pk, limit=cap)
     if queued + adding > cap:
         have = f"at least {queued}" if queued == cap else str(queued)

@@ -131,7 +131,8 @@ def program_create(
     """Create a program and all its jobs atomically, in bulk.
 
     Jobs keep the order of ``jobs`` as their submission order (the queue's
-    tie-breaker). Either everything is created or nothing is.
+    tie-breaker). Either everything is created or nothing is. Fair use
+    (``jobs.limits``): the priority ceiling, then the owner's queued cap.
     """
     if not jobs:
         raise DomainError("A program needs at least one job.", field="jobs")
@@ -187,7 +188,8 @@ def job_submit(
     The program is created on first use with this job's priority and device
     type; later jobs join it and must agree on both (400 naming the field)
     and come from the same owner (400 naming ``program_id``). Without a
-    ``program_key`` the job gets a program of its own.
+    ``program_key`` the job gets a program of its own. The same fair-use
+    checks as ``program_create`` apply.
     """
     instructions = [] if instructions is None else instructions
     check_priority(user=owner, priority=priority)
