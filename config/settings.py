@@ -8,6 +8,7 @@ code runs on a laptop (embedded SQLite, zero setup) and in production/CI
 from __future__ import annotations
 
 import os
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -227,6 +228,9 @@ USER_MAX_QUEUED_JOBS = env_int("USER_MAX_QUEUED_JOBS", 100_000)
 # Submissions (POST /programs, POST /jobs) per user, DRF rate syntax
 # ("N/second|minute|hour|day"); empty turns throttling off (benchmarks).
 THROTTLE_SUBMIT_RATE = os.environ.get("THROTTLE_SUBMIT_RATE", "120/minute").strip()
+if THROTTLE_SUBMIT_RATE and not re.fullmatch(r"[0-9]+/[smhd][a-z]*", THROTTLE_SUBMIT_RATE):
+    # Caught at start-up: DRF would otherwise fail on every submission.
+    raise ValueError(f"THROTTLE_SUBMIT_RATE={THROTTLE_SUBMIT_RATE!r}: expected e.g. 120/minute, 10/second, or empty")
 
 # --- Exam VM provisioning -------------------------------------------------
 EXAM_MAX_STUDENTS = env_int("EXAM_MAX_STUDENTS", 2500)
