@@ -8,6 +8,8 @@ code runs on a laptop (embedded SQLite, zero setup) and in production/CI
 from __future__ import annotations
 
 import os
+import re
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -78,6 +80,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_q",
+    # Login lockout (see the "Login lockout" block below).
+    "axes",
     "config",
     "devices",
     "jobs",
@@ -96,6 +100,15 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: turns a locked-out login into a 429.
+    "axes.middleware.AxesMiddleware",
+]
+
+# django-axes' backend comes first: it refuses a locked-out username+address
+# before any password is checked, for every login form and POST /api/token/.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -148,8 +161,13 @@ else:
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Django's four standard validators: enforced by `changepassword`,
+# `createsuperuser` and the admin's password forms.
 AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
 LANGUAGE_CODE = "en-us"
@@ -251,6 +269,19 @@ DEVICE_ALLOWED_NETWORKS = [n.strip() for n in os.environ.get("DEVICE_ALLOWED_NET
 # A callback receiver that timed out or refused the connection gets no call for this long.
 CALLBACK_SLOW_RECEIVER_SECONDS = env_float("CALLBACK_SLOW_RECEIVER_SECONDS", 60)
 
+# --- Fair use (docs/security.md) ---------------------------------------------
+# Highest priority an ordinary user may give a program; staff and users with
+# the jobs.high_priority permission may go above it.
+USER_MAX_PRIORITY = env_int("USER_MAX_PRIORITY", 100)
+# Jobs one (non-staff) user may have queued at once; 0 turns the cap off.
+USER_MAX_QUEUED_JOBS = env_int("USER_MAX_QUEUED_JOBS", 100_000)
+# Submissions (POST /programs, POST /jobs) per user, DRF rate syntax
+# ("N/second|minute|hour|day"); empty turns throttling off (benchmarks).
+THROTTLE_SUBMIT_RATE = os.environ.get("THROTTLE_SUBMIT_RATE", "120/minute").strip()
+if THROTTLE_SUBMIT_RATE and not re.fullmatch(r"[0-9]+/[smhd][a-z]*", THROTTLE_SUBMIT_RATE):
+    # Caught at start-up: DRF would otherwise fail on every submission.
+    raise ValueError(f"THROTTLE_SUBMIT_RATE={THROTTLE_SUBMIT_RATE!r}: expected e.g. 120/minute, 10/second, or empty")
+
 # --- Exam VM provisioning -------------------------------------------------
 EXAM_MAX_STUDENTS = env_int("EXAM_MAX_STUDENTS", 2500)
 VM_PROVIDER_URL = os.environ.get("VM_PROVIDER_URL", "")
@@ -280,6 +311,46 @@ HTTP_CLEANUP_INTERVAL_SECONDS = env_int("HTTP_CLEANUP_INTERVAL_SECONDS", 5)
 # Address of the reverse proxy (e.g. 127.0.0.1), the only peer whose
 # X-Forwarded-Proto/-For are believed; empty: such headers are dropped.
 HTTP_TRUSTED_PROXY = os.environ.get("HTTP_TRUSTED_PROXY", "").strip()
+
+# --- Caches ------------------------------------------------------------------
+# Holds the submission throttle's counters. The default, process-local memory,
+# is right for the one-program `serve`; a deployment with several web
+# processes points CACHE_URL at a shared cache so a limit holds across them:
+# "db://<table>" (after `manage.py createcachetable`) or "redis://host:6379/0".
+CACHE_URL = os.environ.get("CACHE_URL", "").strip()
+
+
+def cache_config(url: str) -> dict:
+    if not url or url.startswith("locmem://"):
+        return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "scheduler"}
+    if url.startswith("db://"):
+        return {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": url[len("db://"):] or "django_cache"}
+    if url.startswith(("redis://", "rediss://")):
+        return {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}
+    raise ValueError(f"CACHE_URL: unsupported scheme in {url!r} (use db://table or redis://host:port/db)")
+
+
+CACHES = {"default": cache_config(CACHE_URL)}
+
+# --- Login lockout (django-axes) --------------------------------------------
+# Covers the admin login, the browsable API's /api-auth/login/ and POST
+# /api/token/: after AXES_FAILURE_LIMIT wrong passwords for one username from
+# one address, that pair is refused (429) for AXES_COOLOFF_MINUTES.
+AXES_ENABLED = env_bool("AXES_ENABLED", True)
+# Wrong passwords in a row before the username+address pair is locked out.
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
+# How long a lockout lasts, in minutes.
+AXES_COOLOFF_MINUTES = env_float("AXES_COOLOFF_MINUTES", 15)
+# Behind N reverse proxies that append to X-Forwarded-For: take the client
+# address N entries from the right; 0 uses the peer address (REMOTE_ADDR).
+LOGIN_PROXY_COUNT = env_int("LOGIN_PROXY_COUNT", 0)
+AXES_COOLOFF_TIME = timedelta(minutes=AXES_COOLOFF_MINUTES)
+# One account from one address: a guesser cannot lock the owner out from elsewhere.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "config.lockout.client_ip"
+AXES_LOCKOUT_CALLABLE = "config.lockout.lockout_response"
+AXES_HTTP_RESPONSE_CODE = 429
 
 LOGGING = {
     "version": 1,

@@ -4,16 +4,35 @@ device's job is requeued, workers are woken, ...)."""
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 
 from devices import selectors, services
 from devices.exceptions import DeviceNotFound
 from devices.models import Device
+from devices.serializers import public_id_error
+
+
+class DeviceAdminForm(forms.ModelForm):
+    """The API's id rules for a device added by hand (no '/', no invisible
+    characters...): its id must work in `/devices/<id>` like any other."""
+
+    class Meta:
+        model = Device
+        fields = "__all__"
+
+    def clean_id(self):
+        value = self.cleaned_data["id"]
+        error = public_id_error(value)
+        if error:
+            raise forms.ValidationError(error)
+        return value
 
 
 @admin.register(Device)
 class DeviceAdmin(admin.ModelAdmin):
+    form = DeviceAdminForm
     list_display = ["id", "type", "size", "shown_status", "current_job", "jobs_done", "address", "owner", "last_seen_at"]
     list_filter = ["status", "type"]
     list_select_related = ["owner"]

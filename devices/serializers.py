@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from django.conf import settings
 from rest_framework import serializers
@@ -13,9 +14,19 @@ from devices.permissions import may_manage_device
 from devices.selectors import device_shown_status
 
 # Ids travel in URL paths (`/devices/<id>`, `/jobs/<id>`): a slash would split
-# the path and whitespace or control characters are never what a client meant.
+# the path, and whitespace, control or invisible characters are never what a
+# client meant (two ids that look the same must not be two devices).
 PUBLIC_ID_MAX_LENGTH = 100
 PUBLIC_ID_RE = re.compile(r"^[^/\s\x00-\x1f\x7f]+$")
+# Unicode categories refused in ids: controls (Cc, including U+0080-U+009F),
+# format characters such as zero-width spaces and bidi marks (Cf), and lone
+# surrogates (Cs, which no UTF-8 column can store).
+INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs"})
+
+
+def _has_invisible(value: str) -> bool:
+    # ASCII ids (nearly all) are fully covered by PUBLIC_ID_RE.
+    return not value.isascii() and any(unicodedata.category(ch) in INVISIBLE_CATEGORIES for ch in value)
 INT32_MAX = 2**31 - 1
 INT32_MIN = -(2**31)
 
@@ -26,8 +37,11 @@ def public_id_error(value: str) -> str | None:
         return "This field may not be blank."
     if len(value) > PUBLIC_ID_MAX_LENGTH:
         return f"Ensure this field has no more than {PUBLIC_ID_MAX_LENGTH} characters."
-    if value in {".", ".."} or not PUBLIC_ID_RE.match(value):
-        return "Ids may not contain '/', spaces or control characters, nor be '.' or '..'."
+    if value in {".", ".."} or not PUBLIC_ID_RE.match(value) or _has_invisible(value):
+        return (
+            "Ids may not contain '/', spaces, control or invisible characters (Unicode Cc, Cf, Cs), "
+            "nor be '.' or '..'."
+        )
     return None
 
 

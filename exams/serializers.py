@@ -16,8 +16,12 @@ class ExamSerializer(serializers.ModelSerializer):
         required=False,
         help_text="Optional on create (scenarios bring their own ids); cannot be changed afterwards.",
     )
-    start = serializers.DateTimeField(help_text="ISO 8601; without an offset it is taken as UTC.")
-    end = serializers.DateTimeField(help_text="ISO 8601, after start; without an offset it is taken as UTC.")
+    start = serializers.DateTimeField(
+        help_text="ISO 8601; without an offset it is taken as UTC. Years 2000 to 2100 (UTC)."
+    )
+    end = serializers.DateTimeField(
+        help_text="ISO 8601, after start; without an offset it is taken as UTC. Years 2000 to 2100 (UTC)."
+    )
     students = serializers.IntegerField(min_value=0, help_text="0 to EXAM_MAX_STUDENTS (2,500 by default).")
 
     class Meta:

@@ -9,6 +9,8 @@ __all__ = [
     "JobNotCancellable",
     "DuplicateId",
     "ProgramMismatch",
+    "PriorityTooHigh",
+    "QueuedJobsLimit",
 ]
 
 
@@ -31,3 +33,13 @@ class DuplicateId(Conflict):
 class ProgramMismatch(DomainError):
     """A flat-form job does not fit the program it names (device type,
     priority or owner differ); 400 naming the field."""
+
+
+class PriorityTooHigh(DomainError):
+    """Priority above USER_MAX_PRIORITY for a user without the right to it (400, ``priority``)."""
+
+
+class QueuedJobsLimit(DomainError):
+    """The submission would take the user above USER_MAX_QUEUED_JOBS (429)."""
+
+    status_code = 429

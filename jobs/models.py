@@ -47,6 +47,8 @@ class Program(models.Model):
 
     class Meta:
         ordering = ["-id"]
+        # Lifts USER_MAX_PRIORITY for a user or group (jobs.limits).
+        permissions = [("high_priority", "Can submit programs above USER_MAX_PRIORITY")]
 
     def __str__(self) -> str:
         return self.key
@@ -110,9 +112,13 @@ class Job(models.Model):
                 condition=models.Q(status="queued"),
             ),
             # Every index costs each claim and each result an index write
-            # (neither update is HOT), so beyond the foreign keys there is only
-            # this small one, holding running jobs for the lease reaper.
+            # (neither update is HOT), so beyond the foreign keys there are only
+            # small partial ones: running jobs for the lease reaper, and below.
             models.Index(fields=["lease_expires_at"], name="job_running_lease_idx", condition=models.Q(status="running")),
+            # A user's queued jobs, counted (up to USER_MAX_QUEUED_JOBS) at each
+            # submission. Only queued rows: written on insert and requeue, never
+            # by a claim or a result (the new row version is not queued).
+            models.Index(fields=["owner"], name="job_owner_queued_idx", condition=models.Q(status="queued")),
         ]
 
     def __str__(self) -> str:

@@ -16,6 +16,9 @@ from typing import Any
 from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.exceptions import ParseError
+
+from config.parsers import loads as json_loads
 
 from config import outbound
 from devices.serializers import INT32_MAX, INT32_MIN, PublicIdField, public_id_error
@@ -105,9 +108,9 @@ def parse_job_specs(data: Any) -> list[JobSpec]:
     if isinstance(data, str):
         # A browsable-API or form submission carries the list as JSON text.
         try:
-            data = json.loads(data)
-        except ValueError:
-            raise serializers.ValidationError({"jobs": ["Expected a JSON list of jobs."]}) from None
+            data = json_loads(data)
+        except ParseError as exc:
+            raise serializers.ValidationError({"jobs": [f"Expected a JSON list of jobs: {exc.detail}"]}) from None
     if not isinstance(data, list):
         raise serializers.ValidationError({"jobs": ["Expected a list of jobs."]})
     limit = settings.PROGRAM_MAX_JOBS

@@ -20,6 +20,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from jobs.exceptions import DomainError, DuplicateId, JobNotCancellable, ProgramMismatch
+from jobs.limits import check_priority, check_queued_cap
 from jobs.models import CallbackStatus, Job, JobStatus, Program, new_webhook_secret
 from jobs.notify import notify_changed
 
@@ -161,16 +162,19 @@ def program_create(
     """Create a program and all its jobs atomically, in bulk.
 
     Jobs keep the order of ``jobs`` as their submission order (the queue's
-    tie-breaker). Either everything is created or nothing is.
+    tie-breaker). Either everything is created or nothing is. Fair use
+    (``jobs.limits``): the priority ceiling, then the owner's queued cap.
     """
     if not jobs:
         raise DomainError("A program needs at least one job.", field="jobs")
     if len(jobs) > settings.PROGRAM_MAX_JOBS:
         raise DomainError(f"At most {settings.PROGRAM_MAX_JOBS} jobs per program; got {len(jobs)}.", field="jobs")
+    check_priority(user=owner, priority=priority)
     _check_result_sizes(device_type=device_type, jobs=jobs)
     key = key or new_key()
     job_keys = [spec.key for spec in jobs]
     with transaction.atomic():
+        check_queued_cap(user=owner, adding=len(jobs))
         if Program.objects.filter(key=key).exists():
             raise DuplicateId(f"A program with id {key!r} already exists.", field="id")
         _check_job_keys_free(job_keys)
@@ -217,11 +221,14 @@ def job_submit(
     The program is created on first use with this job's priority and device
     type; later jobs join it and must agree on both (400 naming the field)
     and come from the same owner (400 naming ``program_id``). Without a
-    ``program_key`` the job gets a program of its own.
+    ``program_key`` the job gets a program of its own. The same fair-use
+    checks as ``program_create`` apply.
     """
     instructions = [] if instructions is None else instructions
+    check_priority(user=owner, priority=priority)
     _check_result_sizes(device_type=device_type, jobs=[JobSpec(shots=shots, min_size=min_size)], field_prefix="")
     with transaction.atomic():
+        check_queued_cap(user=owner, adding=1)
         defaults = {
             "owner": owner,
             "priority": priority,

@@ -6,6 +6,7 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import generics, status
 from rest_framework.response import Response
 
+from config.throttling import SubmitRateThrottle
 from jobs import selectors, services
 from jobs.filters import filter_jobs, filter_programs
 from jobs.models import JobStatus
@@ -36,6 +37,9 @@ R400 = OpenApiResponse(description="Invalid input; the body names the field.")
 R401 = OpenApiResponse(description="Not authenticated.")
 R404 = OpenApiResponse(description="No such id among the programs/jobs you may see.")
 R409 = OpenApiResponse(description="Conflict; the body names the field (`id` taken, or `status` not queued).")
+R429 = OpenApiResponse(
+    description="Fair use: THROTTLE_SUBMIT_RATE reached (with Retry-After) or USER_MAX_QUEUED_JOBS would be exceeded."
+)
 
 
 def _program_data(program, serializer_class=ProgramSerializer, **extra) -> dict:
@@ -47,6 +51,7 @@ def _program_data(program, serializer_class=ProgramSerializer, **extra) -> dict:
 
 class ProgramListView(generics.GenericAPIView):
     permission_classes = [CanSubmitJobs]
+    throttle_classes = [SubmitRateThrottle]
 
     def get_serializer_class(self):
         return ProgramCreateSerializer if self.request.method == "POST" else ProgramSerializer
@@ -71,10 +76,11 @@ class ProgramListView(generics.GenericAPIView):
         description=(
             "Creates the program and up to PROGRAM_MAX_JOBS (10,000) jobs in one transaction. "
             "Job ids are unique: an id repeated in the request is a 400, one already taken a 409, "
-            "and in both cases nothing is created. Jobs are queued in the order given."
+            "and in both cases nothing is created. Jobs are queued in the order given. "
+            "Priorities above USER_MAX_PRIORITY (100) need staff or the jobs.high_priority permission."
         ),
         request=ProgramCreateSerializer,
-        responses={201: ProgramCreatedSerializer, 400: R400, 401: R401, 409: R409},
+        responses={201: ProgramCreatedSerializer, 400: R400, 401: R401, 409: R409, 429: R429},
     )
     def post(self, request):
         serializer = ProgramCreateSerializer(data=request.data)
@@ -141,6 +147,7 @@ class ProgramWebhookSecretView(generics.GenericAPIView):
 
 class JobListView(generics.GenericAPIView):
     permission_classes = [CanSubmitJobs]
+    throttle_classes = [SubmitRateThrottle]
 
     def get_serializer_class(self):
         return JobSubmitSerializer if self.request.method == "POST" else JobSerializer
@@ -167,7 +174,7 @@ class JobListView(generics.GenericAPIView):
             "program's, or naming another user's program, is a 400 naming that field."
         ),
         request=JobSubmitSerializer,
-        responses={201: JobDetailSerializer, 400: R400, 401: R401, 409: R409},
+        responses={201: JobDetailSerializer, 400: R400, 401: R401, 409: R409, 429: R429},
     )
     def post(self, request):
         serializer = JobSubmitSerializer(data=request.data)

@@ -26,6 +26,15 @@ def _fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    # The submission throttle counts in the (process-wide) cache: each test
+    # starts with a clean slate, as if its users had never submitted.
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 def is_postgres() -> bool:
     return connection.vendor == "postgresql"
 

@@ -46,7 +46,8 @@ class VMSerializer(serializers.ModelSerializer):
 class VMListQuerySerializer(serializers.Serializer):
     """Filters of GET /vms."""
 
-    exam = serializers.IntegerField(required=False, min_value=1)
+    # Exam ids are 32-bit (exams.services.INT32_MAX): a larger one is a 400, not an overflow.
+    exam = serializers.IntegerField(required=False, min_value=1, max_value=2**31 - 1)
     state = serializers.ChoiceField(choices=VMState.values, required=False)
 
 

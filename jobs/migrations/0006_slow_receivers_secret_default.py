@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('jobs', '0003_webhook_secret_requeues'),
+        ('jobs', '0005_job_owner_queued_idx'),
     ]
 
     operations = [
