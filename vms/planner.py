@@ -44,8 +44,9 @@ so 1,000 exams of 2,500 students are 1,000 runs, not 2.5 million slots):
    in the gaps between runs (slots no on-time VM needs) and only if they are
    ready before the exam ends - late students still get one.
 6. Stops: pending stops first, then surplus VMs still in the provider's queue
-   (stopping a waiting VM costs nothing and frees allocator time), then the
-   rest, earliest end first.
+   (stopping a waiting VM costs nothing and frees allocator time), then ready
+   VMs that protect an upcoming start (surplus of an exam not yet started,
+   VMs of a deleted exam), then plain teardown, earliest end first.
 """
 
 from __future__ import annotations
@@ -345,7 +346,7 @@ def plan(*, exams: Iterable[ExamIn], vms: Iterable[VmIn], now_ms: int, config: P
         exam = exams_by_id.get(vm.exam_id) if vm.exam_id is not None else None
         if exam is None:
             if vm.used:
-                stop(vm, STOP_ORPHAN, _stop_key(vm, vm.ready_ms, now_ms, interval))
+                stop(vm, STOP_ORPHAN, _stop_key(vm, vm.ready_ms, now_ms, interval, protects_ms=now_ms))
             else:
                 fresh_vms.append(vm)
         elif exam.end_ms <= now_ms:
@@ -355,7 +356,7 @@ def plan(*, exams: Iterable[ExamIn], vms: Iterable[VmIn], now_ms: int, config: P
         elif vm.used:
             # The exam was moved after it had started: students may have used
             # this VM, so the new sitting gets fresh ones and this one goes.
-            stop(vm, STOP_USED, _stop_key(vm, vm.ready_ms, now_ms, interval))
+            stop(vm, STOP_USED, _stop_key(vm, vm.ready_ms, now_ms, interval, protects_ms=exam.start_ms))
         else:
             fresh_vms.append(vm)
     queue.sort(key=lambda v: (v.requested_ms, v.id))
@@ -516,10 +517,16 @@ def plan(*, exams: Iterable[ExamIn], vms: Iterable[VmIn], now_ms: int, config: P
             cursor = end - x * interval
         else:
             cursor = end
+    def _protects(vm: VmIn) -> int:
+        # the upcoming start a fresh VM would otherwise be counted at; now
+        # for a VM of a deleted exam (or of none)
+        bound = exams_by_id.get(vm.exam_id) if vm.exam_id is not None else None
+        return bound.start_ms if bound is not None and bound.start_ms > now_ms else now_ms
+
     for item in released:
-        stop(item.vm, STOP_RELEASE, _stop_key(item.vm, item.ready, now_ms, interval))
+        stop(item.vm, STOP_RELEASE, _stop_key(item.vm, item.ready, now_ms, interval, protects_ms=_protects(item.vm)))
     for item in pool:
-        stop(item.vm, STOP_SURPLUS, _stop_key(item.vm, item.ready, now_ms, interval))
+        stop(item.vm, STOP_SURPLUS, _stop_key(item.vm, item.ready, now_ms, interval, protects_ms=_protects(item.vm)))
 
     # --- 6. late VMs in the gaps, earliest deadline first --------------------
     on_time_runs = sorted(runs_by_exam.values(), key=lambda r: r.slot_start_ms)
@@ -539,7 +546,7 @@ def plan(*, exams: Iterable[ExamIn], vms: Iterable[VmIn], now_ms: int, config: P
         kept_ids = {f.vm.id for f in useful_late}
         for f in lk:
             if f.vm.id not in kept_ids:
-                stop(f.vm, STOP_SURPLUS, _stop_key(f.vm, f.ready, now_ms, interval))
+                stop(f.vm, STOP_SURPLUS, _stop_key(f.vm, f.ready, now_ms, interval, protects_ms=e.start_ms))
         late_keep[e.id] = useful_late
         if short - len(useful_late) > 0:
             late_needs.append(((e.start_ms - margin, e.start_ms, e.id), e, short - len(useful_late)))
@@ -679,15 +686,25 @@ def plan(*, exams: Iterable[ExamIn], vms: Iterable[VmIn], now_ms: int, config: P
     )
 
 
-def _stop_key(vm: VmIn, ready: int, now_ms: int, interval: int, *, due_ms: int | None = None) -> tuple:
+def _stop_key(
+    vm: VmIn, ready: int, now_ms: int, interval: int, *, due_ms: int | None = None, protects_ms: int | None = None
+) -> tuple:
     """Order of stops: VMs still waiting in the queue first (a stop costs
     nothing and the allocator never spends time on them; the one next in line
-    first), then the one being allocated, then ready ones by when their stop
-    became due (an exam's end; now for a surplus), i.e. earliest end first."""
+    first), then the one being allocated, then ready VMs that *protect* a
+    start - surplus of an exam that has not started (it would leave more VMs
+    than students at that start) or VMs of a deleted exam -, earliest start
+    first (``protects_ms``: that start, or now), and only then plain teardown
+    by when the stop became due (an exam's end; now for a running exam's
+    surplus), i.e. earliest end first. Every stop is made either way: the
+    order costs no extra call, and a 2,500-VM drain no longer holds back the
+    stops that keep the next exam exact."""
     if ready > now_ms:
         allocating = vm.ready_ms - interval <= now_ms
         return (1, 1 if allocating else 0, ready, vm.id)
-    return (2, now_ms if due_ms is None else due_ms, ready, vm.id)
+    if protects_ms is not None:
+        return (2, 0, protects_ms, ready, vm.id)
+    return (2, 1, now_ms if due_ms is None else due_ms, ready, vm.id)
 
 
 def timeline(plan: Plan, exam_id: int, *, vms: Iterable[tuple[int, int | None, int]] = ()) -> list[tuple[int, int]]:

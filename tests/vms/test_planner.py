@@ -380,6 +380,36 @@ def test_vms_of_ended_exams_are_stopped_earliest_end_first():
     assert {s.reason for s in p.stops} == {STOP_ENDED}
 
 
+def test_stops_that_protect_an_upcoming_start_go_ahead_of_plain_teardown():
+    # exam 1 (ended at 10:00) still has 6 VMs to stop; exam 2 (10:05) was cut
+    # to 1 student with 3 ready VMs; exam 3 was deleted (its used VM 20 and
+    # fresh VM 21 are nobody's). The 2 surplus of exam 2 and the deleted
+    # exam's VMs go first, the teardown after, earliest end first.
+    now = T0 + 10 * H + 30 * S
+    ended = [ready_vm(i, 1, 9 * H, used=True) for i in range(1, 7)]
+    for_b = [ready_vm(10 + k, 2, 10 * H - k * I) for k in range(3)]
+    orphan = [ready_vm(20, 99, 9 * H, used=True), ready_vm(21, None, 9 * H)]
+    exams = [exam(1, 9 * H, 6, end=10 * H), exam(2, 10 * H + 5 * MIN, 1)]
+    p = plan(exams=exams, vms=ended + for_b + orphan, now_ms=now, config=CFG)
+    order = [s.vm_id for s in p.stops]
+    assert len(order) == 10  # no extra stop: 6 ended + 2 surplus + 2 orphans
+    assert set(order[:4]) == {10, 11, 20, 21}  # the earliest ready (12) is kept
+    assert order[4:] == [1, 2, 3, 4, 5, 6]
+    # the deleted exam's VMs (protecting "now") before exam 2's surplus (10:05)
+    assert set(order[:2]) == {20, 21}
+    assert {s.reason for s in p.stops[:4]} == {STOP_SURPLUS, STOP_ORPHAN}
+    assert p.exam(2).expected_ready_at_start == 1
+
+
+def test_a_running_exams_surplus_stays_in_teardown_order():
+    # a running exam's surplus protects no start: it waits behind an earlier end
+    now = T0 + 10 * H + 30 * S
+    vms = [ready_vm(1, 1, 9 * H, used=True), ready_vm(2, 2, 10 * H, used=True), ready_vm(3, 2, 10 * H - I, used=True)]
+    exams = [exam(1, 9 * H, 1, end=10 * H), exam(2, 10 * H, 1, end=11 * H)]
+    p = plan(exams=exams, vms=vms, now_ms=now, config=CFG)
+    assert [s.vm_id for s in p.stops] == [1, 2]
+
+
 def test_a_started_exam_that_shrinks_stops_the_surplus_at_once():
     now = T0 + 2 * H + 10 * MIN
     vms = [ready_vm(i, 1, 2 * H - i * I, used=True) for i in range(5)]
