@@ -70,8 +70,27 @@ def to_ms(value: datetime) -> int:
     return -(-us // 1_000)
 
 
+def to_ms_floor(value: datetime) -> int:
+    """Aware datetime -> integer ms since the epoch, sub-ms parts rounded *down*.
+
+    For deadlines (an exam's start): a VM planned ready at the rounded-down
+    instant is ready by the true one, so no VM is ever late by rounding
+    (10:00:00.0005 plans for 10:00:00.000, not .001). "Now" and exam ends
+    round up (``to_ms``): an instant is never taken to be earlier than it is,
+    so nothing is stopped before an exam ends."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"time must be timezone-aware, got naive {value.isoformat()}")
+    delta = value - _EPOCH
+    us = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return us // 1_000
+
+
 def from_ms(ms: int) -> datetime:
     return _EPOCH + timedelta(milliseconds=ms)
+
+
+def _iso_ms(ms: int) -> str:
+    return from_ms(ms).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 # Why a stop is planned; the scheduler logs it and the API shows it.
 STOP_PENDING = "pending"  # a stop was begun before (crash, error): finish it
@@ -211,6 +230,26 @@ class ExamPlan:
     @property
     def at_risk(self) -> bool:
         return self.shortfall > 0
+
+    @property
+    def last_late_ready_ms(self) -> int | None:
+        """When the last planned late VM should be ready (None: none planned)."""
+        late = [r.ready_ms(r.count - 1) for r in self.runs if r.late]
+        return max(late) if late else None
+
+    def shortfall_note(self) -> str:
+        """What happens about the missing VMs, in words that promise only
+        what is planned (the log, the API and the admin say the same)."""
+        if not self.shortfall:
+            return ""
+        late, last = self.late_planned, self.last_late_ready_ms
+        if not late:
+            return "no late VM can be provided before the exam ends"
+        text = f"{late} late VM{'s' if late != 1 else ''} planned, the last ready at {_iso_ms(last)}"
+        missing = self.shortfall - late
+        if missing > 0 and not self.started:
+            text += f"; {missing} cannot be provided"
+        return text
 
 
 @dataclass(frozen=True, slots=True)

@@ -269,7 +269,7 @@ class Scheduler:
         self._alloc_free_ms = 0
         self._unrecorded: list[_StartRecord] = []
         self._recovered_at = 0
-        self._shortfalls: dict[int, int] = {}
+        self._shortfalls: dict[tuple[int, bool], int] = {}
 
     # --- public ------------------------------------------------------------
 
@@ -407,16 +407,32 @@ class Scheduler:
         self._assigns = list(self.plan.assigns)
         self._next_event_ms = self.plan.next_event_ms
         self._dirty = False
-        for ep in self.plan.exams:
-            if ep.started:
-                continue
-            if ep.shortfall != self._shortfalls.get(ep.exam_id, 0):
-                if ep.shortfall:
+        self._report_shortfalls(self.plan)
+
+    def _report_shortfalls(self, plan_: Plan) -> None:
+        """Every planned shortfall is logged (WARNING) when it appears or
+        changes, and an exam that started short is logged once: operators
+        learn it from the log as well as from the API and the admin."""
+        for ep in plan_.exams:
+            key = (ep.exam_id, ep.started)
+            seen = self._shortfalls.get(key)
+            if ep.started and seen is not None:
+                continue  # what was ready at a start does not change
+            if ep.shortfall != (seen or 0) or (ep.started and ep.shortfall):
+                if ep.shortfall and ep.started:
                     logger.warning(
-                        "exam %s at risk: %s of %s VMs can be ready at its start (shortfall %s)",
-                        ep.exam_id, ep.expected_ready_at_start, ep.students, ep.shortfall,
+                        "exam %s started short: %s of %s VMs were ready at its start (shortfall %s); %s",
+                        ep.exam_id, ep.expected_ready_at_start, ep.students, ep.shortfall, ep.shortfall_note(),
                     )
-                self._shortfalls[ep.exam_id] = ep.shortfall
+                elif ep.shortfall:
+                    logger.warning(
+                        "exam %s at risk: %s of %s VMs can be ready at its start %s (shortfall %s); %s",
+                        ep.exam_id, ep.expected_ready_at_start, ep.students, _iso(ep.start_ms), ep.shortfall,
+                        ep.shortfall_note(),
+                    )
+                elif seen:
+                    logger.info("exam %s no longer at risk: all %s VMs can be ready at its start", ep.exam_id, ep.students)
+            self._shortfalls[key] = ep.shortfall
 
     def _recompute_queue(self, now: int) -> None:
         """A VM left the provider's queue: later ones move up (FIFO model)."""
@@ -613,6 +629,10 @@ class Scheduler:
         if self.config.poll_db_ms:
             candidates.append(self._next_poll_ms)
         return min(candidates) if candidates else None
+
+
+def _iso(ms: int) -> str:
+    return from_ms(ms).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True)

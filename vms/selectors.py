@@ -11,7 +11,7 @@ from django.db.models.functions import Coalesce
 
 from exams.models import Exam
 from vms.models import ALIVE_STATES, VM, ProviderCall, VMState
-from vms.planner import ExamIn, Plan, PlannerConfig, VmIn, from_ms, plan, timeline, to_ms
+from vms.planner import ExamIn, Plan, PlannerConfig, VmIn, from_ms, plan, timeline, to_ms, to_ms_floor
 
 
 def planner_config_from_settings(**overrides) -> PlannerConfig:
@@ -32,8 +32,10 @@ def exams_for_planning(*, now: datetime | None = None) -> list[ExamIn]:
     if now is not None:
         holding = VM.objects.filter(state__in=ALIVE_STATES, exam_id__isnull=False).values("exam_id")
         qs = qs.filter(Q(end__gt=now) | Q(id__in=holding))
+    # Starts are deadlines: rounded down to the ms, so no VM is late by
+    # rounding; ends round up, so no VM is stopped before the true end.
     return [
-        ExamIn(id=pk, start_ms=to_ms(start), end_ms=to_ms(end), students=students)
+        ExamIn(id=pk, start_ms=to_ms_floor(start), end_ms=to_ms(end), students=students)
         for pk, start, end, students in qs.values_list("id", "start", "end", "students")
     ]
 
@@ -157,7 +159,7 @@ def exam_plan_summary(*, exam: Exam, now: datetime, plan_: Plan | None = None, m
         plan_ = current_plan(now=now, config=config)
     ep = plan_.exam(exam.id)
     counts = exam_vm_counts(exam_ids=[exam.id], now=now).get(exam.id, {})
-    start_ms, end_ms = to_ms(exam.start), to_ms(exam.end)
+    start_ms, end_ms = to_ms_floor(exam.start), to_ms(exam.end)
     if end_ms <= to_ms(now):
         # Over: nothing is planned for it any more (and past plans are not
         # kept), so the planned timeline is empty; ``actual`` tells the story.

@@ -754,6 +754,18 @@ def test_a_deleted_exams_vms_go_ahead_of_a_long_teardown():
     assert o.ready_at(3, ms(hm(10, 30))) == 30
 
 
+def test_a_start_with_microseconds_gets_every_vm():
+    """Issue 9, point 2: 10:00:00.0005 used to be rounded up to .001 for
+    planning, so the last VM (ready at .001) was late: 99 of 100."""
+    start = hm(10) + timedelta(microseconds=500)
+    scn = scenario(hm(9), [exam(1, start, hm(11), 100)])
+    report, o = run(scn)
+    assert report["exams"][0]["ready_at_start"] == 100 and report["exams"][0]["shortfall"] == 0
+    assert o.ready_at(1, ms(hm(10))) == 100  # all ready by 10:00:00.000, none wasted earlier
+    assert max(v["ready"] for v in o.vms.values()) == ms(hm(10))
+    assert len(o.vms) == 100
+
+
 def test_static_random_scenarios_are_exact_and_latest():
     import random
 

@@ -27,6 +27,7 @@ from vms.planner import (
     plan,
     timeline,
     to_ms,
+    to_ms_floor,
 )
 from vms.providers import FakeProvider
 
@@ -502,3 +503,24 @@ def test_time_conversion_is_exact_to_the_millisecond():
     assert to_ms(t + timedelta(microseconds=1)) == to_ms(t) + 1  # never earlier than the instant
     with pytest.raises(ValueError):
         to_ms(datetime(2030, 5, 1))
+
+
+def test_deadlines_round_down_and_now_rounds_up():
+    t = datetime(2030, 5, 1, 10, 0, 0, 500, tzinfo=timezone.utc)  # 10:00:00.0005
+    assert to_ms_floor(t) == to_ms(t) - 1 == to_ms(t.replace(microsecond=0))
+    assert to_ms_floor(t.replace(microsecond=0)) == to_ms(t.replace(microsecond=0))
+    # a plan for the rounded-down start has the last VM ready by the true start
+    start = to_ms_floor(t)
+    p = plan(exams=[ExamIn(1, start, start + H, 100)], vms=[], now_ms=start - 2 * H, config=CFG)
+    assert p.exam(1).shortfall == 0 and from_ms(p.runs[-1].ready_ms(99)) <= t
+
+
+def test_a_shortfall_note_promises_only_what_is_planned():
+    # 10 slots before the start, 1 minute long exam: 9 late VMs fit, 31 cannot
+    p = plan(exams=[exam(1, 10 * MIN, 50, end=11 * MIN)], vms=[], now_ms=T0 + 9 * MIN, config=CFG)
+    ep = p.exam(1)
+    assert (ep.expected_ready_at_start, ep.shortfall, ep.late_planned) == (10, 40, 9)
+    assert ep.shortfall_note() == f"9 late VMs planned, the last ready at {from_ms(ep.last_late_ready_ms).isoformat(timespec='milliseconds').replace('+00:00', 'Z')}; 31 cannot be provided"
+    p = plan(exams=[exam(1, 10 * MIN, 50, end=10 * MIN + 5 * S)], vms=[], now_ms=T0 + 9 * MIN, config=CFG)
+    assert p.exam(1).late_planned == 0
+    assert p.exam(1).shortfall_note() == "no late VM can be provided before the exam ends"

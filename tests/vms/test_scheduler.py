@@ -365,3 +365,17 @@ def test_one_pass_command_makes_the_due_calls(db, settings):
     assert "1 starts" in out.getvalue()
     assert VM.objects.filter(state=VMState.WAITING).count() == 1
     reset_default_provider()
+
+
+def test_a_planned_shortfall_and_a_short_start_are_logged_as_warnings(vclock, scheduler_factory, caplog):
+    # at 06:00, 10 slots before 06:01: 30 students cannot all be ready
+    make_exam(1, at(1), 30, end=at(60))
+    s = scheduler_factory()
+    with caplog.at_level("WARNING", logger="vms.scheduler"):
+        drive(s, vclock, at(2))
+    texts = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    risk = [t for t in texts if "exam 1 at risk: 10 of 30" in t]
+    short = [t for t in texts if "exam 1 started short: 10 of 30" in t]
+    assert len(risk) == 1 and "20 late VMs planned, the last ready at" in risk[0]
+    assert len(short) == 1  # once, not at every pass
+    assert ready_at_start(report(at(2)))[1] == 10
