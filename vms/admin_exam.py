@@ -205,12 +205,13 @@ def render_plan_panel(summary: dict, *, now: datetime | None = None) -> str:
     requesting = _parse(summary["requesting_starts_at"])
     parts.append(
         format_html(
-            "<p>Students: <b>{}</b> &middot; VMs requested {}, ready now {}, stopped {} &middot; "
+            "<p>Students: <b>{}</b> &middot; VMs requested {}, ready now {}, stopped {}{} &middot; "
             "requesting starts: {} &middot; ready at start ({}): <b>{}</b></p>",
             summary["students"],
             vms["requested"],
             vms["ready"],
             vms["stopped"],
+            format_html(", gone (unknown to the provider) {}", vms["gone"]) if vms.get("gone") else "",
             _fmt(requesting) if requesting else "-",
             "actual" if summary["started"] else "expected",
             summary["expected_ready_at_start"],

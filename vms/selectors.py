@@ -125,6 +125,7 @@ def exam_vm_counts(*, exam_ids: list[int] | None = None, now: datetime) -> dict[
         requested=Count("id"),
         ready=Count("id", filter=Q(state__in=[VMState.WAITING, VMState.READY], ready_at__lte=now)),
         stopped=Count("id", filter=Q(state=VMState.STOPPED)),
+        gone=Count("id", filter=Q(state=VMState.GONE)),
         first_requested=Min("requested_at"),
     )
     return {
@@ -132,6 +133,7 @@ def exam_vm_counts(*, exam_ids: list[int] | None = None, now: datetime) -> dict[
             "requested": r["requested"],
             "ready": r["ready"],
             "stopped": r["stopped"],
+            "gone": r["gone"],
             "first_requested": r["first_requested"],
         }
         for r in rows
@@ -191,6 +193,7 @@ def exam_plan_summary(*, exam: Exam, now: datetime, plan_: Plan | None = None, m
             "requested": counts.get("requested", 0),
             "ready": counts.get("ready", 0),
             "stopped": counts.get("stopped", 0),
+            "gone": counts.get("gone", 0),
         },
         "requesting_starts_at": _iso(requesting_starts),
         "expected_ready_at_start": ready_at_start,
@@ -285,8 +288,8 @@ def _actual_timeline(*, exam_id: int, until: datetime) -> list[tuple[int, int]]:
     )
     until_ms = to_ms(until)
     for ready, stopped, state in rows:
-        if state in (VMState.FAILED, VMState.LOST, VMState.REQUESTING):
-            continue
+        if state in (VMState.FAILED, VMState.LOST, VMState.REQUESTING, VMState.GONE):
+            continue  # never (known to be) ready; a gone VM's provider disowned it
         r = to_ms(ready)
         if stopped is not None and to_ms(stopped) <= r:
             continue  # stopped before it was ever ready

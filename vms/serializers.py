@@ -57,6 +57,7 @@ class _VMCountsSerializer(serializers.Serializer):
     requested = serializers.IntegerField()
     ready = serializers.IntegerField()
     stopped = serializers.IntegerField()
+    gone = serializers.IntegerField(help_text="VMs the provider answered 404 for: unknown to it, never counted as ready.")
 
 
 class _RunSerializer(serializers.Serializer):

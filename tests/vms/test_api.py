@@ -39,7 +39,7 @@ def test_plan_of_a_future_exam(staff_api, now):
     assert response.status_code == 200
     body = response.json()
     assert body["students"] == 100
-    assert body["vms"] == {"requested": 2, "ready": 1, "stopped": 0}
+    assert body["vms"] == {"requested": 2, "ready": 1, "stopped": 0, "gone": 0}
     assert body["expected_ready_at_start"] == 100 and body["shortfall"] == 0 and not body["at_risk"]
     assert body["planned_requests"] == 98
     run = body["runs"][0]
@@ -65,6 +65,20 @@ def test_plan_of_a_started_exam_counts_what_was_ready_at_its_start(staff_api, no
     vm(exam, VMState.READY, ready_in_s=-60, uuid="y", used_at=now)  # came late
     body = staff_api.get(f"/exams/{exam.id}/plan").json()
     assert body["started"] and body["expected_ready_at_start"] == 1 and body["shortfall"] == 2
+
+
+def test_a_vm_the_provider_no_longer_knows_stops_counting_as_ready(staff_api, admin_client, now):
+    exam = Exam.objects.create(name="Running", start=now - timedelta(minutes=5), end=now + timedelta(hours=1), students=2)
+    vm(exam, VMState.READY, ready_in_s=-600, uuid="x", used_at=now)
+    # ready before the start, then a stop answered 404: gone
+    vm(exam, VMState.GONE, ready_in_s=-600, uuid="ghost", used_at=now, stopped_at=now)
+    body = staff_api.get(f"/exams/{exam.id}/plan").json()
+    assert body["vms"] == {"requested": 2, "ready": 1, "stopped": 0, "gone": 1}
+    assert body["expected_ready_at_start"] == 1 and body["shortfall"] == 1
+    assert body["timeline"]["actual"][-1]["ready"] == 1
+    assert [v["uuid"] for v in staff_api.get("/vms?state=gone").json()["results"]] == ["ghost"]
+    page = admin_client.get(f"/admin/exams/exam/{exam.id}/change/").content.decode()
+    assert "gone (unknown to the provider) 1" in page
 
 
 def test_plan_is_for_staff_only_and_404s_for_unknown_exams(api, anon_api, staff_api, now):
