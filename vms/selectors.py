@@ -219,6 +219,29 @@ def exam_plan_summary(*, exam: Exam, now: datetime, plan_: Plan | None = None, m
     }
 
 
+def exam_plan_brief(*, exam_id: int, now: datetime) -> dict:
+    """The plan summary a write answers with (POST /exams, PATCH /exams/<id>):
+    how many VMs can be ready at the start, the shortfall, when requesting
+    starts, and what late VMs are planned - so a teacher knows at once."""
+    plan_ = current_plan(now=now)
+    ep = plan_.exam(exam_id)
+    if ep is None:  # over, or nothing to plan
+        return {"expected_ready_at_start": None, "shortfall": None, "requesting_starts_at": None,
+                "late_planned": 0, "last_late_ready_at": None, "note": "nothing is planned for this exam"}
+    first = exam_vm_counts(exam_ids=[exam_id], now=now).get(exam_id, {}).get("first_requested")
+    requesting = ep.requesting_starts_ms
+    if first is not None:
+        requesting = to_ms(first) if requesting is None else min(requesting, to_ms(first))
+    return {
+        "expected_ready_at_start": ep.expected_ready_at_start,
+        "shortfall": ep.shortfall,
+        "requesting_starts_at": _iso(requesting),
+        "late_planned": ep.late_planned,
+        "last_late_ready_at": _iso(ep.last_late_ready_ms),
+        "note": ep.shortfall_note() or f"all {ep.students} VMs can be ready at the start",
+    }
+
+
 def exams_overview(*, exam_ids: list[int], now: datetime, plan_: Plan | None = None) -> dict[int, dict]:
     """The admin list's columns for many exams: one plan, one aggregate."""
     if plan_ is None:

@@ -99,3 +99,32 @@ class ExamPlanSerializer(serializers.Serializer):
     late_planned = serializers.IntegerField()
     runs = _RunSerializer(many=True)
     timeline = _TimelineSerializer()
+
+
+# --- the plan summary in POST /exams and PATCH/PUT /exams/<id> answers -------------
+
+
+class ExamPlanBriefSerializer(serializers.Serializer):
+    expected_ready_at_start = serializers.IntegerField(allow_null=True, help_text="VMs that can be ready at the start (on time).")
+    shortfall = serializers.IntegerField(allow_null=True, help_text="Students without a VM at the start.")
+    requesting_starts_at = serializers.DateTimeField(allow_null=True, help_text="The first VM request (made or planned).")
+    late_planned = serializers.IntegerField(help_text="Late VMs planned for the shortfall (ready after the start).")
+    last_late_ready_at = serializers.DateTimeField(allow_null=True)
+    note = serializers.CharField(help_text="In words: what is planned about the missing VMs.")
+
+
+def _exam_with_plan_serializer():
+    from exams.serializers import ExamSerializer
+
+    class ExamWithPlanSerializer(ExamSerializer):
+        plan = ExamPlanBriefSerializer(read_only=True)
+
+        class Meta(ExamSerializer.Meta):
+            fields = [*ExamSerializer.Meta.fields, "plan"]
+            read_only_fields = [*ExamSerializer.Meta.read_only_fields, "plan"]
+
+    return ExamWithPlanSerializer
+
+
+# Documentation of the write answers (the views add ``plan`` to the exam).
+ExamWithPlanSerializer = _exam_with_plan_serializer()

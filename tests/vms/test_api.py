@@ -81,6 +81,28 @@ def test_a_vm_the_provider_no_longer_knows_stops_counting_as_ready(staff_api, ad
     assert "gone (unknown to the provider) 1" in page
 
 
+def test_exam_writes_answer_with_the_plan_summary(staff_api, now):
+    start = now + timedelta(minutes=10)  # 100 slots from now
+    body = {"name": "Soon", "start": start.isoformat(), "end": (start + timedelta(hours=1)).isoformat(), "students": 80}
+    response = staff_api.post("/exams", body, format="json")
+    assert response.status_code == 201
+    plan = response.json()["plan"]
+    assert plan["expected_ready_at_start"] == 80 and plan["shortfall"] == 0 and plan["late_planned"] == 0
+    assert plan["requesting_starts_at"] == (start - timedelta(seconds=80 * 6)).isoformat().replace("+00:00", ".000Z")
+    assert plan["note"] == "all 80 VMs can be ready at the start"
+    exam_id = response.json()["id"]
+    # enlarged beyond what fits: the PATCH answer says so at once
+    response = staff_api.patch(f"/exams/{exam_id}", {"students": 150}, format="json")
+    assert response.status_code == 200
+    plan = response.json()["plan"]
+    assert 95 <= plan["expected_ready_at_start"] <= 100 and plan["shortfall"] == 150 - plan["expected_ready_at_start"]
+    assert plan["late_planned"] == plan["shortfall"] and plan["last_late_ready_at"] > start.isoformat()
+    assert plan["note"].startswith(f"{plan['late_planned']} late VMs planned, the last ready at ")
+    # a bad write is still a 400 naming the field, without a plan
+    response = staff_api.patch(f"/exams/{exam_id}", {"students": -1}, format="json")
+    assert response.status_code == 400 and "students" in response.json()
+
+
 def test_plan_is_for_staff_only_and_404s_for_unknown_exams(api, anon_api, staff_api, now):
     exam = Exam.objects.create(name="Maths", start=now + timedelta(hours=2), end=now + timedelta(hours=3), students=1)
     assert anon_api.get(f"/exams/{exam.id}/plan").status_code == 401
