@@ -213,6 +213,10 @@ VM_LIVE_LEAD_SECONDS = env_float("VM_LIVE_LEAD_SECONDS", 0.25)
 # The django-q2 form of the scheduler runs the loop this long per task.
 VM_TASK_RUN_SECONDS = env_float("VM_TASK_RUN_SECONDS", 100)
 
+# --- Exam VMs: late VMs and surviving scheduler downtime (issue 9) ----------
+# A late VM (for a shortfall) is requested only if ready this long before the exam ends.
+VM_LATE_MIN_USEFUL_SECONDS = env_float("VM_LATE_MIN_USEFUL_SECONDS", 600)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

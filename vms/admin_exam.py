@@ -179,17 +179,15 @@ def render_plan_panel(summary: dict, *, now: datetime | None = None) -> str:
         figures = (summary["expected_ready_at_start"], summary["students"], summary["shortfall"])
         if not summary["started"]:
             text = format_html(
-                "&#9888; At risk: {} of {} VMs can be ready at the start (short by {}); the missing ones will follow "
-                "as soon as the allocator allows, until the exam ends at {}.",
+                "&#9888; At risk: {} of {} VMs can be ready at the start (short by {}); {}.",
                 *figures,
-                _fmt(end),
+                _note(summary),
             )
         elif not ended:
             text = format_html(
-                "&#9888; Short at the start: {} of {} VMs were ready when the exam started (short by {}); the missing "
-                "ones follow as soon as the allocator allows, until the exam ends at {}.",
+                "&#9888; Short at the start: {} of {} VMs were ready when the exam started (short by {}); {}.",
                 *figures,
-                _fmt(end),
+                _note(summary),
             )
         else:
             late = _late_ready(summary, start, end)
@@ -222,6 +220,13 @@ def render_plan_panel(summary: dict, *, now: datetime | None = None) -> str:
                                "(the chart shows what was actually ready).</p>"))
     parts.append(plan_chart_svg(summary, now=now))
     return mark_safe("".join(str(p) for p in parts))
+
+
+def _note(summary: dict) -> str:
+    """The plan's words about late VMs, times shown as in the rest of the admin."""
+    note = summary.get("shortfall_note") or ""
+    last = _parse(summary.get("last_late_ready_at"))
+    return note.replace(summary["last_late_ready_at"], _fmt(last)) if last else note
 
 
 def _late_ready(summary: dict, start: datetime, end: datetime) -> int:

@@ -99,7 +99,7 @@ STOP_RELEASE = "release"  # fresh VM parked too early (exam moved later): re-req
 STOP_ENDED = "ended"  # the exam is over
 STOP_ORPHAN = "orphan"  # used VM whose exam was deleted
 STOP_USED = "used"  # used VM of an exam moved after it started: its new sitting gets fresh VMs
-STOP_USELESS = "useless"  # still allocating but would only be ready after its exam ends
+STOP_USELESS = "useless"  # still queued but would be ready too close to its (started) exam's end to help
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +123,14 @@ class PlannerConfig:
     # when it would otherwise idle this much longer than a new VM would: a
     # stop + start + slot must buy a real saving, and plans must not flap.
     release_slack_ms: int = 15 * 60 * SECOND_MS
+    # A late VM (for a shortfall) is only requested when it is ready at least
+    # this long before its exam ends (VM_LATE_MIN_USEFUL_SECONDS): a VM ready
+    # in the last minutes helps no student and costs a slot and a stop.
+    late_min_useful_ms: int = 600 * SECOND_MS
+
+    def late_limit_ms(self, end_ms: int) -> int:
+        """The latest ready time at which a late VM is still useful."""
+        return end_ms - self.late_min_useful_ms if self.late_min_useful_ms else end_ms - 1
 
     def __post_init__(self):
         if self.allocation_interval_ms <= 0:
@@ -133,7 +141,7 @@ class PlannerConfig:
             # Slots would then come faster than start calls may: the planner
             # assumes the allocator, not the call rate, is the bottleneck.
             raise ValueError("allocation interval must be at least 1/requests_per_second seconds")
-        if self.ready_margin_ms < 0 or self.request_lead_ms < 0 or self.release_slack_ms < 0 or self.idle_lead_ms < 0:
+        if min(self.ready_margin_ms, self.request_lead_ms, self.release_slack_ms, self.idle_lead_ms, self.late_min_useful_ms) < 0:
             raise ValueError("margins must not be negative")
 
     @property
@@ -409,7 +417,7 @@ def plan(*, exams: Iterable[ExamIn], vms: Iterable[VmIn], now_ms: int, config: P
         exam = exams_by_id[exam_id]
         useful = []
         for vm in bound:
-            if vm.ready_ms >= exam.end_ms:
+            if vm.ready_ms > now_ms and vm.ready_ms > config.late_limit_ms(exam.end_ms):
                 stop(vm, STOP_USELESS, _stop_key(vm, vm.ready_ms, now_ms, interval))
             else:
                 useful.append(vm)
@@ -581,7 +589,7 @@ def plan(*, exams: Iterable[ExamIn], vms: Iterable[VmIn], now_ms: int, config: P
         on_time = len(keep[e.id]) + len(rebound[e.id]) + new_slots[e.id]
         short = e.students - on_time
         lk = late_keep[e.id]
-        useful_late = [f for f in lk if f.ready < e.end_ms][: max(0, short)]
+        useful_late = [f for f in lk if f.ready <= config.late_limit_ms(e.end_ms)][: max(0, short)]
         kept_ids = {f.vm.id for f in useful_late}
         for f in lk:
             if f.vm.id not in kept_ids:
@@ -605,8 +613,9 @@ def plan(*, exams: Iterable[ExamIn], vms: Iterable[VmIn], now_ms: int, config: P
         j = gi
         while need > 0 and j < len(gaps):
             start, end = gaps[j]
-            # slot k is ready at start + (k+1)*I, which must be before the exam ends
-            fit_by_end = (e.end_ms - 1 - start) // interval
+            # slot k is ready at start + (k+1)*I, which must leave the
+            # student at least late_min_useful_ms of the exam
+            fit_by_end = (config.late_limit_ms(e.end_ms) - start) // interval
             if fit_by_end <= 0:
                 break  # later gaps start later still
             fit = fit_by_end if end is None else min(fit_by_end, (end - start) // interval)

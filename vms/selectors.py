@@ -19,6 +19,7 @@ def planner_config_from_settings(**overrides) -> PlannerConfig:
         "allocation_interval_ms": round(settings.VM_ALLOCATION_INTERVAL_SECONDS * 1000),
         "requests_per_second": int(settings.VM_REQUESTS_PER_SECOND),
         "ready_margin_ms": round(settings.VM_READY_MARGIN_SECONDS * 1000),
+        "late_min_useful_ms": round(settings.VM_LATE_MIN_USEFUL_SECONDS * 1000),
     }
     values.update(overrides)
     return PlannerConfig(**values)
@@ -183,6 +184,7 @@ def exam_plan_summary(*, exam: Exam, now: datetime, plan_: Plan | None = None, m
         ready_at_start = ready_at_start_from_records(exam_ids=[exam.id]).get(exam.id, 0)
     shortfall = max(0, exam.students - ready_at_start)
     return {
+        **_late_fields(ep, shortfall=shortfall, started=started, ended=end_ms <= to_ms(now)),
         "id": exam.id,
         "name": exam.name,
         "start": _iso(start_ms),
@@ -240,6 +242,20 @@ def exam_plan_brief(*, exam_id: int, now: datetime) -> dict:
         "last_late_ready_at": _iso(ep.last_late_ready_ms),
         "note": ep.shortfall_note() or f"all {ep.students} VMs can be ready at the start",
     }
+
+
+def _late_fields(ep, *, shortfall: int, started: bool, ended: bool) -> dict:
+    """What is planned about an exam's missing VMs, promising nothing more."""
+    last = _iso(ep.last_late_ready_ms) if ep is not None else None
+    if not shortfall or ended:
+        note = ""
+    elif not started:
+        note = ep.shortfall_note() if ep is not None else "nothing is planned for this exam"
+    elif ep is not None and ep.late_planned:
+        note = f"{ep.late_planned} late VM{'s' if ep.late_planned != 1 else ''} planned, the last ready at {last}"
+    else:
+        note = "no further late VM is planned"
+    return {"last_late_ready_at": last, "shortfall_note": note}
 
 
 def exams_overview(*, exam_ids: list[int], now: datetime, plan_: Plan | None = None) -> dict[int, dict]:

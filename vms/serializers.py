@@ -97,6 +97,11 @@ class ExamPlanSerializer(serializers.Serializer):
     at_risk = serializers.BooleanField()
     planned_requests = serializers.IntegerField()
     late_planned = serializers.IntegerField()
+    last_late_ready_at = serializers.DateTimeField(allow_null=True, help_text="When the last planned late VM should be ready.")
+    shortfall_note = serializers.CharField(
+        help_text="In words: how many late VMs are planned and when the last should be ready, or that none can be "
+        "provided (a late VM must be ready VM_LATE_MIN_USEFUL_SECONDS before the end). Empty without a shortfall."
+    )
     runs = _RunSerializer(many=True)
     timeline = _TimelineSerializer()
 

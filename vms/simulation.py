@@ -308,6 +308,7 @@ def simulate(
         allocation_interval_ms=round(scenario.allocation_interval_s * 1000),
         requests_per_second=scenario.requests_per_second,
         ready_margin_ms=round(settings.VM_READY_MARGIN_SECONDS * 1000),
+        late_min_useful_ms=round(settings.VM_LATE_MIN_USEFUL_SECONDS * 1000),
     )
     # Nobody else can see the simulation's uncommitted rows: no table polling.
     config = SchedulerConfig(planner=planner, poll_db_ms=None, promote_every_ms=None)
@@ -334,6 +335,7 @@ def simulate(
                 until=last,
                 students_at_start=students_at_start(scenario),
             )
+            add_shortfall_causes(report, scenario, ready_margin_ms=planner.ready_margin_ms)
             report["summary"].update(
                 {
                     "simulated_from": _iso(scenario.start),
@@ -416,6 +418,53 @@ def students_at_start(scenario: Scenario) -> dict[int, int]:
         in_force = [state for at, state in states if at <= start] or [states[0][1]]
         out[exam_id] = in_force[-1]["students"]
     return out
+
+
+CAUSE_DURING = "a change during the exam"
+CAUSE_TOO_CLOSE = "created or enlarged too close to its start"
+CAUSE_BUSY = "allocator busy with earlier exams"
+
+
+def shortfall_cause(scenario: Scenario, exam_id: int, students: int, *, ready_margin_ms: int = 0) -> str:
+    """Why an exam was short at its start, from the scenario alone:
+
+    * a change while it was running (moved or enlarged after it started);
+    * else the last change that asked more of it - its creation, more
+      students, an earlier start - came when even an idle allocator could not
+      have made ``students`` VMs by the start (``(start - t) / interval``);
+    * else the slots before its start went to earlier exams."""
+    interval_ms = round(scenario.allocation_interval_s * 1000)
+    state = next(({"start": e.start, "students": e.students} for e in scenario.exams if e.id == exam_id), None)
+    asked_at = scenario.start if state is not None else None
+    during = False
+    for c in sorted((c for c in scenario.changes if c.exam_id == exam_id), key=lambda c: c.at):
+        if c.action == "delete":
+            state, asked_at, during = None, None, False
+            continue
+        before = state
+        state = {**(before or {}), **{k: v for k, v in c.fields.items() if k in ("start", "students")}}
+        if before is not None and before["start"] <= c.at:
+            during = True
+        if before is None or state["students"] > before["students"] or state["start"] < before["start"]:
+            asked_at = c.at
+    if during:
+        return CAUSE_DURING
+    if state is not None and asked_at is not None:
+        room_ms = to_ms(state["start"]) - ready_margin_ms - to_ms(asked_at)
+        if max(0, room_ms) // interval_ms < students:
+            return CAUSE_TOO_CLOSE
+    return CAUSE_BUSY
+
+
+def add_shortfall_causes(report: dict, scenario: Scenario, *, ready_margin_ms: int = 0) -> None:
+    """Each short exam's cause (``shortfall_cause``) in the report and its summary."""
+    short = []
+    for e in report["exams"]:
+        e["shortfall_cause"] = None
+        if e["shortfall"]:
+            e["shortfall_cause"] = shortfall_cause(scenario, e["id"], e["students_at_start"], ready_margin_ms=ready_margin_ms)
+            short.append({"id": e["id"], "shortfall": e["shortfall"], "cause": e["shortfall_cause"]})
+    report["summary"]["shortfalls"] = short
 
 
 def build_report(

@@ -801,15 +801,35 @@ def test_exam_ended_early_stops_at_the_new_end():
     assert stops[0] == ms(hm(8, 20)) and stops[-1] == ms(hm(8, 20)) + 3_000
 
 
-def test_late_vms_only_when_ready_before_the_end():
+def test_late_vms_only_when_ready_before_the_end(settings):
     # from 07:59 there are 10 slots before 08:00; the exam lasts one minute:
     # 9 more slots end before 08:01 (one ending exactly at the end is useless)
+    settings.VM_LATE_MIN_USEFUL_SECONDS = 0
     scn = scenario(hm(7, 59), [exam(1, hm(8), hm(8, 1), 50)])
     report, o = run(scn)
     assert o.ready_at(1, ms(hm(8))) == 10
     assert report["exams"][0]["shortfall"] == 40
     assert len(o.vms) == 19
     assert all(v["ready"] < ms(hm(8, 1)) for v in o.vms.values())
+
+
+def test_late_vms_only_when_useful_for_ten_minutes():
+    """Issue 9, point 3: with VM_LATE_MIN_USEFUL_SECONDS = 600 (default) a
+    late VM must be ready 10 minutes before the end; it is requested as early
+    as the allocator allows without taking an on-time VM's slot."""
+    # exam 1 (08:00-08:30, 150): 100 on time from 07:50; exam 2 (09:00, 200)
+    # is packed 08:40..09:00, so exam 1's 50 late VMs come 08:00..08:05
+    scn = scenario(hm(7, 50), [exam(1, hm(8), hm(8, 30), 150), exam(2, hm(9), hm(10), 200)])
+    report, o = run(scn)
+    assert o.ready_at(1, ms(hm(8))) == 100 and o.ready_at(2, ms(hm(9))) == 200
+    late = sorted(v["ready"] for v in o.vms.values() if v["bindings"][-1][1] == 1 and v["ready"] > ms(hm(8)))
+    assert late == [ms(hm(8)) + (k + 1) * I_MS for k in range(50)]
+    # a 15-minute exam 5 minutes away: 50 on time, the rest only while ready
+    # by 10 minutes before its end (08:05 .. 08:10): 50 more, not 100
+    scn = scenario(hm(7, 55), [exam(1, hm(8), hm(8, 20), 200)])
+    report, o = run(scn)
+    assert o.ready_at(1, ms(hm(8))) == 50 and len(o.vms) == 150
+    assert max(v["ready"] for v in o.vms.values()) == ms(hm(8, 10))
 
 
 def test_exam_already_running_at_scenario_start_gets_vms_at_once():

@@ -105,6 +105,18 @@ def test_list_and_change_page_agree_on_a_running_exam(admin_client, now):
     assert cell(row, "ready_at_start") == "1" and cell(row, "at_risk") == "⚠ short by 2"
     page = text(admin_client.get(f"/admin/exams/exam/{exam.id}/change/").content.decode())
     assert "1 of 3 VMs were ready when the exam started (short by 2)" in page
+    # 2 VMs alive for 3 students: one late VM is planned, and the page says
+    # when it should be ready - nothing more is promised
+    assert re.search(r"short by 2\); 1 late VM planned, the last ready at " + UTC_SECONDS.pattern, page), page
+    assert "follow" not in page
+
+
+def test_running_exam_with_nothing_planned_promises_nothing(admin_client, now):
+    # 5 minutes left, less than VM_LATE_MIN_USEFUL_SECONDS: no late VM is useful
+    exam = Exam.objects.create(name="Ending", start=now - timedelta(minutes=55), end=now + timedelta(minutes=5), students=3)
+    page = text(admin_client.get(f"/admin/exams/exam/{exam.id}/change/").content.decode())
+    assert "0 of 3 VMs were ready when the exam started (short by 3); no further late VM is planned." in page
+    assert "follow" not in page
 
 
 def test_list_shows_future_exams_expected_and_fine(admin_client, now):
@@ -172,6 +184,7 @@ def test_change_page_of_an_exam_at_risk(admin_client, now):
     exam = Exam.objects.create(name="Tight", start=now + timedelta(minutes=10), end=now + timedelta(hours=1), students=500)
     html = admin_client.get(f"/admin/exams/exam/{exam.id}/change/").content.decode()
     assert "VMs can be ready at the start (short by" in text(html)
+    assert re.search(r"late VMs planned, the last ready at " + UTC_SECONDS.pattern, text(html))
     svg = svg_of(html)
     x0, x1, t0, t1 = axis(svg)
     assert t0 <= now <= t1

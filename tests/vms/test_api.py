@@ -57,6 +57,12 @@ def test_plan_shows_the_shortfall_of_an_exam_at_risk(staff_api, now):
     assert body["at_risk"] and 0 < body["expected_ready_at_start"] <= 100
     assert body["shortfall"] == 500 - body["expected_ready_at_start"]
     assert body["late_planned"] > 0
+    # 50 minutes: late VMs until 10 minutes before the end, the rest cannot be provided
+    assert body["shortfall_note"] == (
+        f"{body['late_planned']} late VMs planned, the last ready at {body['last_late_ready_at']}; "
+        f"{body['shortfall'] - body['late_planned']} cannot be provided"
+    )
+    assert body["last_late_ready_at"] <= (exam.end - timedelta(minutes=10)).isoformat().replace("+00:00", ".000Z")
 
 
 def test_plan_of_a_started_exam_counts_what_was_ready_at_its_start(staff_api, now):

@@ -153,12 +153,41 @@ def test_infeasible_exam_gets_what_fits_and_late_vms_until_its_end():
 
 def test_late_vms_are_only_planned_while_they_are_ready_before_the_end():
     exams = [exam(1, 10 * MIN, 500, end=20 * MIN)]
-    p = plan(exams=exams, vms=[], now_ms=T0, config=CFG)
+    cfg = PlannerConfig(late_min_useful_ms=0)
+    p = plan(exams=exams, vms=[], now_ms=T0, config=cfg)
     # 100 on time; from 10:00 to 20:00 99 more can be ready strictly before the end
     assert p.exam(1).shortfall == 400
     assert p.exam(1).late_planned == 99
     last = p.runs[-1]
     assert last.ready_ms(last.count - 1) < T0 + 20 * MIN
+
+
+def test_late_vms_must_leave_the_student_the_minimum_useful_time():
+    # VM_LATE_MIN_USEFUL_SECONDS = 600: ready by 10 minutes before the end
+    exams = [exam(1, 10 * MIN, 500, end=30 * MIN)]
+    p = plan(exams=exams, vms=[], now_ms=T0, config=CFG)
+    assert p.exam(1).late_planned == 100  # 10:00 .. 20:00
+    assert p.exam(1).last_late_ready_ms == T0 + 20 * MIN
+    # an exam ending 10 minutes after its start: none at all, and it says so
+    p = plan(exams=[exam(1, 10 * MIN, 500, end=20 * MIN)], vms=[], now_ms=T0, config=CFG)
+    assert p.exam(1).late_planned == 0 and len(p.runs) == 1
+    assert p.exam(1).shortfall_note() == "no late VM can be provided before the exam ends"
+    # a started exam's queued VM that would be ready in its last minutes is stopped
+    now = T0 + 15 * MIN
+    vms = [queued_vm(7, 1, now - S, now + 5 * S + 6 * MIN)]
+    p = plan(exams=[exam(1, 10 * MIN, 1, end=25 * MIN)], vms=vms, now_ms=now, config=CFG)
+    assert [s.vm_id for s in p.stops] == [7] and not p.runs
+
+
+def test_late_vms_come_as_early_as_the_on_time_runs_allow():
+    # exam 1 (10 min, 150) is short by 50; exam 2 (60 min, 300) is packed
+    # as late as possible (30..60 min): the late VMs take 10..15 min at once
+    exams = [exam(1, 10 * MIN, 150, end=2 * H), exam(2, 60 * MIN, 300)]
+    p = plan(exams=exams, vms=[], now_ms=T0, config=CFG)
+    late = [r for r in p.runs if r.late]
+    assert [(r.slot_start_ms - T0, r.count) for r in late] == [(10 * MIN, 50)]
+    assert p.exam(2).shortfall == 0
+    assert next(r for r in p.runs if r.exam_id == 2).end_ms == T0 + 60 * MIN
 
 
 def test_earliest_exam_first_when_both_cannot_make_it():
@@ -516,11 +545,12 @@ def test_deadlines_round_down_and_now_rounds_up():
 
 
 def test_a_shortfall_note_promises_only_what_is_planned():
-    # 10 slots before the start, 1 minute long exam: 9 late VMs fit, 31 cannot
-    p = plan(exams=[exam(1, 10 * MIN, 50, end=11 * MIN)], vms=[], now_ms=T0 + 9 * MIN, config=CFG)
+    # 10 slots before the start, an 11-minute exam: 10 late VMs are ready by
+    # 10 minutes before its end, 30 cannot be provided
+    p = plan(exams=[exam(1, 10 * MIN, 50, end=21 * MIN)], vms=[], now_ms=T0 + 9 * MIN, config=CFG)
     ep = p.exam(1)
-    assert (ep.expected_ready_at_start, ep.shortfall, ep.late_planned) == (10, 40, 9)
-    assert ep.shortfall_note() == f"9 late VMs planned, the last ready at {from_ms(ep.last_late_ready_ms).isoformat(timespec='milliseconds').replace('+00:00', 'Z')}; 31 cannot be provided"
+    assert (ep.expected_ready_at_start, ep.shortfall, ep.late_planned) == (10, 40, 10)
+    assert ep.shortfall_note() == f"10 late VMs planned, the last ready at {from_ms(ep.last_late_ready_ms).isoformat(timespec='milliseconds').replace('+00:00', 'Z')}; 30 cannot be provided"
     p = plan(exams=[exam(1, 10 * MIN, 50, end=10 * MIN + 5 * S)], vms=[], now_ms=T0 + 9 * MIN, config=CFG)
     assert p.exam(1).late_planned == 0
     assert p.exam(1).shortfall_note() == "no late VM can be provided before the exam ends"
