@@ -357,3 +357,19 @@ def _thin(points: list[tuple[int, int]], limit: int) -> list[tuple[int, int]]:
 
 def calls_in_order() -> QuerySet[ProviderCall]:
     return ProviderCall.objects.order_by("t", "id")
+
+
+def exam_changes_preview(*, changes: list, now: datetime, config: PlannerConfig | None = None) -> list[dict]:
+    """What the changes would do to every exam's VMs, saving nothing: the
+    pure planner before and after (``vms.preview``). Exams a change names
+    that the planner would not load (over, without VMs) are added as they are."""
+    from vms.preview import exam_changes_impact
+
+    config = config or planner_config_from_settings()
+    now_ms = to_ms(now)
+    exams = {e.id: e for e in exams_for_planning(now=now)}
+    named = {c.exam_id for c in changes if c.action != "create" and c.exam_id not in exams}
+    for pk, start, end, students in Exam.objects.filter(id__in=named).values_list("id", "start", "end", "students"):
+        exams[pk] = ExamIn(id=pk, start_ms=to_ms_floor(start), end_ms=to_ms(end), students=students)
+    vms = [v.as_planner_input() for v in vms_alive(now_ms=now_ms, interval_ms=config.allocation_interval_ms)]
+    return exam_changes_impact(exams=list(exams.values()), vms=vms, now_ms=now_ms, config=config, changes=changes)

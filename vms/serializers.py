@@ -133,3 +133,41 @@ def _exam_with_plan_serializer():
 
 # Documentation of the write answers (the views add ``plan`` to the exam).
 ExamWithPlanSerializer = _exam_with_plan_serializer()
+
+
+# --- POST /exams/preview (documentation of the shapes) ------------------------------
+
+
+class _PreviewExamSerializer(serializers.Serializer):
+    id = serializers.IntegerField(required=False, help_text="Required for update and delete; optional for create.")
+    name = serializers.CharField(required=False)
+    start = serializers.DateTimeField(required=False)
+    end = serializers.DateTimeField(required=False)
+    students = serializers.IntegerField(required=False)
+
+
+class _PreviewChangeSerializer(serializers.Serializer):
+    action = serializers.ChoiceField(choices=["create", "update", "delete"])
+    exam = _PreviewExamSerializer()
+
+
+class ExamPreviewRequestSerializer(serializers.Serializer):
+    changes = _PreviewChangeSerializer(many=True, help_text="Applied now, in order (the scenario format without `at`).")
+
+
+class _ImpactSerializer(serializers.Serializer):
+    id = serializers.IntegerField(allow_null=True, help_text="Null for a new exam without an id.")
+    deleted = serializers.BooleanField()
+    start = serializers.DateTimeField()
+    students = serializers.IntegerField()
+    on_time_before = serializers.IntegerField(allow_null=True)
+    on_time_after = serializers.IntegerField(allow_null=True)
+    shortfall_before = serializers.IntegerField(allow_null=True)
+    shortfall_after = serializers.IntegerField(allow_null=True)
+    first_request_before = serializers.DateTimeField(allow_null=True)
+    first_request_after = serializers.DateTimeField(allow_null=True)
+    note_after = serializers.CharField()
+
+
+class ExamPreviewSerializer(serializers.Serializer):
+    exams = _ImpactSerializer(many=True)

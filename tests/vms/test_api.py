@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -212,3 +213,67 @@ def test_plan_of_a_running_exam_still_plans_from_now(staff_api, now):
     vm(exam, VMState.READY, ready_in_s=-600, uuid="r1", used_at=now)
     planned = staff_api.get(f"/exams/{exam.id}/plan").json()["timeline"]["planned"]
     assert planned and planned[0]["ready"] == 1
+
+
+# --- POST /exams/preview -------------------------------------------------------------
+
+
+def test_preview_shows_the_impact_and_saves_nothing(staff_api, now):
+    a = Exam.objects.create(name="A", start=now + timedelta(minutes=30), end=now + timedelta(hours=2), students=100)
+    b = Exam.objects.create(name="B", start=now + timedelta(minutes=35), end=now + timedelta(hours=2), students=100)
+    far = Exam.objects.create(name="Far", start=now + timedelta(days=3), end=now + timedelta(days=3, hours=1), students=10)
+    before = list(Exam.objects.order_by("id").values())
+    # A grows to 280 students (300 slots before its start): B, 5 minutes
+    # later, gets only what is left of its 350 slots: 70
+    body = {"changes": [{"action": "update", "exam": {"id": a.id, "students": 280}}]}
+    response = staff_api.post("/exams/preview", body, format="json")
+    assert response.status_code == 200, response.json()
+    rows = {r["id"]: r for r in response.json()["exams"]}
+    assert set(rows) == {a.id, b.id}  # the named one and the one whose outcome changes; not "Far"
+    assert (rows[a.id]["on_time_before"], rows[a.id]["shortfall_before"]) == (100, 0)
+    assert rows[a.id]["on_time_after"] == 280 and rows[a.id]["shortfall_after"] == 0
+    assert rows[b.id]["shortfall_before"] == 0 and 29 <= rows[b.id]["shortfall_after"] <= 31
+    assert rows[b.id]["on_time_after"] + rows[b.id]["shortfall_after"] == 100
+    assert rows[a.id]["first_request_after"] < rows[a.id]["first_request_before"]
+    assert list(Exam.objects.order_by("id").values()) == before and not VM.objects.exists()
+    # create (no id) and delete together
+    body = {"changes": [
+        {"action": "delete", "exam": {"id": far.id}},
+        {"action": "create", "exam": {"name": "New", "start": (now + timedelta(minutes=20)).isoformat(),
+                                      "end": (now + timedelta(hours=1)).isoformat(), "students": 50}},
+    ]}
+    rows = staff_api.post("/exams/preview", body, format="json").json()["exams"]
+    new = next(r for r in rows if r["id"] is None)
+    assert new["on_time_before"] is None and new["on_time_after"] == 50 and new["shortfall_after"] == 0
+    gone = next(r for r in rows if r["id"] == far.id)
+    assert gone["deleted"] and gone["on_time_after"] is None and gone["on_time_before"] == 10
+    assert list(Exam.objects.order_by("id").values()) == before
+
+
+@pytest.mark.parametrize(
+    "body,field",
+    [
+        ({}, "changes"),
+        ({"changes": []}, "changes"),
+        ({"changes": "x"}, "changes"),
+        ({"changes": [{"action": "rename", "exam": {"id": 1}}]}, "changes[0].action"),
+        ({"changes": [{"action": "update", "exam": {"students": 5}}]}, "changes[0].exam.id"),
+        ({"changes": [{"action": "update", "exam": {"id": 999999, "students": 5}}]}, "changes[0].exam.id"),
+        ({"changes": [{"action": "update", "exam": {"id": "{id}", "students": -1}}]}, "changes[0].exam.students"),
+        ({"changes": [{"action": "update", "exam": {"id": "{id}", "end": "2000-01-01T00:00:00Z"}}]}, "changes[0].exam.end"),
+        ({"changes": [{"action": "create", "exam": {"name": "x", "start": "tomorrow", "end": "x", "students": 1}}]}, "changes[0].exam.start"),
+        ({"changes": [{"at": "2030-01-01T00:00:00Z", "action": "delete", "exam": {"id": "{id}"}}]}, "changes[0]"),
+    ],
+)
+def test_preview_rejects_bad_changes_naming_the_field(staff_api, now, body, field):
+    exam = Exam.objects.create(name="A", start=now + timedelta(minutes=30), end=now + timedelta(hours=2), students=1)
+    body = json.loads(json.dumps(body).replace('"{id}"', str(exam.id)))
+    response = staff_api.post("/exams/preview", body, format="json")
+    assert response.status_code == 400, response.json()
+    assert field in response.json(), response.json()
+
+
+def test_preview_is_for_staff_only(api, anon_api):
+    body = {"changes": [{"action": "delete", "exam": {"id": 1}}]}
+    assert anon_api.post("/exams/preview", body, format="json").status_code == 401
+    assert api.post("/exams/preview", body, format="json").status_code == 403
