@@ -19,7 +19,9 @@ from __future__ import annotations
 import threading
 from datetime import datetime, timedelta, timezone as dt_timezone
 
+from django import forms
 from django.contrib import admin
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 from django.utils.html import escape, format_html
 from django.utils.safestring import mark_safe
@@ -51,8 +53,19 @@ class ExamVmPlanAdminMixin:
     def get_fields(self, request, obj=None):
         base = list(super().get_fields(request, obj))
         if obj is None:
-            return [f for f in base if f != "vm_plan"]
-        return base if "vm_plan" in base else base + ["vm_plan"]
+            base = [f for f in base if f != "vm_plan"]
+        elif "vm_plan" not in base:
+            base = base + ["vm_plan"]
+        if request.method == "POST" and CONFIRM_FIELD not in base:
+            # shown on a re-rendered form: the impact is above, this says "go ahead"
+            base.append(CONFIRM_FIELD)
+        return base
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if request.method == "POST":
+            base = kwargs.get("form") or self.form
+            kwargs["form"] = type("VmImpactForm", (VmImpactFormMixin, base), {})
+        return super().get_form(request, obj, change=change, **kwargs)
 
     def changelist_view(self, request, extra_context=None):
         # One plan and one aggregate for the whole page, not one per row.
@@ -142,6 +155,72 @@ class ExamVmPlanAdminMixin:
         now = timezone.now()
         summary = exam_plan_summary(exam=exam, now=now)
         return render_plan_panel(summary, now=now)
+
+
+CONFIRM_FIELD = "confirm_vm_impact"
+
+
+class VmImpactFormMixin(forms.Form):
+    """Before an exam is saved: if the change creates or enlarges a shortfall
+    (its own or another exam's), the form shows the impact - the pure
+    planner's what-if, as ``POST /exams/preview`` gives it - and asks for
+    confirmation; ticking the box and saving again goes ahead."""
+
+    confirm_vm_impact = forms.BooleanField(
+        required=False,
+        label="Save despite the VM impact",
+        help_text="Needed only when this change leaves students without a VM at a start (shown above).",
+    )
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.errors or cleaned.get(CONFIRM_FIELD):
+            return cleaned
+        impact = exam_form_impact(self.instance, cleaned)
+        from vms.preview import worsens
+
+        if impact and worsens(impact):
+            raise ValidationError(impact_message(impact), code="vm_impact")
+        return cleaned
+
+
+def exam_form_impact(instance, cleaned: dict) -> list[dict]:
+    """The what-if of saving this form: a create, or an update of the fields it changes."""
+    from vms.preview import ExamChange
+    from vms.selectors import exam_changes_preview
+
+    names = ("start", "end", "students")
+    if any(cleaned.get(n) is None for n in names):
+        return []
+    if instance.pk is None:
+        change = ExamChange("create", None, {n: cleaned[n] for n in names})
+    else:
+        fields = {n: cleaned[n] for n in names if cleaned[n] != getattr(instance, n)}
+        if not fields:
+            return []
+        change = ExamChange("update", instance.pk, fields)
+    from vms.simulation import ScenarioError
+
+    try:
+        return exam_changes_preview(changes=[change], now=timezone.now())
+    except ScenarioError:
+        return []  # an invalid exam (end before start...): the form's own validation says so
+
+
+def impact_message(impact: list[dict]) -> str:
+    worse = [r for r in impact if (r["shortfall_after"] or 0) > (r["shortfall_before"] or 0)]
+    lines = []
+    for r in worse:
+        who = "this exam" if r["id"] is None else f"exam {r['id']}"
+        before = "new" if r["on_time_before"] is None else f"was {r['on_time_before']}, short by {r['shortfall_before']}"
+        lines.append(
+            f"{who} (start {_fmt(_parse(r['start']))}, {r['students']} students): {r['on_time_after']} VMs on time, "
+            f"short by {r['shortfall_after']} ({before})"
+        )
+    return (
+        "This change leaves students without a VM at the start - " + "; ".join(lines)
+        + ". Tick \"Save despite the VM impact\" and save again to go ahead."
+    )
 
 
 def fmt_utc(t: datetime) -> str:
