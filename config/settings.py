@@ -216,6 +216,8 @@ VM_TASK_RUN_SECONDS = env_float("VM_TASK_RUN_SECONDS", 100)
 # --- Exam VMs: late VMs and surviving scheduler downtime (issue 9) ----------
 # A late VM (for a shortfall) is requested only if ready this long before the exam ends.
 VM_LATE_MIN_USEFUL_SECONDS = env_float("VM_LATE_MIN_USEFUL_SECONDS", 600)
+# Keep up to this much of a back-to-back run's requests waiting in the provider's queue.
+VM_QUEUE_AHEAD_SECONDS = env_float("VM_QUEUE_AHEAD_SECONDS", 120)
 
 LOGGING = {
     "version": 1,

@@ -127,6 +127,13 @@ class PlannerConfig:
     # this long before its exam ends (VM_LATE_MIN_USEFUL_SECONDS): a VM ready
     # in the last minutes helps no student and costs a slot and a stop.
     late_min_useful_ms: int = 600 * SECOND_MS
+    # Queue ahead (VM_QUEUE_AHEAD_SECONDS): inside a back-to-back run, keep up
+    # to this much of the run's requests waiting in the provider's FIFO. Each
+    # VM is still ready when the one ahead is ready + I (no ready time and no
+    # cost changes: cost counts from ready), a stop of a waiting VM frees its
+    # slot (plans can still change), and a scheduler outage shorter than this
+    # costs no VM at any start: the provider keeps allocating what is queued.
+    queue_ahead_ms: int = 0
 
     def late_limit_ms(self, end_ms: int) -> int:
         """The latest ready time at which a late VM is still useful."""
@@ -141,7 +148,8 @@ class PlannerConfig:
             # Slots would then come faster than start calls may: the planner
             # assumes the allocator, not the call rate, is the bottleneck.
             raise ValueError("allocation interval must be at least 1/requests_per_second seconds")
-        if min(self.ready_margin_ms, self.request_lead_ms, self.release_slack_ms, self.idle_lead_ms, self.late_min_useful_ms) < 0:
+        if min(self.ready_margin_ms, self.request_lead_ms, self.release_slack_ms, self.idle_lead_ms, self.late_min_useful_ms,
+               self.queue_ahead_ms) < 0:
             raise ValueError("margins must not be negative")
 
     @property
@@ -199,6 +207,14 @@ class Run:
     early_first: bool
     late: bool = False
     idle_lead_ms: int = 0
+    # Queue ahead: request k goes out up to ``queue_ahead_ms`` before its slot,
+    # but no faster than one call per ``spacing_ms`` counted from the first
+    # request of the back-to-back block (``anchor_ms``; this run's first slot
+    # is the block's ``anchor_index``-th).
+    queue_ahead_ms: int = 0
+    anchor_ms: int = 0
+    anchor_index: int = 0
+    spacing_ms: int = 0
 
     @property
     def end_ms(self) -> int:
@@ -210,7 +226,11 @@ class Run:
 
     def request_ms(self, k: int) -> int:
         start = self.slot_start_ms + k * self.interval_ms
-        return start - self.lead_ms if (k > 0 or self.early_first) else start - self.idle_lead_ms
+        if k == 0 and not self.early_first:
+            return start - self.idle_lead_ms
+        if self.queue_ahead_ms <= self.lead_ms:
+            return start - self.lead_ms
+        return max(start - self.queue_ahead_ms, self.anchor_ms + (self.anchor_index + k) * self.spacing_ms)
 
     def ready_ms(self, k: int) -> int:
         return self.slot_start_ms + (k + 1) * self.interval_ms
@@ -644,8 +664,17 @@ def plan(*, exams: Iterable[ExamIn], vms: Iterable[VmIn], now_ms: int, config: P
         contiguous = (prev is not None and prev.end_ms == run.slot_start_ms) or (
             prev is None and queue_busy and run.slot_start_ms == allocator_free
         )
-        if contiguous and config.lead_ms:
-            run = Run(run.exam_id, run.slot_start_ms, run.count, run.interval_ms, run.lead_ms, True, run.late, run.idle_lead_ms)
+        early = contiguous and bool(config.lead_ms or config.queue_ahead_ms)
+        if not early:
+            anchor, index = run.slot_start_ms - config.idle_lead_ms, 0
+        elif prev is not None:
+            anchor, index = prev.anchor_ms, prev.anchor_index + prev.count
+        else:
+            anchor, index = now_ms, 0  # joining the queue we already have: from now
+        run = Run(
+            run.exam_id, run.slot_start_ms, run.count, run.interval_ms, run.lead_ms, early, run.late, run.idle_lead_ms,
+            config.queue_ahead_ms, anchor, index, config.call_spacing_ms,
+        )
         runs.append(run)
         prev = run
     runs_of: dict[int, list[Run]] = {}

@@ -20,6 +20,7 @@ def planner_config_from_settings(**overrides) -> PlannerConfig:
         "requests_per_second": int(settings.VM_REQUESTS_PER_SECOND),
         "ready_margin_ms": round(settings.VM_READY_MARGIN_SECONDS * 1000),
         "late_min_useful_ms": round(settings.VM_LATE_MIN_USEFUL_SECONDS * 1000),
+        "queue_ahead_ms": round(settings.VM_QUEUE_AHEAD_SECONDS * 1000),
     }
     values.update(overrides)
     return PlannerConfig(**values)

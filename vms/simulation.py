@@ -68,6 +68,9 @@ class Scenario:
     start: datetime
     exams: tuple[ScenarioExam, ...]
     changes: tuple[ScenarioChange, ...]
+    # {"at", "action": "scheduler_down", "seconds": N}: no calls and no
+    # planning for N s, then a restart from the database as after a crash.
+    downs: tuple[ScenarioChange, ...] = ()
     allocation_interval_s: float = 6.0
     requests_per_second: int = 3
 
@@ -75,6 +78,7 @@ class Scenario:
 # --- reading and validating a scenario -------------------------------------------
 
 EXAM_FIELDS = ("name", "start", "end", "students")
+SCHEDULER_DOWN = "scheduler_down"
 
 
 def _time(value: Any, where: str) -> datetime:
@@ -151,16 +155,24 @@ def parse_scenario(data: Any) -> Scenario:
     if not isinstance(raw_changes, list):
         raise ScenarioError("changes: expected a list", field="changes")
     parsed = []
+    downs: list[ScenarioChange] = []
     for i, raw in enumerate(raw_changes):
         where = f"changes[{i}]"
         if not isinstance(raw, dict):
             raise ScenarioError(f"{where}: expected an object", field=where)
-        unknown = set(raw) - {"at", "action", "exam"}
-        if unknown:
-            raise ScenarioError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}", field=where)
         at = _time(raw.get("at"), f"{where}.at")
         if at < start:
             raise ScenarioError(f"{where}.at: before the scenario's start", field=f"{where}.at")
+        if raw.get("action") == SCHEDULER_DOWN:
+            unknown = set(raw) - {"at", "action", "seconds"}
+            if unknown:
+                raise ScenarioError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}", field=where)
+            seconds = _int(raw.get("seconds"), f"{where}.seconds", low=1, high=7 * 86_400)
+            downs.append(ScenarioChange(at=at, action=SCHEDULER_DOWN, exam_id=0, fields={"seconds": seconds}))
+            continue
+        unknown = set(raw) - {"at", "action", "exam"}
+        if unknown:
+            raise ScenarioError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}", field=where)
         action = raw.get("action")
         if action not in ("create", "update", "delete"):
             raise ScenarioError(f"{where}.action: must be create, update or delete, got {action!r}", field=f"{where}.action")
@@ -206,6 +218,7 @@ def parse_scenario(data: Any) -> Scenario:
         start=start,
         exams=tuple(exams),
         changes=tuple(c for _a, _i, c, _w in parsed),
+        downs=tuple(sorted(downs, key=lambda d: d.at)),
         allocation_interval_s=float(interval),
         requests_per_second=rps,
     )
@@ -309,6 +322,7 @@ def simulate(
         requests_per_second=scenario.requests_per_second,
         ready_margin_ms=round(settings.VM_READY_MARGIN_SECONDS * 1000),
         late_min_useful_ms=round(settings.VM_LATE_MIN_USEFUL_SECONDS * 1000),
+        queue_ahead_ms=round(settings.VM_QUEUE_AHEAD_SECONDS * 1000),
     )
     # Nobody else can see the simulation's uncommitted rows: no table polling.
     config = SchedulerConfig(planner=planner, poll_db_ms=None, promote_every_ms=None)
@@ -323,12 +337,23 @@ def simulate(
                 exam = Exam(id=e.id, name=e.name, start=e.start, end=e.end, students=e.students)
                 exam.full_clean(validate_unique=False)
                 exam.save(force_insert=True)
-            scheduler = Scheduler(clock=clock, provider=provider, config=config, lock=lock)
+            holder = [Scheduler(clock=clock, provider=provider, config=config, lock=lock)]
+
+            def restart() -> Scheduler:
+                # as after a crash: a new process, nothing in memory, the
+                # database and the provider as they are (its lock was lost)
+                old = holder[0]
+                old.close()
+                holder[0] = Scheduler(clock=clock, provider=provider, config=config, lock=lock)
+                holder[0].stats = old.stats
+                return holder[0]
+
             try:
-                last = _run(scenario, scheduler, clock, progress, on_pass)
+                last = _run(scenario, holder, restart, clock, progress, on_pass)
             finally:
-                scheduler.close()
+                holder[0].close()
                 progress.done()
+            scheduler = holder[0]
             report = build_report(
                 allocation_interval_s=scenario.allocation_interval_s,
                 requests_per_second=scenario.requests_per_second,
@@ -351,9 +376,11 @@ def simulate(
     return report
 
 
-def _run(scenario: Scenario, scheduler: Scheduler, clock: VirtualClock, progress: Progress, on_pass) -> datetime:
+def _run(scenario: Scenario, holder: list, restart, clock: VirtualClock, progress: Progress, on_pass) -> datetime:
     changes = list(scenario.changes)
+    downs = list(scenario.downs)
     ci = 0
+    scheduler = holder[0]
     horizon = max([e.end for e in scenario.exams] + [c.at for c in changes] + [c.fields["end"] for c in changes if "end" in c.fields] + [scenario.start])
     same_instant = 0
     last_now = None
@@ -366,6 +393,10 @@ def _run(scenario: Scenario, scheduler: Scheduler, clock: VirtualClock, progress
             applied = True
         if applied:
             scheduler.exams_changed()
+        if downs and downs[0].at <= now:
+            ci = _down(downs.pop(0), changes, ci, clock)
+            scheduler = restart()
+            continue
         due = scheduler.run_pass()
         if on_pass is not None:
             on_pass(scheduler, clock)
@@ -376,6 +407,8 @@ def _run(scenario: Scenario, scheduler: Scheduler, clock: VirtualClock, progress
         candidates = [d for d in (due,) if d is not None]
         if ci < len(changes):
             candidates.append(to_ms(changes[ci].at))
+        if downs:
+            candidates.append(to_ms(downs[0].at))
         if not candidates:
             raise SimulationStuck(f"nothing is due at {now.isoformat()} but the simulation has not finished")
         nxt = max(now_ms, min(candidates))
@@ -385,6 +418,18 @@ def _run(scenario: Scenario, scheduler: Scheduler, clock: VirtualClock, progress
                 raise SimulationStuck(f"the scheduler keeps asking to run again at {now.isoformat()}")
         last_now = now_ms
         clock.advance_to(from_ms(nxt))
+
+
+def _down(down: ScenarioChange, changes: list, ci: int, clock: VirtualClock) -> int:
+    """The scheduler is down: time passes, exams still change (operators do
+    not stop), the provider keeps allocating what is queued; nobody calls."""
+    until = clock.now() + timedelta(seconds=down.fields["seconds"])
+    while ci < len(changes) and changes[ci].at <= until:
+        clock.advance_to(max(clock.now(), changes[ci].at))
+        _apply(changes[ci])
+        ci += 1
+    clock.advance_to(until)
+    return ci
 
 
 def _finished(scheduler: Scheduler, now_ms: int) -> bool:

@@ -125,8 +125,10 @@ def test_a_shrunk_exams_spare_vms_are_rebound_and_logged_as_assign():
     assert {started_for[vm] for vm in moved} == {1}  # they were A's VMs
     exams = by_id(report)
     assert exams[1]["ready_at_start"] == 20
-    # B can only get 149 new VMs by 12:10: the re-bound ones make up the rest
-    assert exams[2]["ready_at_start"] == 149 + len(assigns)
+    # from 11:55 the allocator has 150 slots to 12:10 (A's VMs still queued
+    # take some of them and are re-bound with the rest of A's surplus): B gets
+    # those 150 plus A's 30 ready spare VMs
+    assert exams[2]["ready_at_start"] == 180 and len(assigns) >= 30
 
 
 def test_deletes_creates_and_moves_are_applied_at_their_times():
@@ -345,3 +347,27 @@ def test_each_shortfall_has_its_cause_in_the_report_and_summary(tmp_path):
     assert by_id[4]["shortfall"] > 0 and by_id[4]["shortfall_cause"] == CAUSE_DURING
     assert {s["id"]: s["cause"] for s in report["summary"]["shortfalls"]} == {1: CAUSE_TOO_CLOSE, 2: CAUSE_BUSY, 3: CAUSE_TOO_CLOSE, 4: CAUSE_DURING}
     assert f"#2 {by_id[2]['ready_at_start']}/100 ({CAUSE_BUSY})" in out.getvalue()
+
+
+@pytest.mark.parametrize(
+    "item,field",
+    [
+        ({"at": "2030-01-01T11:00:00Z", "action": "scheduler_down"}, "changes[0].seconds"),
+        ({"at": "2030-01-01T11:00:00Z", "action": "scheduler_down", "seconds": 0}, "changes[0].seconds"),
+        ({"at": "2030-01-01T11:00:00Z", "action": "scheduler_down", "seconds": "10"}, "changes[0].seconds"),
+        ({"at": "2030-01-01T11:00:00Z", "action": "scheduler_down", "seconds": 5, "exam": {"id": 1}}, "changes[0]"),
+        ({"at": "yesterday", "action": "scheduler_down", "seconds": 5}, "changes[0].at"),
+    ],
+)
+def test_bad_scheduler_down_items_are_rejected_naming_the_field(item, field):
+    data = {"start": "2030-01-01T10:00:00Z", "exams": [], "changes": [item]}
+    with pytest.raises(ScenarioError) as excinfo:
+        parse_scenario(data)
+    assert excinfo.value.field == field
+
+
+def test_scheduler_down_items_are_parsed_apart_from_exam_changes():
+    data = {"start": "2030-01-01T10:00:00Z", "exams": [],
+            "changes": [{"at": "2030-01-01T11:00:00Z", "action": "scheduler_down", "seconds": 30}]}
+    scenario = parse_scenario(data)
+    assert scenario.changes == () and len(scenario.downs) == 1 and scenario.downs[0].fields == {"seconds": 30}
