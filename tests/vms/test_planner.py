@@ -554,3 +554,54 @@ def test_a_shortfall_note_promises_only_what_is_planned():
     p = plan(exams=[exam(1, 10 * MIN, 50, end=10 * MIN + 5 * S)], vms=[], now_ms=T0 + 9 * MIN, config=CFG)
     assert p.exam(1).late_planned == 0
     assert p.exam(1).shortfall_note() == "no late VM can be provided before the exam ends"
+
+
+def test_queue_ahead_keeps_two_minutes_of_a_run_waiting_at_no_cost():
+    cfg = PlannerConfig(queue_ahead_ms=120 * S)
+    exams = [exam(1, 2 * H, 100)]
+    plain = plan(exams=exams, vms=[], now_ms=T0, config=CFG)
+    ahead = plan(exams=exams, vms=[], now_ms=T0, config=cfg)
+    run = ahead.runs[0]
+    # the same slots (same ready times, same cost) ...
+    assert [(r.slot_start_ms, r.count) for r in ahead.runs] == [(r.slot_start_ms, r.count) for r in plain.runs]
+    first = run.slot_start_ms
+    times = [t for t, _e, _r in ahead.start_requests()]
+    # ... the first request at its slot, then the queue fills at the call rate
+    # (one per 334 ms) up to 120 s ahead, then each request 120 s before its slot
+    assert times[0] == first and times[1] == first + cfg.call_spacing_ms
+    assert all(b - a >= cfg.call_spacing_ms for a, b in zip(times, times[1:]))
+    assert all(run.slot_start_ms + k * I - t <= 120 * S for k, t in enumerate(times))
+    assert times[50] == run.slot_start_ms + 50 * I - 120 * S
+    # replayed through the provider model: every VM ready exactly at its slot's end
+    assert replay(ahead, exams, config=cfg)[0] == {1: 100}
+    clock = VirtualClock(from_ms(T0))
+    provider = FakeProvider(clock=clock, allocation_interval_s=6, requests_per_second=3)
+    ids = []
+    for t, _e, _r in ahead.start_requests():
+        clock.advance_to(from_ms(t))
+        ids.append(provider.start())
+    assert [to_ms(provider.ready_at(v)) for v in ids] == [run.ready_ms(k) for k in range(100)]
+
+
+def test_queue_ahead_joins_a_busy_queue_from_now():
+    cfg = PlannerConfig(queue_ahead_ms=120 * S)
+    now = T0
+    # 3 VMs already queued (ready at +6, +12, +18 s); the exam needs 10 more back to back
+    vms = [queued_vm(i, 1, 0, (i + 1) * I) for i in range(3)]
+    p = plan(exams=[exam(1, 13 * I, 13)], vms=vms, now_ms=now, config=cfg)
+    times = [t for t, _e, _r in p.start_requests()]
+    assert len(times) == 10 and times[0] == now and p.runs[0].early_first
+    assert all(b - a == cfg.call_spacing_ms for a, b in zip(times, times[1:]))
+
+
+def test_preview_is_pure_and_reports_who_is_affected():
+    from vms.preview import ExamChange, exam_changes_impact, worsens
+
+    exams = [exam(1, 30 * MIN, 100), exam(2, 35 * MIN, 100), exam(3, 3 * H, 10)]
+    rows = exam_changes_impact(exams=exams, vms=[], now_ms=T0, config=CFG,
+                               changes=[ExamChange("update", 1, {"students": 280})])
+    by_id = {r["id"]: r for r in rows}
+    assert set(by_id) == {1, 2}
+    assert by_id[2]["shortfall_before"] == 0 and by_id[2]["shortfall_after"] == 30 and worsens(rows)
+    rows = exam_changes_impact(exams=exams, vms=[], now_ms=T0, config=CFG, changes=[ExamChange("delete", 3, {})])
+    assert [r["id"] for r in rows] == [3] and rows[0]["deleted"] and not worsens(rows)
