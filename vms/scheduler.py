@@ -619,17 +619,16 @@ class Scheduler:
         provider, the provider may have counted it: the pacer does too. If it
         certainly never got there (connection refused), it had no effect:
         retry within about a second, no growing back-off."""
-        unreachable = bool(getattr(exc, "unreachable", False))
-        if not unreachable:
+        if not getattr(exc, "unreachable", False):
             self.pacers[endpoint].record(self.now_ms())
-        if unreachable:
-            if endpoint not in self._unreachable_since:
-                self._unreachable_since[endpoint] = t
-                logger.warning("VM provider unreachable (%s): %s; retrying every %.1f s", endpoint, exc,
-                               self.config.unreachable_retry_ms / 1000)
-            self._retry_at[endpoint] = t + self.config.unreachable_retry_ms
-        else:
             self._retry(endpoint, t, None)
+            return
+        if endpoint not in self._unreachable_since:
+            self._unreachable_since[endpoint] = t
+            logger.warning(
+                "VM provider unreachable (%s): %s; retrying every %.1f s", endpoint, exc, self.config.unreachable_retry_ms / 1000
+            )
+        self._retry_at[endpoint] = t + self.config.unreachable_retry_ms
 
     def _reachable(self, endpoint: str) -> None:
         since = self._unreachable_since.pop(endpoint, None)
