@@ -294,6 +294,12 @@ VM_LIVE_LEAD_SECONDS = env_float("VM_LIVE_LEAD_SECONDS", 0.25)
 # The django-q2 form of the scheduler runs the loop this long per task.
 VM_TASK_RUN_SECONDS = env_float("VM_TASK_RUN_SECONDS", 100)
 
+# --- Exam VMs: late VMs and surviving scheduler downtime (issue 9) ----------
+# A late VM (for a shortfall) is requested only if ready this long before the exam ends.
+VM_LATE_MIN_USEFUL_SECONDS = env_float("VM_LATE_MIN_USEFUL_SECONDS", 600)
+# Keep up to this much of a back-to-back run's requests waiting in the provider's queue.
+VM_QUEUE_AHEAD_SECONDS = env_float("VM_QUEUE_AHEAD_SECONDS", 120)
+
 # --- HTTP server of `serve` (waitress; why each value: config/http_server.py)
 # Worker threads running Django views; `serve --threads` overrides it.
 HTTP_THREADS = env_int("HTTP_THREADS", 8)

@@ -6,12 +6,15 @@ wakes the scheduler.
 
 from __future__ import annotations
 
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema
 from rest_framework import generics
 from rest_framework.permissions import IsAdminUser
 
 from exams.selectors import exam_list
 from exams.serializers import ExamSerializer
 from exams.services import exam_delete
+from vms.serializers import ExamWithPlanSerializer
 
 
 class ExamListCreateView(generics.ListCreateAPIView):
@@ -23,6 +26,19 @@ class ExamListCreateView(generics.ListCreateAPIView):
     def get_queryset(self):
         return exam_list()
 
+    @extend_schema(responses={201: ExamWithPlanSerializer})
+    def create(self, request, *args, **kwargs):
+        return _with_plan(super().create(request, *args, **kwargs))
+
+
+def _with_plan(response):
+    """A write's answer carries the exam's VM plan summary (issue 9): the
+    teacher knows at once whether every student can have a VM at the start."""
+    from vms.selectors import exam_plan_brief
+
+    response.data["plan"] = exam_plan_brief(exam_id=response.data["id"], now=timezone.now())
+    return response
+
 
 class ExamDetailView(generics.RetrieveUpdateDestroyAPIView):
     """Read, change (PUT/PATCH) or delete one exam."""
@@ -32,6 +48,17 @@ class ExamDetailView(generics.RetrieveUpdateDestroyAPIView):
 
     def get_queryset(self):
         return exam_list()
+
+    @extend_schema(responses={200: ExamWithPlanSerializer})
+    def put(self, request, *args, **kwargs):
+        return super().put(request, *args, **kwargs)
+
+    @extend_schema(responses={200: ExamWithPlanSerializer})
+    def patch(self, request, *args, **kwargs):
+        return super().patch(request, *args, **kwargs)
+
+    def update(self, request, *args, **kwargs):
+        return _with_plan(super().update(request, *args, **kwargs))
 
     def perform_destroy(self, instance):
         exam_delete(exam=instance)

@@ -19,7 +19,9 @@ from __future__ import annotations
 import threading
 from datetime import datetime, timedelta, timezone as dt_timezone
 
+from django import forms
 from django.contrib import admin
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 from django.utils.html import escape, format_html
 from django.utils.safestring import mark_safe
@@ -51,8 +53,19 @@ class ExamVmPlanAdminMixin:
     def get_fields(self, request, obj=None):
         base = list(super().get_fields(request, obj))
         if obj is None:
-            return [f for f in base if f != "vm_plan"]
-        return base if "vm_plan" in base else base + ["vm_plan"]
+            base = [f for f in base if f != "vm_plan"]
+        elif "vm_plan" not in base:
+            base = base + ["vm_plan"]
+        if request.method == "POST" and CONFIRM_FIELD not in base:
+            # shown on a re-rendered form: the impact is above, this says "go ahead"
+            base.append(CONFIRM_FIELD)
+        return base
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if request.method == "POST":
+            base = kwargs.get("form") or self.form
+            kwargs["form"] = type("VmImpactForm", (VmImpactFormMixin, base), {})
+        return super().get_form(request, obj, change=change, **kwargs)
 
     def changelist_view(self, request, extra_context=None):
         # One plan and one aggregate for the whole page, not one per row.
@@ -144,6 +157,72 @@ class ExamVmPlanAdminMixin:
         return render_plan_panel(summary, now=now)
 
 
+CONFIRM_FIELD = "confirm_vm_impact"
+
+
+class VmImpactFormMixin(forms.Form):
+    """Before an exam is saved: if the change creates or enlarges a shortfall
+    (its own or another exam's), the form shows the impact - the pure
+    planner's what-if, as ``POST /exams/preview`` gives it - and asks for
+    confirmation; ticking the box and saving again goes ahead."""
+
+    confirm_vm_impact = forms.BooleanField(
+        required=False,
+        label="Save despite the VM impact",
+        help_text="Needed only when this change leaves students without a VM at a start (shown above).",
+    )
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.errors or cleaned.get(CONFIRM_FIELD):
+            return cleaned
+        impact = exam_form_impact(self.instance, cleaned)
+        from vms.preview import worsens
+
+        if impact and worsens(impact):
+            raise ValidationError(impact_message(impact), code="vm_impact")
+        return cleaned
+
+
+def exam_form_impact(instance, cleaned: dict) -> list[dict]:
+    """The what-if of saving this form: a create, or an update of the fields it changes."""
+    from vms.preview import ExamChange
+    from vms.selectors import exam_changes_preview
+
+    names = ("start", "end", "students")
+    if any(cleaned.get(n) is None for n in names):
+        return []
+    if instance.pk is None:
+        change = ExamChange("create", None, {n: cleaned[n] for n in names})
+    else:
+        fields = {n: cleaned[n] for n in names if cleaned[n] != getattr(instance, n)}
+        if not fields:
+            return []
+        change = ExamChange("update", instance.pk, fields)
+    from vms.simulation import ScenarioError
+
+    try:
+        return exam_changes_preview(changes=[change], now=timezone.now())
+    except ScenarioError:
+        return []  # an invalid exam (end before start...): the form's own validation says so
+
+
+def impact_message(impact: list[dict]) -> str:
+    worse = [r for r in impact if (r["shortfall_after"] or 0) > (r["shortfall_before"] or 0)]
+    lines = []
+    for r in worse:
+        who = "this exam" if r["id"] is None else f"exam {r['id']}"
+        before = "new" if r["on_time_before"] is None else f"was {r['on_time_before']}, short by {r['shortfall_before']}"
+        lines.append(
+            f"{who} (start {_fmt(_parse(r['start']))}, {r['students']} students): {r['on_time_after']} VMs on time, "
+            f"short by {r['shortfall_after']} ({before})"
+        )
+    return (
+        "This change leaves students without a VM at the start - " + "; ".join(lines)
+        + ". Tick \"Save despite the VM impact\" and save again to go ahead."
+    )
+
+
 def fmt_utc(t: datetime) -> str:
     """UTC with seconds: ``2026-03-02 07:15:00Z``."""
     return t.astimezone(dt_timezone.utc).strftime("%Y-%m-%d %H:%M:%S") + "Z"
@@ -179,17 +258,15 @@ def render_plan_panel(summary: dict, *, now: datetime | None = None) -> str:
         figures = (summary["expected_ready_at_start"], summary["students"], summary["shortfall"])
         if not summary["started"]:
             text = format_html(
-                "&#9888; At risk: {} of {} VMs can be ready at the start (short by {}); the missing ones will follow "
-                "as soon as the allocator allows, until the exam ends at {}.",
+                "&#9888; At risk: {} of {} VMs can be ready at the start (short by {}); {}.",
                 *figures,
-                _fmt(end),
+                _note(summary),
             )
         elif not ended:
             text = format_html(
-                "&#9888; Short at the start: {} of {} VMs were ready when the exam started (short by {}); the missing "
-                "ones follow as soon as the allocator allows, until the exam ends at {}.",
+                "&#9888; Short at the start: {} of {} VMs were ready when the exam started (short by {}); {}.",
                 *figures,
-                _fmt(end),
+                _note(summary),
             )
         else:
             late = _late_ready(summary, start, end)
@@ -205,12 +282,13 @@ def render_plan_panel(summary: dict, *, now: datetime | None = None) -> str:
     requesting = _parse(summary["requesting_starts_at"])
     parts.append(
         format_html(
-            "<p>Students: <b>{}</b> &middot; VMs requested {}, ready now {}, stopped {} &middot; "
+            "<p>Students: <b>{}</b> &middot; VMs requested {}, ready now {}, stopped {}{} &middot; "
             "requesting starts: {} &middot; ready at start ({}): <b>{}</b></p>",
             summary["students"],
             vms["requested"],
             vms["ready"],
             vms["stopped"],
+            format_html(", gone (unknown to the provider) {}", vms["gone"]) if vms.get("gone") else "",
             _fmt(requesting) if requesting else "-",
             "actual" if summary["started"] else "expected",
             summary["expected_ready_at_start"],
@@ -221,6 +299,13 @@ def render_plan_panel(summary: dict, *, now: datetime | None = None) -> str:
                                "(the chart shows what was actually ready).</p>"))
     parts.append(plan_chart_svg(summary, now=now))
     return mark_safe("".join(str(p) for p in parts))
+
+
+def _note(summary: dict) -> str:
+    """The plan's words about late VMs, times shown as in the rest of the admin."""
+    note = summary.get("shortfall_note") or ""
+    last = _parse(summary.get("last_late_ready_at"))
+    return note.replace(summary["last_late_ready_at"], _fmt(last)) if last else note
 
 
 def _late_ready(summary: dict, start: datetime, end: datetime) -> int:

@@ -39,9 +39,13 @@ class ProviderError(DomainError):
 
     status_code = status.HTTP_502_BAD_GATEWAY
 
-    def __init__(self, message: str, *, may_have_taken_effect: bool = True):
+    def __init__(self, message: str, *, may_have_taken_effect: bool = True, unreachable: bool = False):
         super().__init__(message)
-        self.may_have_taken_effect = may_have_taken_effect
+        self.may_have_taken_effect = may_have_taken_effect and not unreachable
+        # The request certainly never reached the provider (connection
+        # refused, DNS, connect timeout): no effect, and nothing counted
+        # toward its rate limit - worth retrying within about a second.
+        self.unreachable = unreachable
 
 
 class UnknownVM(ProviderError):

@@ -27,6 +27,9 @@ class VMState(models.TextChoices):
     # The start call's outcome is unknown (crash or timeout before the answer
     # was recorded): the provider may hold a VM we cannot name, use or stop.
     LOST = "lost", "lost (start outcome unknown)"
+    # The provider answered 404 for it: it no longer knows this VM (it may
+    # have been lost or reclaimed). Not ready, not ours to stop: gone.
+    GONE = "gone", "gone (unknown to the provider)"
 
 
 # States in which the provider holds (or may hold) the VM and we can act on it.

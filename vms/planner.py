@@ -44,8 +44,9 @@ so 1,000 exams of 2,500 students are 1,000 runs, not 2.5 million slots):
    in the gaps between runs (slots no on-time VM needs) and only if they are
    ready before the exam ends - late students still get one.
 6. Stops: pending stops first, then surplus VMs still in the provider's queue
-   (stopping a waiting VM costs nothing and frees allocator time), then the
-   rest, earliest end first.
+   (stopping a waiting VM costs nothing and frees allocator time), then ready
+   VMs that protect an upcoming start (surplus of an exam not yet started,
+   VMs of a deleted exam), then plain teardown, earliest end first.
 """
 
 from __future__ import annotations
@@ -69,8 +70,27 @@ def to_ms(value: datetime) -> int:
     return -(-us // 1_000)
 
 
+def to_ms_floor(value: datetime) -> int:
+    """Aware datetime -> integer ms since the epoch, sub-ms parts rounded *down*.
+
+    For deadlines (an exam's start): a VM planned ready at the rounded-down
+    instant is ready by the true one, so no VM is ever late by rounding
+    (10:00:00.0005 plans for 10:00:00.000, not .001). "Now" and exam ends
+    round up (``to_ms``): an instant is never taken to be earlier than it is,
+    so nothing is stopped before an exam ends."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"time must be timezone-aware, got naive {value.isoformat()}")
+    delta = value - _EPOCH
+    us = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return us // 1_000
+
+
 def from_ms(ms: int) -> datetime:
     return _EPOCH + timedelta(milliseconds=ms)
+
+
+def _iso_ms(ms: int) -> str:
+    return from_ms(ms).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 # Why a stop is planned; the scheduler logs it and the API shows it.
 STOP_PENDING = "pending"  # a stop was begun before (crash, error): finish it
@@ -79,7 +99,7 @@ STOP_RELEASE = "release"  # fresh VM parked too early (exam moved later): re-req
 STOP_ENDED = "ended"  # the exam is over
 STOP_ORPHAN = "orphan"  # used VM whose exam was deleted
 STOP_USED = "used"  # used VM of an exam moved after it started: its new sitting gets fresh VMs
-STOP_USELESS = "useless"  # still allocating but would only be ready after its exam ends
+STOP_USELESS = "useless"  # still queued but would be ready too close to its (started) exam's end to help
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +123,21 @@ class PlannerConfig:
     # when it would otherwise idle this much longer than a new VM would: a
     # stop + start + slot must buy a real saving, and plans must not flap.
     release_slack_ms: int = 15 * 60 * SECOND_MS
+    # A late VM (for a shortfall) is only requested when it is ready at least
+    # this long before its exam ends (VM_LATE_MIN_USEFUL_SECONDS): a VM ready
+    # in the last minutes helps no student and costs a slot and a stop.
+    late_min_useful_ms: int = 600 * SECOND_MS
+    # Queue ahead (VM_QUEUE_AHEAD_SECONDS): inside a back-to-back run, keep up
+    # to this much of the run's requests waiting in the provider's FIFO. Each
+    # VM is still ready when the one ahead is ready + I (no ready time and no
+    # cost changes: cost counts from ready), a stop of a waiting VM frees its
+    # slot (plans can still change), and a scheduler outage shorter than this
+    # costs no VM at any start: the provider keeps allocating what is queued.
+    queue_ahead_ms: int = 0
+
+    def late_limit_ms(self, end_ms: int) -> int:
+        """The latest ready time at which a late VM is still useful."""
+        return end_ms - self.late_min_useful_ms if self.late_min_useful_ms else end_ms - 1
 
     def __post_init__(self):
         if self.allocation_interval_ms <= 0:
@@ -113,7 +148,8 @@ class PlannerConfig:
             # Slots would then come faster than start calls may: the planner
             # assumes the allocator, not the call rate, is the bottleneck.
             raise ValueError("allocation interval must be at least 1/requests_per_second seconds")
-        if self.ready_margin_ms < 0 or self.request_lead_ms < 0 or self.release_slack_ms < 0 or self.idle_lead_ms < 0:
+        if min(self.ready_margin_ms, self.request_lead_ms, self.release_slack_ms, self.idle_lead_ms, self.late_min_useful_ms,
+               self.queue_ahead_ms) < 0:
             raise ValueError("margins must not be negative")
 
     @property
@@ -171,6 +207,14 @@ class Run:
     early_first: bool
     late: bool = False
     idle_lead_ms: int = 0
+    # Queue ahead: request k goes out up to ``queue_ahead_ms`` before its slot,
+    # but no faster than one call per ``spacing_ms`` counted from the first
+    # request of the back-to-back block (``anchor_ms``; this run's first slot
+    # is the block's ``anchor_index``-th).
+    queue_ahead_ms: int = 0
+    anchor_ms: int = 0
+    anchor_index: int = 0
+    spacing_ms: int = 0
 
     @property
     def end_ms(self) -> int:
@@ -182,7 +226,11 @@ class Run:
 
     def request_ms(self, k: int) -> int:
         start = self.slot_start_ms + k * self.interval_ms
-        return start - self.lead_ms if (k > 0 or self.early_first) else start - self.idle_lead_ms
+        if k == 0 and not self.early_first:
+            return start - self.idle_lead_ms
+        if self.queue_ahead_ms <= self.lead_ms:
+            return start - self.lead_ms
+        return max(start - self.queue_ahead_ms, self.anchor_ms + (self.anchor_index + k) * self.spacing_ms)
 
     def ready_ms(self, k: int) -> int:
         return self.slot_start_ms + (k + 1) * self.interval_ms
@@ -210,6 +258,26 @@ class ExamPlan:
     @property
     def at_risk(self) -> bool:
         return self.shortfall > 0
+
+    @property
+    def last_late_ready_ms(self) -> int | None:
+        """When the last planned late VM should be ready (None: none planned)."""
+        late = [r.ready_ms(r.count - 1) for r in self.runs if r.late]
+        return max(late) if late else None
+
+    def shortfall_note(self) -> str:
+        """What happens about the missing VMs, in words that promise only
+        what is planned (the log, the API and the admin say the same)."""
+        if not self.shortfall:
+            return ""
+        late, last = self.late_planned, self.last_late_ready_ms
+        if not late:
+            return "no late VM can be provided before the exam ends"
+        text = f"{late} late VM{'s' if late != 1 else ''} planned, the last ready at {_iso_ms(last)}"
+        missing = self.shortfall - late
+        if missing > 0 and not self.started:
+            text += f"; {missing} cannot be provided"
+        return text
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,7 +413,7 @@ def plan(*, exams: Iterable[ExamIn], vms: Iterable[VmIn], now_ms: int, config: P
         exam = exams_by_id.get(vm.exam_id) if vm.exam_id is not None else None
         if exam is None:
             if vm.used:
-                stop(vm, STOP_ORPHAN, _stop_key(vm, vm.ready_ms, now_ms, interval))
+                stop(vm, STOP_ORPHAN, _stop_key(vm, vm.ready_ms, now_ms, interval, protects_ms=now_ms))
             else:
                 fresh_vms.append(vm)
         elif exam.end_ms <= now_ms:
@@ -355,7 +423,7 @@ def plan(*, exams: Iterable[ExamIn], vms: Iterable[VmIn], now_ms: int, config: P
         elif vm.used:
             # The exam was moved after it had started: students may have used
             # this VM, so the new sitting gets fresh ones and this one goes.
-            stop(vm, STOP_USED, _stop_key(vm, vm.ready_ms, now_ms, interval))
+            stop(vm, STOP_USED, _stop_key(vm, vm.ready_ms, now_ms, interval, protects_ms=exam.start_ms))
         else:
             fresh_vms.append(vm)
     queue.sort(key=lambda v: (v.requested_ms, v.id))
@@ -369,7 +437,7 @@ def plan(*, exams: Iterable[ExamIn], vms: Iterable[VmIn], now_ms: int, config: P
         exam = exams_by_id[exam_id]
         useful = []
         for vm in bound:
-            if vm.ready_ms >= exam.end_ms:
+            if vm.ready_ms > now_ms and vm.ready_ms > config.late_limit_ms(exam.end_ms):
                 stop(vm, STOP_USELESS, _stop_key(vm, vm.ready_ms, now_ms, interval))
             else:
                 useful.append(vm)
@@ -516,10 +584,16 @@ def plan(*, exams: Iterable[ExamIn], vms: Iterable[VmIn], now_ms: int, config: P
             cursor = end - x * interval
         else:
             cursor = end
+    def _protects(vm: VmIn) -> int:
+        # the upcoming start a fresh VM would otherwise be counted at; now
+        # for a VM of a deleted exam (or of none)
+        bound = exams_by_id.get(vm.exam_id) if vm.exam_id is not None else None
+        return bound.start_ms if bound is not None and bound.start_ms > now_ms else now_ms
+
     for item in released:
-        stop(item.vm, STOP_RELEASE, _stop_key(item.vm, item.ready, now_ms, interval))
+        stop(item.vm, STOP_RELEASE, _stop_key(item.vm, item.ready, now_ms, interval, protects_ms=_protects(item.vm)))
     for item in pool:
-        stop(item.vm, STOP_SURPLUS, _stop_key(item.vm, item.ready, now_ms, interval))
+        stop(item.vm, STOP_SURPLUS, _stop_key(item.vm, item.ready, now_ms, interval, protects_ms=_protects(item.vm)))
 
     # --- 6. late VMs in the gaps, earliest deadline first --------------------
     on_time_runs = sorted(runs_by_exam.values(), key=lambda r: r.slot_start_ms)
@@ -535,11 +609,11 @@ def plan(*, exams: Iterable[ExamIn], vms: Iterable[VmIn], now_ms: int, config: P
         on_time = len(keep[e.id]) + len(rebound[e.id]) + new_slots[e.id]
         short = e.students - on_time
         lk = late_keep[e.id]
-        useful_late = [f for f in lk if f.ready < e.end_ms][: max(0, short)]
+        useful_late = [f for f in lk if f.ready <= config.late_limit_ms(e.end_ms)][: max(0, short)]
         kept_ids = {f.vm.id for f in useful_late}
         for f in lk:
             if f.vm.id not in kept_ids:
-                stop(f.vm, STOP_SURPLUS, _stop_key(f.vm, f.ready, now_ms, interval))
+                stop(f.vm, STOP_SURPLUS, _stop_key(f.vm, f.ready, now_ms, interval, protects_ms=e.start_ms))
         late_keep[e.id] = useful_late
         if short - len(useful_late) > 0:
             late_needs.append(((e.start_ms - margin, e.start_ms, e.id), e, short - len(useful_late)))
@@ -559,8 +633,9 @@ def plan(*, exams: Iterable[ExamIn], vms: Iterable[VmIn], now_ms: int, config: P
         j = gi
         while need > 0 and j < len(gaps):
             start, end = gaps[j]
-            # slot k is ready at start + (k+1)*I, which must be before the exam ends
-            fit_by_end = (e.end_ms - 1 - start) // interval
+            # slot k is ready at start + (k+1)*I, which must leave the
+            # student at least late_min_useful_ms of the exam
+            fit_by_end = (config.late_limit_ms(e.end_ms) - start) // interval
             if fit_by_end <= 0:
                 break  # later gaps start later still
             fit = fit_by_end if end is None else min(fit_by_end, (end - start) // interval)
@@ -589,8 +664,17 @@ def plan(*, exams: Iterable[ExamIn], vms: Iterable[VmIn], now_ms: int, config: P
         contiguous = (prev is not None and prev.end_ms == run.slot_start_ms) or (
             prev is None and queue_busy and run.slot_start_ms == allocator_free
         )
-        if contiguous and config.lead_ms:
-            run = Run(run.exam_id, run.slot_start_ms, run.count, run.interval_ms, run.lead_ms, True, run.late, run.idle_lead_ms)
+        early = contiguous and bool(config.lead_ms or config.queue_ahead_ms)
+        if not early:
+            anchor, index = run.slot_start_ms - config.idle_lead_ms, 0
+        elif prev is not None:
+            anchor, index = prev.anchor_ms, prev.anchor_index + prev.count
+        else:
+            anchor, index = now_ms, 0  # joining the queue we already have: from now
+        run = Run(
+            run.exam_id, run.slot_start_ms, run.count, run.interval_ms, run.lead_ms, early, run.late, run.idle_lead_ms,
+            config.queue_ahead_ms, anchor, index, config.call_spacing_ms,
+        )
         runs.append(run)
         prev = run
     runs_of: dict[int, list[Run]] = {}
@@ -679,15 +763,25 @@ def plan(*, exams: Iterable[ExamIn], vms: Iterable[VmIn], now_ms: int, config: P
     )
 
 
-def _stop_key(vm: VmIn, ready: int, now_ms: int, interval: int, *, due_ms: int | None = None) -> tuple:
+def _stop_key(
+    vm: VmIn, ready: int, now_ms: int, interval: int, *, due_ms: int | None = None, protects_ms: int | None = None
+) -> tuple:
     """Order of stops: VMs still waiting in the queue first (a stop costs
     nothing and the allocator never spends time on them; the one next in line
-    first), then the one being allocated, then ready ones by when their stop
-    became due (an exam's end; now for a surplus), i.e. earliest end first."""
+    first), then the one being allocated, then ready VMs that *protect* a
+    start - surplus of an exam that has not started (it would leave more VMs
+    than students at that start) or VMs of a deleted exam -, earliest start
+    first (``protects_ms``: that start, or now), and only then plain teardown
+    by when the stop became due (an exam's end; now for a running exam's
+    surplus), i.e. earliest end first. Every stop is made either way: the
+    order costs no extra call, and a 2,500-VM drain no longer holds back the
+    stops that keep the next exam exact."""
     if ready > now_ms:
         allocating = vm.ready_ms - interval <= now_ms
         return (1, 1 if allocating else 0, ready, vm.id)
-    return (2, now_ms if due_ms is None else due_ms, ready, vm.id)
+    if protects_ms is not None:
+        return (2, 0, protects_ms, ready, vm.id)
+    return (2, 1, now_ms if due_ms is None else due_ms, ready, vm.id)
 
 
 def timeline(plan: Plan, exam_id: int, *, vms: Iterable[tuple[int, int | None, int]] = ()) -> list[tuple[int, int]]:

@@ -683,9 +683,11 @@ class HttpProvider:
             # a call that never arrived into an ambiguous "may have happened"
             return requests.post(self.base_url + path, timeout=self.timeout, headers={"Connection": "close"})
         except requests.exceptions.ConnectionError as exc:
+            never_made = _connection_never_made(exc)
             raise ProviderError(
                 f"{endpoint}: cannot reach the provider at {self.base_url}: {exc}",
-                may_have_taken_effect=not _connection_never_made(exc),
+                may_have_taken_effect=not never_made,
+                unreachable=never_made,
             ) from exc
         except requests.exceptions.Timeout as exc:
             raise ProviderError(f"{endpoint}: no answer within {self.timeout} s", may_have_taken_effect=True) from exc

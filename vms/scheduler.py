@@ -195,6 +195,10 @@ class SchedulerConfig:
     planner: PlannerConfig = field(default_factory=PlannerConfig)
     backoff_initial_ms: int = 1_000
     backoff_max_ms: int = 30_000
+    # A call that certainly never reached the provider (connection refused)
+    # had no effect: retry it this soon, without growing back-off, so an
+    # outage costs no more slots than it lasts.
+    unreachable_retry_ms: int = 1_000
     # Check the exams table for changes that sent no signal at most this
     # often; None: never (the simulation: nobody else can see its data).
     poll_db_ms: int | None = 5_000
@@ -269,7 +273,8 @@ class Scheduler:
         self._alloc_free_ms = 0
         self._unrecorded: list[_StartRecord] = []
         self._recovered_at = 0
-        self._shortfalls: dict[int, int] = {}
+        self._shortfalls: dict[tuple[int, bool], int] = {}
+        self._unreachable_since: dict[str, int] = {}
 
     # --- public ------------------------------------------------------------
 
@@ -407,16 +412,32 @@ class Scheduler:
         self._assigns = list(self.plan.assigns)
         self._next_event_ms = self.plan.next_event_ms
         self._dirty = False
-        for ep in self.plan.exams:
-            if ep.started:
-                continue
-            if ep.shortfall != self._shortfalls.get(ep.exam_id, 0):
-                if ep.shortfall:
+        self._report_shortfalls(self.plan)
+
+    def _report_shortfalls(self, plan_: Plan) -> None:
+        """Every planned shortfall is logged (WARNING) when it appears or
+        changes, and an exam that started short is logged once: operators
+        learn it from the log as well as from the API and the admin."""
+        for ep in plan_.exams:
+            key = (ep.exam_id, ep.started)
+            seen = self._shortfalls.get(key)
+            if ep.started and seen is not None:
+                continue  # what was ready at a start does not change
+            if ep.shortfall != (seen or 0) or (ep.started and ep.shortfall):
+                if ep.shortfall and ep.started:
                     logger.warning(
-                        "exam %s at risk: %s of %s VMs can be ready at its start (shortfall %s)",
-                        ep.exam_id, ep.expected_ready_at_start, ep.students, ep.shortfall,
+                        "exam %s started short: %s of %s VMs were ready at its start (shortfall %s); %s",
+                        ep.exam_id, ep.expected_ready_at_start, ep.students, ep.shortfall, ep.shortfall_note(),
                     )
-                self._shortfalls[ep.exam_id] = ep.shortfall
+                elif ep.shortfall:
+                    logger.warning(
+                        "exam %s at risk: %s of %s VMs can be ready at its start %s (shortfall %s); %s",
+                        ep.exam_id, ep.expected_ready_at_start, ep.students, _iso(ep.start_ms), ep.shortfall,
+                        ep.shortfall_note(),
+                    )
+                elif seen:
+                    logger.info("exam %s no longer at risk: all %s VMs can be ready at its start", ep.exam_id, ep.students)
+            self._shortfalls[key] = ep.shortfall
 
     def _recompute_queue(self, now: int) -> None:
         """A VM left the provider's queue: later ones move up (FIFO model)."""
@@ -484,17 +505,24 @@ class Scheduler:
                 queue.extendleft(reversed([_PendingStop(x.id) for x in batch[i:]]))
                 break
             except UnknownVM as exc:
-                # nothing to stop: the provider never had (or no longer has) it
-                calls.append(services.StopCall(v.id, v.uuid, v.exam_ref, from_ms(t), CallOutcome.ERROR, str(exc), gone=True))
+                # nothing to stop: the provider never had (or no longer has)
+                # it - but it counted the call toward its limit
+                pacer.record(self.now_ms())
+                self._reachable("stop")
+                calls.append(
+                    services.StopCall(v.id, v.uuid, v.exam_ref, from_ms(t), CallOutcome.ERROR, str(exc), gone=True, unknown=True)
+                )
                 self.stats.errors += 1
+                logger.warning("VM %s (exam %s) is unknown to the provider: marked gone", v.uuid, v.exam_ref)
             except ProviderError as exc:
+                self._failed("stop", t, exc)
                 calls.append(services.StopCall(v.id, v.uuid, v.exam_ref, from_ms(t), CallOutcome.ERROR, str(exc)))
                 self.stats.errors += 1
-                self._retry("stop", t, None)
                 queue.extendleft(reversed([_PendingStop(x.id) for x in batch[i:]]))
                 break
             else:
                 pacer.record(self.now_ms())
+                self._reachable("stop")
                 calls.append(services.StopCall(v.id, v.uuid, v.exam_ref, from_ms(t), CallOutcome.OK, gone=True))
                 self.stats.stops += 1
                 self._backoff["stop"] = self.config.backoff_initial_ms
@@ -548,6 +576,7 @@ class Scheduler:
                 return
             except ProviderError as exc:
                 may_exist = bool(getattr(exc, "may_have_taken_effect", True))
+                self._failed("start", t, exc)
                 services.vm_start_failed(
                     vm_id=vm_id, exam_id=exam_id, t=from_ms(t), outcome=CallOutcome.ERROR, error=str(exc), may_exist=may_exist
                 )
@@ -557,10 +586,10 @@ class Scheduler:
                     self.vms[vm_id] = LiveVM(vm_id, None, exam_id, VMState.LOST, t, expected, True, exam_id)
                     self._alloc_free_ms = expected
                     self.stats.lost += 1
-                self._retry("start", t, None)
                 self._dirty = True
                 return
             pacer.record(self.now_ms())
+            self._reachable("start")
             try:
                 services.vm_start_succeeded(vm_id=vm_id, exam_id=exam_id, uuid=uuid, t=from_ms(t))
             except Exception:
@@ -584,6 +613,27 @@ class Scheduler:
             r = self._unrecorded[0]
             services.vm_start_succeeded(vm_id=r.vm_id, exam_id=r.exam_id, uuid=r.uuid, t=r.t)
             self._unrecorded.pop(0)
+
+    def _failed(self, endpoint: str, t: int, exc: ProviderError) -> None:
+        """A call raised ``ProviderError``. If it may have reached the
+        provider, the provider may have counted it: the pacer does too. If it
+        certainly never got there (connection refused), it had no effect:
+        retry within about a second, no growing back-off."""
+        if not getattr(exc, "unreachable", False):
+            self.pacers[endpoint].record(self.now_ms())
+            self._retry(endpoint, t, None)
+            return
+        if endpoint not in self._unreachable_since:
+            self._unreachable_since[endpoint] = t
+            logger.warning(
+                "VM provider unreachable (%s): %s; retrying every %.1f s", endpoint, exc, self.config.unreachable_retry_ms / 1000
+            )
+        self._retry_at[endpoint] = t + self.config.unreachable_retry_ms
+
+    def _reachable(self, endpoint: str) -> None:
+        since = self._unreachable_since.pop(endpoint, None)
+        if since is not None:
+            logger.info("VM provider reachable again (%s) after %.1f s", endpoint, (self.now_ms() - since) / 1000)
 
     def _retry(self, endpoint: str, now: int, retry_after_s: float | None) -> None:
         if retry_after_s is not None and retry_after_s > 0:
@@ -613,6 +663,10 @@ class Scheduler:
         if self.config.poll_db_ms:
             candidates.append(self._next_poll_ms)
         return min(candidates) if candidates else None
+
+
+def _iso(ms: int) -> str:
+    return from_ms(ms).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from django.db.models.functions import Coalesce
 
 from exams.models import Exam
 from vms.models import ALIVE_STATES, VM, ProviderCall, VMState
-from vms.planner import ExamIn, Plan, PlannerConfig, VmIn, from_ms, plan, timeline, to_ms
+from vms.planner import ExamIn, Plan, PlannerConfig, VmIn, from_ms, plan, timeline, to_ms, to_ms_floor
 
 
 def planner_config_from_settings(**overrides) -> PlannerConfig:
@@ -19,6 +19,8 @@ def planner_config_from_settings(**overrides) -> PlannerConfig:
         "allocation_interval_ms": round(settings.VM_ALLOCATION_INTERVAL_SECONDS * 1000),
         "requests_per_second": int(settings.VM_REQUESTS_PER_SECOND),
         "ready_margin_ms": round(settings.VM_READY_MARGIN_SECONDS * 1000),
+        "late_min_useful_ms": round(settings.VM_LATE_MIN_USEFUL_SECONDS * 1000),
+        "queue_ahead_ms": round(settings.VM_QUEUE_AHEAD_SECONDS * 1000),
     }
     values.update(overrides)
     return PlannerConfig(**values)
@@ -32,8 +34,10 @@ def exams_for_planning(*, now: datetime | None = None) -> list[ExamIn]:
     if now is not None:
         holding = VM.objects.filter(state__in=ALIVE_STATES, exam_id__isnull=False).values("exam_id")
         qs = qs.filter(Q(end__gt=now) | Q(id__in=holding))
+    # Starts are deadlines: rounded down to the ms, so no VM is late by
+    # rounding; ends round up, so no VM is stopped before the true end.
     return [
-        ExamIn(id=pk, start_ms=to_ms(start), end_ms=to_ms(end), students=students)
+        ExamIn(id=pk, start_ms=to_ms_floor(start), end_ms=to_ms(end), students=students)
         for pk, start, end, students in qs.values_list("id", "start", "end", "students")
     ]
 
@@ -123,6 +127,7 @@ def exam_vm_counts(*, exam_ids: list[int] | None = None, now: datetime) -> dict[
         requested=Count("id"),
         ready=Count("id", filter=Q(state__in=[VMState.WAITING, VMState.READY], ready_at__lte=now)),
         stopped=Count("id", filter=Q(state=VMState.STOPPED)),
+        gone=Count("id", filter=Q(state=VMState.GONE)),
         first_requested=Min("requested_at"),
     )
     return {
@@ -130,6 +135,7 @@ def exam_vm_counts(*, exam_ids: list[int] | None = None, now: datetime) -> dict[
             "requested": r["requested"],
             "ready": r["ready"],
             "stopped": r["stopped"],
+            "gone": r["gone"],
             "first_requested": r["first_requested"],
         }
         for r in rows
@@ -157,7 +163,7 @@ def exam_plan_summary(*, exam: Exam, now: datetime, plan_: Plan | None = None, m
         plan_ = current_plan(now=now, config=config)
     ep = plan_.exam(exam.id)
     counts = exam_vm_counts(exam_ids=[exam.id], now=now).get(exam.id, {})
-    start_ms, end_ms = to_ms(exam.start), to_ms(exam.end)
+    start_ms, end_ms = to_ms_floor(exam.start), to_ms(exam.end)
     if end_ms <= to_ms(now):
         # Over: nothing is planned for it any more (and past plans are not
         # kept), so the planned timeline is empty; ``actual`` tells the story.
@@ -179,6 +185,7 @@ def exam_plan_summary(*, exam: Exam, now: datetime, plan_: Plan | None = None, m
         ready_at_start = ready_at_start_from_records(exam_ids=[exam.id]).get(exam.id, 0)
     shortfall = max(0, exam.students - ready_at_start)
     return {
+        **_late_fields(ep, shortfall=shortfall, started=started, ended=end_ms <= to_ms(now)),
         "id": exam.id,
         "name": exam.name,
         "start": _iso(start_ms),
@@ -189,6 +196,7 @@ def exam_plan_summary(*, exam: Exam, now: datetime, plan_: Plan | None = None, m
             "requested": counts.get("requested", 0),
             "ready": counts.get("ready", 0),
             "stopped": counts.get("stopped", 0),
+            "gone": counts.get("gone", 0),
         },
         "requesting_starts_at": _iso(requesting_starts),
         "expected_ready_at_start": ready_at_start,
@@ -212,6 +220,43 @@ def exam_plan_summary(*, exam: Exam, now: datetime, plan_: Plan | None = None, m
             "actual": [{"t": _iso(t), "ready": n} for t, n in _thin(actual, max_points)],
         },
     }
+
+
+def exam_plan_brief(*, exam_id: int, now: datetime) -> dict:
+    """The plan summary a write answers with (POST /exams, PATCH /exams/<id>):
+    how many VMs can be ready at the start, the shortfall, when requesting
+    starts, and what late VMs are planned - so a teacher knows at once."""
+    plan_ = current_plan(now=now)
+    ep = plan_.exam(exam_id)
+    if ep is None:  # over, or nothing to plan
+        return {"expected_ready_at_start": None, "shortfall": None, "requesting_starts_at": None,
+                "late_planned": 0, "last_late_ready_at": None, "note": "nothing is planned for this exam"}
+    first = exam_vm_counts(exam_ids=[exam_id], now=now).get(exam_id, {}).get("first_requested")
+    requesting = ep.requesting_starts_ms
+    if first is not None:
+        requesting = to_ms(first) if requesting is None else min(requesting, to_ms(first))
+    return {
+        "expected_ready_at_start": ep.expected_ready_at_start,
+        "shortfall": ep.shortfall,
+        "requesting_starts_at": _iso(requesting),
+        "late_planned": ep.late_planned,
+        "last_late_ready_at": _iso(ep.last_late_ready_ms),
+        "note": ep.shortfall_note() or f"all {ep.students} VMs can be ready at the start",
+    }
+
+
+def _late_fields(ep, *, shortfall: int, started: bool, ended: bool) -> dict:
+    """What is planned about an exam's missing VMs, promising nothing more."""
+    last = _iso(ep.last_late_ready_ms) if ep is not None else None
+    if not shortfall or ended:
+        note = ""
+    elif not started:
+        note = ep.shortfall_note() if ep is not None else "nothing is planned for this exam"
+    elif ep is not None and ep.late_planned:
+        note = f"{ep.late_planned} late VM{'s' if ep.late_planned != 1 else ''} planned, the last ready at {last}"
+    else:
+        note = "no further late VM is planned"
+    return {"last_late_ready_at": last, "shortfall_note": note}
 
 
 def exams_overview(*, exam_ids: list[int], now: datetime, plan_: Plan | None = None) -> dict[int, dict]:
@@ -283,8 +328,8 @@ def _actual_timeline(*, exam_id: int, until: datetime) -> list[tuple[int, int]]:
     )
     until_ms = to_ms(until)
     for ready, stopped, state in rows:
-        if state in (VMState.FAILED, VMState.LOST, VMState.REQUESTING):
-            continue
+        if state in (VMState.FAILED, VMState.LOST, VMState.REQUESTING, VMState.GONE):
+            continue  # never (known to be) ready; a gone VM's provider disowned it
         r = to_ms(ready)
         if stopped is not None and to_ms(stopped) <= r:
             continue  # stopped before it was ever ready
@@ -313,3 +358,19 @@ def _thin(points: list[tuple[int, int]], limit: int) -> list[tuple[int, int]]:
 
 def calls_in_order() -> QuerySet[ProviderCall]:
     return ProviderCall.objects.order_by("t", "id")
+
+
+def exam_changes_preview(*, changes: list, now: datetime, config: PlannerConfig | None = None) -> list[dict]:
+    """What the changes would do to every exam's VMs, saving nothing: the
+    pure planner before and after (``vms.preview``). Exams a change names
+    that the planner would not load (over, without VMs) are added as they are."""
+    from vms.preview import exam_changes_impact
+
+    config = config or planner_config_from_settings()
+    now_ms = to_ms(now)
+    exams = {e.id: e for e in exams_for_planning(now=now)}
+    named = {c.exam_id for c in changes if c.action != "create" and c.exam_id not in exams}
+    for pk, start, end, students in Exam.objects.filter(id__in=named).values_list("id", "start", "end", "students"):
+        exams[pk] = ExamIn(id=pk, start_ms=to_ms_floor(start), end_ms=to_ms(end), students=students)
+    vms = [v.as_planner_input() for v in vms_alive(now_ms=now_ms, interval_ms=config.allocation_interval_ms)]
+    return exam_changes_impact(exams=list(exams.values()), vms=vms, now_ms=now_ms, config=config, changes=changes)

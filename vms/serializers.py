@@ -58,6 +58,7 @@ class _VMCountsSerializer(serializers.Serializer):
     requested = serializers.IntegerField()
     ready = serializers.IntegerField()
     stopped = serializers.IntegerField()
+    gone = serializers.IntegerField(help_text="VMs the provider answered 404 for: unknown to it, never counted as ready.")
 
 
 class _RunSerializer(serializers.Serializer):
@@ -97,5 +98,77 @@ class ExamPlanSerializer(serializers.Serializer):
     at_risk = serializers.BooleanField()
     planned_requests = serializers.IntegerField()
     late_planned = serializers.IntegerField()
+    last_late_ready_at = serializers.DateTimeField(allow_null=True, help_text="When the last planned late VM should be ready.")
+    shortfall_note = serializers.CharField(
+        help_text="In words: how many late VMs are planned and when the last should be ready, or that none can be "
+        "provided (a late VM must be ready VM_LATE_MIN_USEFUL_SECONDS before the end). Empty without a shortfall."
+    )
     runs = _RunSerializer(many=True)
     timeline = _TimelineSerializer()
+
+
+# --- the plan summary in POST /exams and PATCH/PUT /exams/<id> answers -------------
+
+
+class ExamPlanBriefSerializer(serializers.Serializer):
+    expected_ready_at_start = serializers.IntegerField(allow_null=True, help_text="VMs that can be ready at the start (on time).")
+    shortfall = serializers.IntegerField(allow_null=True, help_text="Students without a VM at the start.")
+    requesting_starts_at = serializers.DateTimeField(allow_null=True, help_text="The first VM request (made or planned).")
+    late_planned = serializers.IntegerField(help_text="Late VMs planned for the shortfall (ready after the start).")
+    last_late_ready_at = serializers.DateTimeField(allow_null=True)
+    note = serializers.CharField(help_text="In words: what is planned about the missing VMs.")
+
+
+def _exam_with_plan_serializer():
+    from exams.serializers import ExamSerializer
+
+    class ExamWithPlanSerializer(ExamSerializer):
+        plan = ExamPlanBriefSerializer(read_only=True)
+
+        class Meta(ExamSerializer.Meta):
+            fields = [*ExamSerializer.Meta.fields, "plan"]
+            read_only_fields = [*ExamSerializer.Meta.read_only_fields, "plan"]
+
+    return ExamWithPlanSerializer
+
+
+# Documentation of the write answers (the views add ``plan`` to the exam).
+ExamWithPlanSerializer = _exam_with_plan_serializer()
+
+
+# --- POST /exams/preview (documentation of the shapes) ------------------------------
+
+
+class _PreviewExamSerializer(serializers.Serializer):
+    id = serializers.IntegerField(required=False, help_text="Required for update and delete; optional for create.")
+    name = serializers.CharField(required=False)
+    start = serializers.DateTimeField(required=False)
+    end = serializers.DateTimeField(required=False)
+    students = serializers.IntegerField(required=False)
+
+
+class _PreviewChangeSerializer(serializers.Serializer):
+    action = serializers.ChoiceField(choices=["create", "update", "delete"])
+    exam = _PreviewExamSerializer()
+
+
+class ExamPreviewRequestSerializer(serializers.Serializer):
+    changes = _PreviewChangeSerializer(many=True, help_text="Applied now, in order (the scenario format without `at`).")
+
+
+class _ImpactSerializer(serializers.Serializer):
+    id = serializers.IntegerField(allow_null=True, help_text="Null for a new exam without an id.")
+    deleted = serializers.BooleanField()
+    start = serializers.DateTimeField()
+    students = serializers.IntegerField()
+    on_time_before = serializers.IntegerField(allow_null=True)
+    on_time_after = serializers.IntegerField(allow_null=True)
+    shortfall_before = serializers.IntegerField(allow_null=True)
+    shortfall_after = serializers.IntegerField(allow_null=True)
+    first_request_before = serializers.DateTimeField(allow_null=True)
+    first_request_after = serializers.DateTimeField(allow_null=True)
+    note_after = serializers.CharField()
+
+
+class ExamPreviewSerializer(serializers.Serializer):
+    exams = _ImpactSerializer(many=True)

@@ -102,6 +102,9 @@ class StopCall:
     error: str = ""
     # True when the VM is certainly gone (stopped now, or unknown to the provider).
     gone: bool = False
+    # The provider answered 404: it does not know the VM (stored as ``gone``,
+    # which never counts as ready, not as an ordinary stop).
+    unknown: bool = False
 
 
 def vms_record_stop_calls(*, calls: list[StopCall]) -> None:
@@ -113,10 +116,10 @@ def vms_record_stop_calls(*, calls: list[StopCall]) -> None:
     params: list = []
     for c in calls:
         params += [_dt(c.t), CallEndpoint.STOP, c.vm_id, c.uuid, c.exam_id, c.outcome, c.error[:2000]]
-    by_time: dict[datetime, list[int]] = {}
+    by_time: dict[tuple[datetime, str], list[int]] = {}
     for c in calls:
         if c.gone:
-            by_time.setdefault(c.t, []).append(c.vm_id)
+            by_time.setdefault((c.t, VMState.GONE if c.unknown else VMState.STOPPED), []).append(c.vm_id)
     updates = list(by_time.items())
     insert = f"INSERT INTO {_table(ProviderCall)} {_CALL_COLUMNS} VALUES {rows}"
 
@@ -125,12 +128,12 @@ def vms_record_stop_calls(*, calls: list[StopCall]) -> None:
 
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql" and len(updates) == 1:
-            t, ids = updates[0]
-            cursor.execute(f"WITH logged AS ({insert}) {update_sql(ids)}", [*params, VMState.STOPPED, _dt(t), *ids])
+            (t, state), ids = updates[0]
+            cursor.execute(f"WITH logged AS ({insert}) {update_sql(ids)}", [*params, state, _dt(t), *ids])
             return
         cursor.execute(insert, params)
-        for t, ids in updates:
-            cursor.execute(update_sql(ids), [VMState.STOPPED, _dt(t), *ids])
+        for (t, state), ids in updates:
+            cursor.execute(update_sql(ids), [state, _dt(t), *ids])
 
 
 def vm_assign(*, vm_id: int, uuid: str | None, exam_id: int, t: datetime) -> None:

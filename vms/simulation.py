@@ -68,6 +68,9 @@ class Scenario:
     start: datetime
     exams: tuple[ScenarioExam, ...]
     changes: tuple[ScenarioChange, ...]
+    # {"at", "action": "scheduler_down", "seconds": N}: no calls and no
+    # planning for N s, then a restart from the database as after a crash.
+    downs: tuple[ScenarioChange, ...] = ()
     allocation_interval_s: float = 6.0
     requests_per_second: int = 3
 
@@ -75,6 +78,7 @@ class Scenario:
 # --- reading and validating a scenario -------------------------------------------
 
 EXAM_FIELDS = ("name", "start", "end", "students")
+SCHEDULER_DOWN = "scheduler_down"
 
 
 def _time(value: Any, where: str) -> datetime:
@@ -151,16 +155,24 @@ def parse_scenario(data: Any) -> Scenario:
     if not isinstance(raw_changes, list):
         raise ScenarioError("changes: expected a list", field="changes")
     parsed = []
+    downs: list[ScenarioChange] = []
     for i, raw in enumerate(raw_changes):
         where = f"changes[{i}]"
         if not isinstance(raw, dict):
             raise ScenarioError(f"{where}: expected an object", field=where)
-        unknown = set(raw) - {"at", "action", "exam"}
-        if unknown:
-            raise ScenarioError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}", field=where)
         at = _time(raw.get("at"), f"{where}.at")
         if at < start:
             raise ScenarioError(f"{where}.at: before the scenario's start", field=f"{where}.at")
+        if raw.get("action") == SCHEDULER_DOWN:
+            unknown = set(raw) - {"at", "action", "seconds"}
+            if unknown:
+                raise ScenarioError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}", field=where)
+            seconds = _int(raw.get("seconds"), f"{where}.seconds", low=1, high=7 * 86_400)
+            downs.append(ScenarioChange(at=at, action=SCHEDULER_DOWN, exam_id=0, fields={"seconds": seconds}))
+            continue
+        unknown = set(raw) - {"at", "action", "exam"}
+        if unknown:
+            raise ScenarioError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}", field=where)
         action = raw.get("action")
         if action not in ("create", "update", "delete"):
             raise ScenarioError(f"{where}.action: must be create, update or delete, got {action!r}", field=f"{where}.action")
@@ -206,6 +218,7 @@ def parse_scenario(data: Any) -> Scenario:
         start=start,
         exams=tuple(exams),
         changes=tuple(c for _a, _i, c, _w in parsed),
+        downs=tuple(sorted(downs, key=lambda d: d.at)),
         allocation_interval_s=float(interval),
         requests_per_second=rps,
     )
@@ -308,6 +321,8 @@ def simulate(
         allocation_interval_ms=round(scenario.allocation_interval_s * 1000),
         requests_per_second=scenario.requests_per_second,
         ready_margin_ms=round(settings.VM_READY_MARGIN_SECONDS * 1000),
+        late_min_useful_ms=round(settings.VM_LATE_MIN_USEFUL_SECONDS * 1000),
+        queue_ahead_ms=round(settings.VM_QUEUE_AHEAD_SECONDS * 1000),
     )
     # Nobody else can see the simulation's uncommitted rows: no table polling.
     config = SchedulerConfig(planner=planner, poll_db_ms=None, promote_every_ms=None)
@@ -322,18 +337,30 @@ def simulate(
                 exam = Exam(id=e.id, name=e.name, start=e.start, end=e.end, students=e.students)
                 exam.full_clean(validate_unique=False)
                 exam.save(force_insert=True)
-            scheduler = Scheduler(clock=clock, provider=provider, config=config, lock=lock)
+            holder = [Scheduler(clock=clock, provider=provider, config=config, lock=lock)]
+
+            def restart() -> Scheduler:
+                # as after a crash: a new process, nothing in memory, the
+                # database and the provider as they are (its lock was lost)
+                old = holder[0]
+                old.close()
+                holder[0] = Scheduler(clock=clock, provider=provider, config=config, lock=lock)
+                holder[0].stats = old.stats
+                return holder[0]
+
             try:
-                last = _run(scenario, scheduler, clock, progress, on_pass)
+                last = _run(scenario, holder, restart, clock, progress, on_pass)
             finally:
-                scheduler.close()
+                holder[0].close()
                 progress.done()
+            scheduler = holder[0]
             report = build_report(
                 allocation_interval_s=scenario.allocation_interval_s,
                 requests_per_second=scenario.requests_per_second,
                 until=last,
                 students_at_start=students_at_start(scenario),
             )
+            add_shortfall_causes(report, scenario, ready_margin_ms=planner.ready_margin_ms)
             report["summary"].update(
                 {
                     "simulated_from": _iso(scenario.start),
@@ -349,9 +376,11 @@ def simulate(
     return report
 
 
-def _run(scenario: Scenario, scheduler: Scheduler, clock: VirtualClock, progress: Progress, on_pass) -> datetime:
+def _run(scenario: Scenario, holder: list, restart, clock: VirtualClock, progress: Progress, on_pass) -> datetime:
     changes = list(scenario.changes)
+    downs = list(scenario.downs)
     ci = 0
+    scheduler = holder[0]
     horizon = max([e.end for e in scenario.exams] + [c.at for c in changes] + [c.fields["end"] for c in changes if "end" in c.fields] + [scenario.start])
     same_instant = 0
     last_now = None
@@ -364,6 +393,10 @@ def _run(scenario: Scenario, scheduler: Scheduler, clock: VirtualClock, progress
             applied = True
         if applied:
             scheduler.exams_changed()
+        if downs and downs[0].at <= now:
+            ci = _down(downs.pop(0), changes, ci, clock)
+            scheduler = restart()
+            continue
         due = scheduler.run_pass()
         if on_pass is not None:
             on_pass(scheduler, clock)
@@ -374,6 +407,8 @@ def _run(scenario: Scenario, scheduler: Scheduler, clock: VirtualClock, progress
         candidates = [d for d in (due,) if d is not None]
         if ci < len(changes):
             candidates.append(to_ms(changes[ci].at))
+        if downs:
+            candidates.append(to_ms(downs[0].at))
         if not candidates:
             raise SimulationStuck(f"nothing is due at {now.isoformat()} but the simulation has not finished")
         nxt = max(now_ms, min(candidates))
@@ -383,6 +418,18 @@ def _run(scenario: Scenario, scheduler: Scheduler, clock: VirtualClock, progress
                 raise SimulationStuck(f"the scheduler keeps asking to run again at {now.isoformat()}")
         last_now = now_ms
         clock.advance_to(from_ms(nxt))
+
+
+def _down(down: ScenarioChange, changes: list, ci: int, clock: VirtualClock) -> int:
+    """The scheduler is down: time passes, exams still change (operators do
+    not stop), the provider keeps allocating what is queued; nobody calls."""
+    until = clock.now() + timedelta(seconds=down.fields["seconds"])
+    while ci < len(changes) and changes[ci].at <= until:
+        clock.advance_to(max(clock.now(), changes[ci].at))
+        _apply(changes[ci])
+        ci += 1
+    clock.advance_to(until)
+    return ci
 
 
 def _finished(scheduler: Scheduler, now_ms: int) -> bool:
@@ -416,6 +463,53 @@ def students_at_start(scenario: Scenario) -> dict[int, int]:
         in_force = [state for at, state in states if at <= start] or [states[0][1]]
         out[exam_id] = in_force[-1]["students"]
     return out
+
+
+CAUSE_DURING = "a change during the exam"
+CAUSE_TOO_CLOSE = "created or enlarged too close to its start"
+CAUSE_BUSY = "allocator busy with earlier exams"
+
+
+def shortfall_cause(scenario: Scenario, exam_id: int, students: int, *, ready_margin_ms: int = 0) -> str:
+    """Why an exam was short at its start, from the scenario alone:
+
+    * a change while it was running (moved or enlarged after it started);
+    * else the last change that asked more of it - its creation, more
+      students, an earlier start - came when even an idle allocator could not
+      have made ``students`` VMs by the start (``(start - t) / interval``);
+    * else the slots before its start went to earlier exams."""
+    interval_ms = round(scenario.allocation_interval_s * 1000)
+    state = next(({"start": e.start, "students": e.students} for e in scenario.exams if e.id == exam_id), None)
+    asked_at = scenario.start if state is not None else None
+    during = False
+    for c in sorted((c for c in scenario.changes if c.exam_id == exam_id), key=lambda c: c.at):
+        if c.action == "delete":
+            state, asked_at, during = None, None, False
+            continue
+        before = state
+        state = {**(before or {}), **{k: v for k, v in c.fields.items() if k in ("start", "students")}}
+        if before is not None and before["start"] <= c.at:
+            during = True
+        if before is None or state["students"] > before["students"] or state["start"] < before["start"]:
+            asked_at = c.at
+    if during:
+        return CAUSE_DURING
+    if state is not None and asked_at is not None:
+        room_ms = to_ms(state["start"]) - ready_margin_ms - to_ms(asked_at)
+        if max(0, room_ms) // interval_ms < students:
+            return CAUSE_TOO_CLOSE
+    return CAUSE_BUSY
+
+
+def add_shortfall_causes(report: dict, scenario: Scenario, *, ready_margin_ms: int = 0) -> None:
+    """Each short exam's cause (``shortfall_cause``) in the report and its summary."""
+    short = []
+    for e in report["exams"]:
+        e["shortfall_cause"] = None
+        if e["shortfall"]:
+            e["shortfall_cause"] = shortfall_cause(scenario, e["id"], e["students_at_start"], ready_margin_ms=ready_margin_ms)
+            short.append({"id": e["id"], "shortfall": e["shortfall"], "cause": e["shortfall_cause"]})
+    report["summary"]["shortfalls"] = short
 
 
 def build_report(

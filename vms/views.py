@@ -10,8 +10,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from exams.selectors import exam_get
-from vms.selectors import exam_plan_summary, vm_list
-from vms.serializers import ExamPlanSerializer, VMListQuerySerializer, VMSerializer
+from vms.preview import parse_changes
+from vms.selectors import exam_changes_preview, exam_plan_summary, vm_list
+from vms.serializers import ExamPlanSerializer, ExamPreviewRequestSerializer, ExamPreviewSerializer, VMListQuerySerializer, VMSerializer
 
 
 class ExamPlanView(APIView):
@@ -25,6 +26,20 @@ class ExamPlanView(APIView):
     def get(self, request, pk: int):
         exam = exam_get(exam_id=pk)
         return Response(exam_plan_summary(exam=exam, now=timezone.now()))
+
+
+class ExamPreviewView(APIView):
+    """POST /exams/preview ``{"changes": [{"action": "create"|"update"|"delete",
+    "exam": {...}}]}``: what the changes would do to every exam's VMs (the
+    pure planner, before and after), saving nothing. Lists every exam whose
+    on-time count, shortfall or first request changes, and the ones named."""
+
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(request=ExamPreviewRequestSerializer, responses=ExamPreviewSerializer)
+    def post(self, request):
+        changes = parse_changes(request.data)
+        return Response({"exams": exam_changes_preview(changes=changes, now=timezone.now())})
 
 
 class VMListView(generics.ListAPIView):

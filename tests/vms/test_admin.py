@@ -105,6 +105,18 @@ def test_list_and_change_page_agree_on_a_running_exam(admin_client, now):
     assert cell(row, "ready_at_start") == "1" and cell(row, "at_risk") == "⚠ short by 2"
     page = text(admin_client.get(f"/admin/exams/exam/{exam.id}/change/").content.decode())
     assert "1 of 3 VMs were ready when the exam started (short by 2)" in page
+    # 2 VMs alive for 3 students: one late VM is planned, and the page says
+    # when it should be ready - nothing more is promised
+    assert re.search(r"short by 2\); 1 late VM planned, the last ready at " + UTC_SECONDS.pattern, page), page
+    assert "follow" not in page
+
+
+def test_running_exam_with_nothing_planned_promises_nothing(admin_client, now):
+    # 5 minutes left, less than VM_LATE_MIN_USEFUL_SECONDS: no late VM is useful
+    exam = Exam.objects.create(name="Ending", start=now - timedelta(minutes=55), end=now + timedelta(minutes=5), students=3)
+    page = text(admin_client.get(f"/admin/exams/exam/{exam.id}/change/").content.decode())
+    assert "0 of 3 VMs were ready when the exam started (short by 3); no further late VM is planned." in page
+    assert "follow" not in page
 
 
 def test_list_shows_future_exams_expected_and_fine(admin_client, now):
@@ -172,6 +184,7 @@ def test_change_page_of_an_exam_at_risk(admin_client, now):
     exam = Exam.objects.create(name="Tight", start=now + timedelta(minutes=10), end=now + timedelta(hours=1), students=500)
     html = admin_client.get(f"/admin/exams/exam/{exam.id}/change/").content.decode()
     assert "VMs can be ready at the start (short by" in text(html)
+    assert re.search(r"late VMs planned, the last ready at " + UTC_SECONDS.pattern, text(html))
     svg = svg_of(html)
     x0, x1, t0, t1 = axis(svg)
     assert t0 <= now <= t1
@@ -219,3 +232,45 @@ def test_chart_labels_stay_inside_and_apart():
         assert ya != yb or xa + 5.6 * len(la) / 2 < xb - 5.6 * len(lb) / 2
     t0, t1 = chart_range(summary)
     assert t0 < datetime(2030, 5, 1, 8, 59, 30, tzinfo=dt_timezone.utc) and t1 > datetime(2030, 5, 1, 9, 1, tzinfo=dt_timezone.utc)
+
+
+def _form(start, end, students, **extra):
+    data = {
+        "name": "Tight",
+        "start_0": start.strftime("%Y-%m-%d"), "start_1": start.strftime("%H:%M:%S"),
+        "end_0": end.strftime("%Y-%m-%d"), "end_1": end.strftime("%H:%M:%S"),
+        "students": str(students),
+    }
+    data.update(extra)
+    return data
+
+
+def test_add_form_shows_the_vm_impact_and_asks_for_confirmation(admin_client, now):
+    start, end = now + timedelta(minutes=10), now + timedelta(hours=1)
+    # 500 students 10 minutes from now: at most ~100 VMs on time
+    response = admin_client.post("/admin/exams/exam/add/", _form(start, end, 500))
+    assert response.status_code == 200 and not Exam.objects.exists()
+    page = text(response.content.decode())
+    assert re.search(r"This change leaves students without a VM at the start - this exam \(start "
+                     + UTC_SECONDS.pattern + r", 500 students\): \d+ VMs on time, short by \d+ \(new\)", page), page
+    assert "Save despite the VM impact" in page
+    response = admin_client.post("/admin/exams/exam/add/", _form(start, end, 500, confirm_vm_impact="on"))
+    assert response.status_code == 302 and Exam.objects.get().students == 500
+    # a change with no impact on anyone saves at once
+    response = admin_client.post("/admin/exams/exam/add/", _form(now + timedelta(days=2), now + timedelta(days=2, hours=1), 5))
+    assert response.status_code == 302 and Exam.objects.count() == 2
+
+
+def test_change_form_names_the_other_exam_it_makes_short(admin_client, now):
+    a = Exam.objects.create(name="A", start=now + timedelta(minutes=30), end=now + timedelta(hours=2), students=100)
+    b = Exam.objects.create(name="B", start=now + timedelta(minutes=35), end=now + timedelta(hours=2), students=100)
+    response = admin_client.post(f"/admin/exams/exam/{a.id}/change/", _form(a.start, a.end, 280, name="A"))
+    assert response.status_code == 200
+    page = text(response.content.decode())
+    assert f"exam {b.id} (start" in page and "was 100, short by 0" in page
+    assert Exam.objects.get(pk=a.id).students == 100  # nothing saved
+    response = admin_client.post(f"/admin/exams/exam/{a.id}/change/", _form(a.start, a.end, 280, name="A", confirm_vm_impact="on"))
+    assert response.status_code == 302 and Exam.objects.get(pk=a.id).students == 280
+    # a decrease helps everyone: no question asked
+    response = admin_client.post(f"/admin/exams/exam/{a.id}/change/", _form(a.start, a.end, 50, name="A"))
+    assert response.status_code == 302 and Exam.objects.get(pk=a.id).students == 50

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -39,7 +40,7 @@ def test_plan_of_a_future_exam(staff_api, now):
     assert response.status_code == 200
     body = response.json()
     assert body["students"] == 100
-    assert body["vms"] == {"requested": 2, "ready": 1, "stopped": 0}
+    assert body["vms"] == {"requested": 2, "ready": 1, "stopped": 0, "gone": 0}
     assert body["expected_ready_at_start"] == 100 and body["shortfall"] == 0 and not body["at_risk"]
     assert body["planned_requests"] == 98
     run = body["runs"][0]
@@ -57,6 +58,12 @@ def test_plan_shows_the_shortfall_of_an_exam_at_risk(staff_api, now):
     assert body["at_risk"] and 0 < body["expected_ready_at_start"] <= 100
     assert body["shortfall"] == 500 - body["expected_ready_at_start"]
     assert body["late_planned"] > 0
+    # 50 minutes: late VMs until 10 minutes before the end, the rest cannot be provided
+    assert body["shortfall_note"] == (
+        f"{body['late_planned']} late VMs planned, the last ready at {body['last_late_ready_at']}; "
+        f"{body['shortfall'] - body['late_planned']} cannot be provided"
+    )
+    assert body["last_late_ready_at"] <= (exam.end - timedelta(minutes=10)).isoformat().replace("+00:00", ".000Z")
 
 
 def test_plan_of_a_started_exam_counts_what_was_ready_at_its_start(staff_api, now):
@@ -65,6 +72,42 @@ def test_plan_of_a_started_exam_counts_what_was_ready_at_its_start(staff_api, no
     vm(exam, VMState.READY, ready_in_s=-60, uuid="y", used_at=now)  # came late
     body = staff_api.get(f"/exams/{exam.id}/plan").json()
     assert body["started"] and body["expected_ready_at_start"] == 1 and body["shortfall"] == 2
+
+
+def test_a_vm_the_provider_no_longer_knows_stops_counting_as_ready(staff_api, admin_client, now):
+    exam = Exam.objects.create(name="Running", start=now - timedelta(minutes=5), end=now + timedelta(hours=1), students=2)
+    vm(exam, VMState.READY, ready_in_s=-600, uuid="x", used_at=now)
+    # ready before the start, then a stop answered 404: gone
+    vm(exam, VMState.GONE, ready_in_s=-600, uuid="ghost", used_at=now, stopped_at=now)
+    body = staff_api.get(f"/exams/{exam.id}/plan").json()
+    assert body["vms"] == {"requested": 2, "ready": 1, "stopped": 0, "gone": 1}
+    assert body["expected_ready_at_start"] == 1 and body["shortfall"] == 1
+    assert body["timeline"]["actual"][-1]["ready"] == 1
+    assert [v["uuid"] for v in staff_api.get("/vms?state=gone").json()["results"]] == ["ghost"]
+    page = admin_client.get(f"/admin/exams/exam/{exam.id}/change/").content.decode()
+    assert "gone (unknown to the provider) 1" in page
+
+
+def test_exam_writes_answer_with_the_plan_summary(staff_api, now):
+    start = now + timedelta(minutes=10)  # 100 slots from now
+    body = {"name": "Soon", "start": start.isoformat(), "end": (start + timedelta(hours=1)).isoformat(), "students": 80}
+    response = staff_api.post("/exams", body, format="json")
+    assert response.status_code == 201
+    plan = response.json()["plan"]
+    assert plan["expected_ready_at_start"] == 80 and plan["shortfall"] == 0 and plan["late_planned"] == 0
+    assert plan["requesting_starts_at"] == (start - timedelta(seconds=80 * 6)).isoformat().replace("+00:00", ".000Z")
+    assert plan["note"] == "all 80 VMs can be ready at the start"
+    exam_id = response.json()["id"]
+    # enlarged beyond what fits: the PATCH answer says so at once
+    response = staff_api.patch(f"/exams/{exam_id}", {"students": 150}, format="json")
+    assert response.status_code == 200
+    plan = response.json()["plan"]
+    assert 95 <= plan["expected_ready_at_start"] <= 100 and plan["shortfall"] == 150 - plan["expected_ready_at_start"]
+    assert plan["late_planned"] == plan["shortfall"] and plan["last_late_ready_at"] > start.isoformat()
+    assert plan["note"].startswith(f"{plan['late_planned']} late VMs planned, the last ready at ")
+    # a bad write is still a 400 naming the field, without a plan
+    response = staff_api.patch(f"/exams/{exam_id}", {"students": -1}, format="json")
+    assert response.status_code == 400 and "students" in response.json()
 
 
 def test_plan_is_for_staff_only_and_404s_for_unknown_exams(api, anon_api, staff_api, now):
@@ -170,3 +213,67 @@ def test_plan_of_a_running_exam_still_plans_from_now(staff_api, now):
     vm(exam, VMState.READY, ready_in_s=-600, uuid="r1", used_at=now)
     planned = staff_api.get(f"/exams/{exam.id}/plan").json()["timeline"]["planned"]
     assert planned and planned[0]["ready"] == 1
+
+
+# --- POST /exams/preview -------------------------------------------------------------
+
+
+def test_preview_shows_the_impact_and_saves_nothing(staff_api, now):
+    a = Exam.objects.create(name="A", start=now + timedelta(minutes=30), end=now + timedelta(hours=2), students=100)
+    b = Exam.objects.create(name="B", start=now + timedelta(minutes=35), end=now + timedelta(hours=2), students=100)
+    far = Exam.objects.create(name="Far", start=now + timedelta(days=3), end=now + timedelta(days=3, hours=1), students=10)
+    before = list(Exam.objects.order_by("id").values())
+    # A grows to 280 students (300 slots before its start): B, 5 minutes
+    # later, gets only what is left of its 350 slots: 70
+    body = {"changes": [{"action": "update", "exam": {"id": a.id, "students": 280}}]}
+    response = staff_api.post("/exams/preview", body, format="json")
+    assert response.status_code == 200, response.json()
+    rows = {r["id"]: r for r in response.json()["exams"]}
+    assert set(rows) == {a.id, b.id}  # the named one and the one whose outcome changes; not "Far"
+    assert (rows[a.id]["on_time_before"], rows[a.id]["shortfall_before"]) == (100, 0)
+    assert rows[a.id]["on_time_after"] == 280 and rows[a.id]["shortfall_after"] == 0
+    assert rows[b.id]["shortfall_before"] == 0 and 29 <= rows[b.id]["shortfall_after"] <= 31
+    assert rows[b.id]["on_time_after"] + rows[b.id]["shortfall_after"] == 100
+    assert rows[a.id]["first_request_after"] < rows[a.id]["first_request_before"]
+    assert list(Exam.objects.order_by("id").values()) == before and not VM.objects.exists()
+    # create (no id) and delete together
+    body = {"changes": [
+        {"action": "delete", "exam": {"id": far.id}},
+        {"action": "create", "exam": {"name": "New", "start": (now + timedelta(minutes=20)).isoformat(),
+                                      "end": (now + timedelta(hours=1)).isoformat(), "students": 50}},
+    ]}
+    rows = staff_api.post("/exams/preview", body, format="json").json()["exams"]
+    new = next(r for r in rows if r["id"] is None)
+    assert new["on_time_before"] is None and new["on_time_after"] == 50 and new["shortfall_after"] == 0
+    gone = next(r for r in rows if r["id"] == far.id)
+    assert gone["deleted"] and gone["on_time_after"] is None and gone["on_time_before"] == 10
+    assert list(Exam.objects.order_by("id").values()) == before
+
+
+@pytest.mark.parametrize(
+    "body,field",
+    [
+        ({}, "changes"),
+        ({"changes": []}, "changes"),
+        ({"changes": "x"}, "changes"),
+        ({"changes": [{"action": "rename", "exam": {"id": 1}}]}, "changes[0].action"),
+        ({"changes": [{"action": "update", "exam": {"students": 5}}]}, "changes[0].exam.id"),
+        ({"changes": [{"action": "update", "exam": {"id": 999999, "students": 5}}]}, "changes[0].exam.id"),
+        ({"changes": [{"action": "update", "exam": {"id": "{id}", "students": -1}}]}, "changes[0].exam.students"),
+        ({"changes": [{"action": "update", "exam": {"id": "{id}", "end": "2000-01-01T00:00:00Z"}}]}, "changes[0].exam.end"),
+        ({"changes": [{"action": "create", "exam": {"name": "x", "start": "tomorrow", "end": "x", "students": 1}}]}, "changes[0].exam.start"),
+        ({"changes": [{"at": "2030-01-01T00:00:00Z", "action": "delete", "exam": {"id": "{id}"}}]}, "changes[0]"),
+    ],
+)
+def test_preview_rejects_bad_changes_naming_the_field(staff_api, now, body, field):
+    exam = Exam.objects.create(name="A", start=now + timedelta(minutes=30), end=now + timedelta(hours=2), students=1)
+    body = json.loads(json.dumps(body).replace('"{id}"', str(exam.id)))
+    response = staff_api.post("/exams/preview", body, format="json")
+    assert response.status_code == 400, response.json()
+    assert field in response.json(), response.json()
+
+
+def test_preview_is_for_staff_only(api, anon_api):
+    body = {"changes": [{"action": "delete", "exam": {"id": 1}}]}
+    assert anon_api.post("/exams/preview", body, format="json").status_code == 401
+    assert api.post("/exams/preview", body, format="json").status_code == 403

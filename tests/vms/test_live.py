@@ -171,6 +171,10 @@ def test_bench_planner_prints_its_figures():
     text = io.StringIO()
     call_command("bench_planner", "--exams", "10", "--repeats", "2", "--vms", "100", stdout=text)
     assert "p50" in text.getvalue() and "100 live VMs" in text.getvalue()
+    out = io.StringIO()
+    call_command("bench_planner", "--exams", "60", "--repeats", "2", "--preview", "--json", stdout=out)
+    figures = json.loads(out.getvalue())
+    assert figures["what"].startswith("preview") and figures["cpu_p50_ms"] >= 0 and figures["p50_ms"] > 0
 
 
 @pytest.mark.postgres

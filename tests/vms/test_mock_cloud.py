@@ -147,6 +147,7 @@ def test_other_4xx_is_a_provider_error_that_did_not_happen(scripted):
     with pytest.raises(ProviderError) as excinfo:
         HttpProvider(_url(scripted)).stop("vm-1")
     assert excinfo.value.may_have_taken_effect is False
+    assert excinfo.value.unreachable is False  # it reached the provider (and may count toward its limit)
 
 
 def test_429_without_a_json_body_uses_retry_after_header_or_nothing(scripted):
@@ -170,6 +171,7 @@ def test_refused_connection_is_a_provider_error_that_did_not_happen():
     with pytest.raises(ProviderError) as excinfo:
         HttpProvider(f"http://127.0.0.1:{port}", timeout=2).start()
     assert excinfo.value.may_have_taken_effect is False
+    assert excinfo.value.unreachable is True  # the scheduler retries it within a second
 
 
 # --- the command --------------------------------------------------------------------

@@ -27,6 +27,7 @@ from vms.planner import (
     plan,
     timeline,
     to_ms,
+    to_ms_floor,
 )
 from vms.providers import FakeProvider
 
@@ -152,12 +153,41 @@ def test_infeasible_exam_gets_what_fits_and_late_vms_until_its_end():
 
 def test_late_vms_are_only_planned_while_they_are_ready_before_the_end():
     exams = [exam(1, 10 * MIN, 500, end=20 * MIN)]
-    p = plan(exams=exams, vms=[], now_ms=T0, config=CFG)
+    cfg = PlannerConfig(late_min_useful_ms=0)
+    p = plan(exams=exams, vms=[], now_ms=T0, config=cfg)
     # 100 on time; from 10:00 to 20:00 99 more can be ready strictly before the end
     assert p.exam(1).shortfall == 400
     assert p.exam(1).late_planned == 99
     last = p.runs[-1]
     assert last.ready_ms(last.count - 1) < T0 + 20 * MIN
+
+
+def test_late_vms_must_leave_the_student_the_minimum_useful_time():
+    # VM_LATE_MIN_USEFUL_SECONDS = 600: ready by 10 minutes before the end
+    exams = [exam(1, 10 * MIN, 500, end=30 * MIN)]
+    p = plan(exams=exams, vms=[], now_ms=T0, config=CFG)
+    assert p.exam(1).late_planned == 100  # 10:00 .. 20:00
+    assert p.exam(1).last_late_ready_ms == T0 + 20 * MIN
+    # an exam ending 10 minutes after its start: none at all, and it says so
+    p = plan(exams=[exam(1, 10 * MIN, 500, end=20 * MIN)], vms=[], now_ms=T0, config=CFG)
+    assert p.exam(1).late_planned == 0 and len(p.runs) == 1
+    assert p.exam(1).shortfall_note() == "no late VM can be provided before the exam ends"
+    # a started exam's queued VM that would be ready in its last minutes is stopped
+    now = T0 + 15 * MIN
+    vms = [queued_vm(7, 1, now - S, now + 5 * S + 6 * MIN)]
+    p = plan(exams=[exam(1, 10 * MIN, 1, end=25 * MIN)], vms=vms, now_ms=now, config=CFG)
+    assert [s.vm_id for s in p.stops] == [7] and not p.runs
+
+
+def test_late_vms_come_as_early_as_the_on_time_runs_allow():
+    # exam 1 (10 min, 150) is short by 50; exam 2 (60 min, 300) is packed
+    # as late as possible (30..60 min): the late VMs take 10..15 min at once
+    exams = [exam(1, 10 * MIN, 150, end=2 * H), exam(2, 60 * MIN, 300)]
+    p = plan(exams=exams, vms=[], now_ms=T0, config=CFG)
+    late = [r for r in p.runs if r.late]
+    assert [(r.slot_start_ms - T0, r.count) for r in late] == [(10 * MIN, 50)]
+    assert p.exam(2).shortfall == 0
+    assert next(r for r in p.runs if r.exam_id == 2).end_ms == T0 + 60 * MIN
 
 
 def test_earliest_exam_first_when_both_cannot_make_it():
@@ -380,6 +410,36 @@ def test_vms_of_ended_exams_are_stopped_earliest_end_first():
     assert {s.reason for s in p.stops} == {STOP_ENDED}
 
 
+def test_stops_that_protect_an_upcoming_start_go_ahead_of_plain_teardown():
+    # exam 1 (ended at 10:00) still has 6 VMs to stop; exam 2 (10:05) was cut
+    # to 1 student with 3 ready VMs; exam 3 was deleted (its used VM 20 and
+    # fresh VM 21 are nobody's). The 2 surplus of exam 2 and the deleted
+    # exam's VMs go first, the teardown after, earliest end first.
+    now = T0 + 10 * H + 30 * S
+    ended = [ready_vm(i, 1, 9 * H, used=True) for i in range(1, 7)]
+    for_b = [ready_vm(10 + k, 2, 10 * H - k * I) for k in range(3)]
+    orphan = [ready_vm(20, 99, 9 * H, used=True), ready_vm(21, None, 9 * H)]
+    exams = [exam(1, 9 * H, 6, end=10 * H), exam(2, 10 * H + 5 * MIN, 1)]
+    p = plan(exams=exams, vms=ended + for_b + orphan, now_ms=now, config=CFG)
+    order = [s.vm_id for s in p.stops]
+    assert len(order) == 10  # no extra stop: 6 ended + 2 surplus + 2 orphans
+    assert set(order[:4]) == {10, 11, 20, 21}  # the earliest ready (12) is kept
+    assert order[4:] == [1, 2, 3, 4, 5, 6]
+    # the deleted exam's VMs (protecting "now") before exam 2's surplus (10:05)
+    assert set(order[:2]) == {20, 21}
+    assert {s.reason for s in p.stops[:4]} == {STOP_SURPLUS, STOP_ORPHAN}
+    assert p.exam(2).expected_ready_at_start == 1
+
+
+def test_a_running_exams_surplus_stays_in_teardown_order():
+    # a running exam's surplus protects no start: it waits behind an earlier end
+    now = T0 + 10 * H + 30 * S
+    vms = [ready_vm(1, 1, 9 * H, used=True), ready_vm(2, 2, 10 * H, used=True), ready_vm(3, 2, 10 * H - I, used=True)]
+    exams = [exam(1, 9 * H, 1, end=10 * H), exam(2, 10 * H, 1, end=11 * H)]
+    p = plan(exams=exams, vms=vms, now_ms=now, config=CFG)
+    assert [s.vm_id for s in p.stops] == [1, 2]
+
+
 def test_a_started_exam_that_shrinks_stops_the_surplus_at_once():
     now = T0 + 2 * H + 10 * MIN
     vms = [ready_vm(i, 1, 2 * H - i * I, used=True) for i in range(5)]
@@ -472,3 +532,76 @@ def test_time_conversion_is_exact_to_the_millisecond():
     assert to_ms(t + timedelta(microseconds=1)) == to_ms(t) + 1  # never earlier than the instant
     with pytest.raises(ValueError):
         to_ms(datetime(2030, 5, 1))
+
+
+def test_deadlines_round_down_and_now_rounds_up():
+    t = datetime(2030, 5, 1, 10, 0, 0, 500, tzinfo=timezone.utc)  # 10:00:00.0005
+    assert to_ms_floor(t) == to_ms(t) - 1 == to_ms(t.replace(microsecond=0))
+    assert to_ms_floor(t.replace(microsecond=0)) == to_ms(t.replace(microsecond=0))
+    # a plan for the rounded-down start has the last VM ready by the true start
+    start = to_ms_floor(t)
+    p = plan(exams=[ExamIn(1, start, start + H, 100)], vms=[], now_ms=start - 2 * H, config=CFG)
+    assert p.exam(1).shortfall == 0 and from_ms(p.runs[-1].ready_ms(99)) <= t
+
+
+def test_a_shortfall_note_promises_only_what_is_planned():
+    # 10 slots before the start, an 11-minute exam: 10 late VMs are ready by
+    # 10 minutes before its end, 30 cannot be provided
+    p = plan(exams=[exam(1, 10 * MIN, 50, end=21 * MIN)], vms=[], now_ms=T0 + 9 * MIN, config=CFG)
+    ep = p.exam(1)
+    assert (ep.expected_ready_at_start, ep.shortfall, ep.late_planned) == (10, 40, 10)
+    assert ep.shortfall_note() == f"10 late VMs planned, the last ready at {from_ms(ep.last_late_ready_ms).isoformat(timespec='milliseconds').replace('+00:00', 'Z')}; 30 cannot be provided"
+    p = plan(exams=[exam(1, 10 * MIN, 50, end=10 * MIN + 5 * S)], vms=[], now_ms=T0 + 9 * MIN, config=CFG)
+    assert p.exam(1).late_planned == 0
+    assert p.exam(1).shortfall_note() == "no late VM can be provided before the exam ends"
+
+
+def test_queue_ahead_keeps_two_minutes_of_a_run_waiting_at_no_cost():
+    cfg = PlannerConfig(queue_ahead_ms=120 * S)
+    exams = [exam(1, 2 * H, 100)]
+    plain = plan(exams=exams, vms=[], now_ms=T0, config=CFG)
+    ahead = plan(exams=exams, vms=[], now_ms=T0, config=cfg)
+    run = ahead.runs[0]
+    # the same slots (same ready times, same cost) ...
+    assert [(r.slot_start_ms, r.count) for r in ahead.runs] == [(r.slot_start_ms, r.count) for r in plain.runs]
+    first = run.slot_start_ms
+    times = [t for t, _e, _r in ahead.start_requests()]
+    # ... the first request at its slot, then the queue fills at the call rate
+    # (one per 334 ms) up to 120 s ahead, then each request 120 s before its slot
+    assert times[0] == first and times[1] == first + cfg.call_spacing_ms
+    assert all(b - a >= cfg.call_spacing_ms for a, b in zip(times, times[1:]))
+    assert all(run.slot_start_ms + k * I - t <= 120 * S for k, t in enumerate(times))
+    assert times[50] == run.slot_start_ms + 50 * I - 120 * S
+    # replayed through the provider model: every VM ready exactly at its slot's end
+    assert replay(ahead, exams, config=cfg)[0] == {1: 100}
+    clock = VirtualClock(from_ms(T0))
+    provider = FakeProvider(clock=clock, allocation_interval_s=6, requests_per_second=3)
+    ids = []
+    for t, _e, _r in ahead.start_requests():
+        clock.advance_to(from_ms(t))
+        ids.append(provider.start())
+    assert [to_ms(provider.ready_at(v)) for v in ids] == [run.ready_ms(k) for k in range(100)]
+
+
+def test_queue_ahead_joins_a_busy_queue_from_now():
+    cfg = PlannerConfig(queue_ahead_ms=120 * S)
+    now = T0
+    # 3 VMs already queued (ready at +6, +12, +18 s); the exam needs 10 more back to back
+    vms = [queued_vm(i, 1, 0, (i + 1) * I) for i in range(3)]
+    p = plan(exams=[exam(1, 13 * I, 13)], vms=vms, now_ms=now, config=cfg)
+    times = [t for t, _e, _r in p.start_requests()]
+    assert len(times) == 10 and times[0] == now and p.runs[0].early_first
+    assert all(b - a == cfg.call_spacing_ms for a, b in zip(times, times[1:]))
+
+
+def test_preview_is_pure_and_reports_who_is_affected():
+    from vms.preview import ExamChange, exam_changes_impact, worsens
+
+    exams = [exam(1, 30 * MIN, 100), exam(2, 35 * MIN, 100), exam(3, 3 * H, 10)]
+    rows = exam_changes_impact(exams=exams, vms=[], now_ms=T0, config=CFG,
+                               changes=[ExamChange("update", 1, {"students": 280})])
+    by_id = {r["id"]: r for r in rows}
+    assert set(by_id) == {1, 2}
+    assert by_id[2]["shortfall_before"] == 0 and by_id[2]["shortfall_after"] == 30 and worsens(rows)
+    rows = exam_changes_impact(exams=exams, vms=[], now_ms=T0, config=CFG, changes=[ExamChange("delete", 3, {})])
+    assert [r["id"] for r in rows] == [3] and rows[0]["deleted"] and not worsens(rows)

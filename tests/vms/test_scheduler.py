@@ -365,3 +365,87 @@ def test_one_pass_command_makes_the_due_calls(db, settings):
     assert "1 starts" in out.getvalue()
     assert VM.objects.filter(state=VMState.WAITING).count() == 1
     reset_default_provider()
+
+
+def test_a_planned_shortfall_and_a_short_start_are_logged_as_warnings(vclock, scheduler_factory, caplog):
+    # at 06:00, 10 slots before 06:01: 30 students cannot all be ready
+    make_exam(1, at(1), 30, end=at(60))
+    s = scheduler_factory()
+    with caplog.at_level("WARNING", logger="vms.scheduler"):
+        drive(s, vclock, at(2))
+    texts = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    risk = [t for t in texts if "exam 1 at risk: 10 of 30" in t]
+    short = [t for t in texts if "exam 1 started short: 10 of 30" in t]
+    assert len(risk) == 1 and "20 late VMs planned, the last ready at" in risk[0]
+    assert len(short) == 1  # once, not at every pass
+    assert ready_at_start(report(at(2)))[1] == 10
+
+
+def _ghost(i: int, *, state=VMState.STOPPING, exam_ref=None, ready=None) -> VM:
+    """A VM on record whose uuid the provider does not know."""
+    return VM.objects.create(
+        uuid=f"ghost-{i}", exam=None, exam_ref=exam_ref, state=state, requested_at=at(-10), ready_at=ready or at(-9)
+    )
+
+
+def test_stops_answered_404_count_toward_the_rate_limit_and_mark_the_vm_gone(vclock, fake_provider, scheduler_factory):
+    # Live: after three 404 stops in one second a fourth went out at once and
+    # got a 429. The provider counts a 404 stop; so must the pacer.
+    ghosts = [_ghost(i) for i in range(7)]
+    s = scheduler_factory()
+    drive(s, vclock, at(1))
+    stops = list(ProviderCall.objects.filter(endpoint="stop").order_by("t", "id").values_list("t", "outcome"))
+    assert [o for _t, o in stops] == ["error"] * 7  # all 404, none refused
+    assert max_calls_per_second("stop") <= 3
+    times = [to_ms(t) for t, _o in stops]
+    assert all(times[k] - times[k - 3] >= 1000 for k in range(3, 7))
+    assert s.stats.rate_limited == 0
+    assert set(VM.objects.filter(pk__in=[g.pk for g in ghosts]).values_list("state", flat=True)) == {VMState.GONE}
+
+
+class _Outage:
+    """The fake provider behind a connection that is refused from ``down``
+    to ``up`` (virtual time): those calls never reach it."""
+
+    def __init__(self, provider, clock, down, up):
+        self.provider, self.clock, self.down, self.up = provider, clock, down, up
+        self.refused = 0
+        self.tries: list[int] = []
+
+    def _check(self, endpoint):
+        if self.down <= self.clock.now() < self.up:
+            self.refused += 1
+            self.tries.append(to_ms(self.clock.now()))
+            raise ProviderError(f"{endpoint}: connection refused", may_have_taken_effect=False, unreachable=True)
+
+    def start(self):
+        self._check("start")
+        return self.provider.start()
+
+    def stop(self, vm_id):
+        self._check("stop")
+        return self.provider.stop(vm_id)
+
+
+def test_a_refused_connection_is_retried_within_a_second_and_logged_once(vclock, fake_provider, scheduler_factory, caplog):
+    # requests run 06:20..06:30; the provider is unreachable 06:25:00-06:26:00
+    make_exam(1, at(30), 100, end=at(40))
+    down, up = at(25), at(26)
+    provider = _Outage(fake_provider, vclock, down, up)
+    s = scheduler_factory(provider=provider)
+    with caplog.at_level("INFO", logger="vms.scheduler"):
+        drive(s, vclock, at(45))
+    starts = [to_ms(t) for t in ProviderCall.objects.filter(endpoint="start", outcome="ok").values_list("t", flat=True)]
+    resumed = min(t for t in starts if t >= to_ms(down))
+    # retried at the planned slots (at most once a second), never held back
+    # by a back-off grown to 16 s: requests resume in the first slot after
+    assert 6 <= provider.refused <= 62
+    gaps = [b - a for a, b in zip(provider.tries, provider.tries[1:])]
+    assert max(gaps) <= 6_000 and min(gaps) >= 1_000
+    assert resumed - to_ms(up) <= 6_000
+    # a 60 s outage costs the 10 slots it lasted, not more
+    assert ready_at_start(report(vclock.now()))[1] >= 90
+    assert VM.objects.filter(state=VMState.LOST).count() == 0  # refused: certainly no VM
+    msgs = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert len([m for lvl, m in msgs if lvl == "WARNING" and "unreachable (start)" in m]) == 1
+    assert len([m for lvl, m in msgs if lvl == "INFO" and "reachable again (start)" in m]) == 1

@@ -125,8 +125,10 @@ def test_a_shrunk_exams_spare_vms_are_rebound_and_logged_as_assign():
     assert {started_for[vm] for vm in moved} == {1}  # they were A's VMs
     exams = by_id(report)
     assert exams[1]["ready_at_start"] == 20
-    # B can only get 149 new VMs by 12:10: the re-bound ones make up the rest
-    assert exams[2]["ready_at_start"] == 149 + len(assigns)
+    # from 11:55 the allocator has 150 slots to 12:10 (A's VMs still queued
+    # take some of them and are re-bound with the rest of A's surplus): B gets
+    # those 150 plus A's 30 ready spare VMs
+    assert exams[2]["ready_at_start"] == 180 and len(assigns) >= 30
 
 
 def test_deletes_creates_and_moves_are_applied_at_their_times():
@@ -310,3 +312,62 @@ def test_make_scenario_command_writes_a_valid_scenario(tmp_path):
     assert len(scenario.exams) == 12 and sum(e.students for e in scenario.exams) == 5000
     assert len(scenario.changes) == 3
     assert "12 exams, 5000 students" in stdout.getvalue()
+
+
+def test_each_shortfall_has_its_cause_in_the_report_and_summary(tmp_path):
+    from vms.simulation import CAUSE_BUSY, CAUSE_DURING, CAUSE_TOO_CLOSE
+
+    day = "2031-01-06T"
+    scn = {
+        "start": day + "06:00:00Z",
+        "exams": [
+            # 2,500 VMs need 4h10m: exam 2 right after gets the allocator's leftovers
+            {"id": 1, "name": "big", "start": day + "10:00:00Z", "end": day + "12:00:00Z", "students": 2500},
+            {"id": 2, "name": "behind", "start": day + "10:05:00Z", "end": day + "12:00:00Z", "students": 100},
+            {"id": 4, "name": "moved", "start": day + "12:00:00Z", "end": day + "13:00:00Z", "students": 5},
+        ],
+        "changes": [
+            {"at": day + "09:50:00Z", "action": "create",
+             "exam": {"id": 3, "name": "late", "start": day + "11:00:00Z", "end": day + "12:00:00Z", "students": 50}},
+            {"at": day + "10:58:00Z", "action": "update", "exam": {"id": 3, "students": 80}},
+            # moved after it started, to a minute later (10 slots), with more students
+            {"at": day + "12:30:00Z", "action": "update",
+             "exam": {"id": 4, "start": day + "12:31:00Z", "end": day + "13:30:00Z", "students": 15}},
+        ],
+    }
+    src, dst = tmp_path / "s.json", tmp_path / "r.json"
+    src.write_text(json.dumps(scn))
+    out = io.StringIO()
+    call_command("schedule_vms", "--simulate", str(src), "--report", str(dst), "--quiet", stdout=out)
+    report = json.loads(dst.read_text())
+    by_id = {e["id"]: e for e in report["exams"]}
+    assert by_id[1]["shortfall"] > 0 and by_id[1]["shortfall_cause"] == CAUSE_TOO_CLOSE  # 4 h for 4h10m of work
+    assert by_id[2]["shortfall"] > 0 and by_id[2]["shortfall_cause"] == CAUSE_BUSY
+    assert by_id[3]["shortfall"] > 0 and by_id[3]["shortfall_cause"] == CAUSE_TOO_CLOSE  # +30 two minutes before
+    assert by_id[4]["shortfall"] > 0 and by_id[4]["shortfall_cause"] == CAUSE_DURING
+    assert {s["id"]: s["cause"] for s in report["summary"]["shortfalls"]} == {1: CAUSE_TOO_CLOSE, 2: CAUSE_BUSY, 3: CAUSE_TOO_CLOSE, 4: CAUSE_DURING}
+    assert f"#2 {by_id[2]['ready_at_start']}/100 ({CAUSE_BUSY})" in out.getvalue()
+
+
+@pytest.mark.parametrize(
+    "item,field",
+    [
+        ({"at": "2030-01-01T11:00:00Z", "action": "scheduler_down"}, "changes[0].seconds"),
+        ({"at": "2030-01-01T11:00:00Z", "action": "scheduler_down", "seconds": 0}, "changes[0].seconds"),
+        ({"at": "2030-01-01T11:00:00Z", "action": "scheduler_down", "seconds": "10"}, "changes[0].seconds"),
+        ({"at": "2030-01-01T11:00:00Z", "action": "scheduler_down", "seconds": 5, "exam": {"id": 1}}, "changes[0]"),
+        ({"at": "yesterday", "action": "scheduler_down", "seconds": 5}, "changes[0].at"),
+    ],
+)
+def test_bad_scheduler_down_items_are_rejected_naming_the_field(item, field):
+    data = {"start": "2030-01-01T10:00:00Z", "exams": [], "changes": [item]}
+    with pytest.raises(ScenarioError) as excinfo:
+        parse_scenario(data)
+    assert excinfo.value.field == field
+
+
+def test_scheduler_down_items_are_parsed_apart_from_exam_changes():
+    data = {"start": "2030-01-01T10:00:00Z", "exams": [],
+            "changes": [{"at": "2030-01-01T11:00:00Z", "action": "scheduler_down", "seconds": 30}]}
+    scenario = parse_scenario(data)
+    assert scenario.changes == () and len(scenario.downs) == 1 and scenario.downs[0].fields == {"seconds": 30}

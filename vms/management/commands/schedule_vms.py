@@ -100,7 +100,10 @@ class Command(BaseCommand):
             f"calls {s['calls']}: {s['starts']} starts, {s['stops']} stops, {s['assigns']} assigns, "
             f"{s['rate_limited']} rate-limited, {s['errors']} errors; {s['vms']} VMs, {s['never_stopped']} never stopped",
             f"exams {len(report['exams'])}: {len(short)} with a shortfall"
-            + (": " + ", ".join(f"#{e['id']} {e['ready_at_start']}/{e['students']}" for e in short) if short else "")
+            + (": " + ", ".join(
+                f"#{e['id']} {e['ready_at_start']}/{e['students_at_start']} ({e.get('shortfall_cause') or 'cause unknown'})"
+                for e in short
+            ) if short else "")
             + f"; surplus at start {s['surplus_at_start']}; vm_seconds {report['vm_seconds']:.0f}",
         ]
         stream = self.stderr if opts["report"] == "-" else self.stdout

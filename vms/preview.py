@@ -1,0 +1,148 @@
+"""What-if: the effect of exam changes on every exam's VMs, before saving them.
+
+``exam_changes_impact`` is pure: the exams and live VMs as the planner sees
+them, a list of changes (the scenario format's create / update / delete
+items, applied now), and two plans - before and after - compared exam by
+exam. Nothing is written. ``POST /exams/preview`` and the exam admin's
+confirmation step use it; ``bench_planner --preview`` times it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from vms.planner import ExamIn, ExamPlan, PlannerConfig, VmIn, from_ms, plan, to_ms, to_ms_floor
+from vms.simulation import ScenarioError, _exam_values
+
+
+@dataclass(frozen=True, slots=True)
+class ExamChange:
+    action: str  # create | update | delete
+    exam_id: int | None  # None: a new exam without an id yet
+    fields: dict  # start / end as aware datetimes, students, name
+
+
+def parse_changes(data: Any) -> list[ExamChange]:
+    """``{"changes": [{"action", "exam": {...}}, ...]}`` -> changes; every error
+    names its place (``changes[1].exam.end``) and is a 400."""
+    if not isinstance(data, dict) or set(data) - {"changes"}:
+        raise ScenarioError('expected {"changes": [...]}', field="changes")
+    raw_changes = data.get("changes")
+    if not isinstance(raw_changes, list) or not raw_changes:
+        raise ScenarioError("expected a non-empty list", field="changes")
+    if len(raw_changes) > 1000:
+        raise ScenarioError("at most 1000 changes", field="changes")
+    out = []
+    for i, raw in enumerate(raw_changes):
+        where = f"changes[{i}]"
+        if not isinstance(raw, dict):
+            raise ScenarioError("expected an object", field=where)
+        unknown = set(raw) - {"action", "exam"}
+        if unknown:
+            raise ScenarioError(f"unknown field(s) {', '.join(sorted(unknown))} (a preview applies changes now)", field=where)
+        action = raw.get("action")
+        if action not in ("create", "update", "delete"):
+            raise ScenarioError(f"must be create, update or delete, got {action!r}", field=f"{where}.action")
+        exam = raw.get("exam")
+        if not isinstance(exam, dict):
+            raise ScenarioError("expected an object", field=f"{where}.exam")
+        exam_id = exam.get("id")
+        if exam_id is not None and (isinstance(exam_id, bool) or not isinstance(exam_id, int) or not 1 <= exam_id < 2**31):
+            raise ScenarioError(f"expected an exam id, got {exam_id!r}", field=f"{where}.exam.id")
+        if exam_id is None and action != "create":
+            raise ScenarioError("required", field=f"{where}.exam.id")
+        try:
+            values = _exam_values(exam, f"{where}.exam", partial=action != "create")
+        except ScenarioError as exc:
+            raise ScenarioError(exc.message.split(": ", 1)[-1], field=exc.field) from None
+        if action == "delete" and values:
+            raise ScenarioError("a delete takes only the id", field=f"{where}.exam")
+        out.append(ExamChange(action, exam_id, values))
+    return out
+
+
+def apply_changes(exams: dict[int, ExamIn], changes: list[ExamChange]) -> tuple[dict[int, ExamIn], list[int]]:
+    """The exams after the changes (new exams without an id get -1, -2, ...),
+    and the ids the changes name, in order."""
+    after = dict(exams)
+    named: list[int] = []
+    new_id = 0
+    for i, c in enumerate(changes):
+        where = f"changes[{i}].exam"
+        exam_id = c.exam_id
+        if c.action == "create":
+            if exam_id is None:
+                new_id -= 1
+                exam_id = new_id
+            elif exam_id in after:
+                raise ScenarioError(f"exam {exam_id} already exists", field=f"{where}.id")
+            start, end = to_ms_floor(c.fields["start"]), to_ms(c.fields["end"])
+            after[exam_id] = ExamIn(exam_id, start, end, c.fields["students"])
+        elif exam_id not in after:
+            raise ScenarioError(f"no exam {exam_id}", field=f"{where}.id")
+        elif c.action == "delete":
+            del after[exam_id]
+        else:
+            e = after[exam_id]
+            start = to_ms_floor(c.fields["start"]) if "start" in c.fields else e.start_ms
+            end = to_ms(c.fields["end"]) if "end" in c.fields else e.end_ms
+            after[exam_id] = ExamIn(exam_id, start, end, c.fields.get("students", e.students))
+        if c.action != "delete" and after[exam_id].end_ms <= after[exam_id].start_ms:
+            raise ScenarioError("must be after start", field=f"{where}.end")
+        named.append(exam_id)
+    return after, named
+
+
+def _iso(ms: int | None) -> str | None:
+    return None if ms is None else from_ms(ms).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _outcome(ep: ExamPlan | None) -> tuple:
+    if ep is None:
+        return (None, None, None)
+    return (ep.expected_ready_at_start, ep.shortfall, ep.requesting_starts_ms)
+
+
+def exam_changes_impact(
+    *, exams: list[ExamIn], vms: list[VmIn], now_ms: int, config: PlannerConfig, changes: list[ExamChange]
+) -> list[dict]:
+    """Every exam whose outcome (on-time count, shortfall, first request)
+    changes, and every exam a change names: before and after, earliest start
+    first. Pure: two plans, no I/O."""
+    before_exams = {e.id: e for e in exams}
+    after_exams, named = apply_changes(before_exams, changes)
+    before = plan(exams=before_exams.values(), vms=vms, now_ms=now_ms, config=config)
+    after = plan(exams=after_exams.values(), vms=vms, now_ms=now_ms, config=config)
+    rows = []
+    for exam_id in set(before_exams) | set(after_exams):
+        b, a = before.exam(exam_id), after.exam(exam_id)
+        if exam_id not in named and _outcome(b) == _outcome(a):
+            continue
+        e = after_exams.get(exam_id) or before_exams[exam_id]
+        rows.append(
+            (
+                e.start_ms,
+                exam_id,
+                {
+                    "id": exam_id if exam_id > 0 else None,
+                    "deleted": exam_id not in after_exams,
+                    "start": _iso(e.start_ms),
+                    "students": e.students if exam_id in after_exams else 0,
+                    "on_time_before": b.expected_ready_at_start if b else None,
+                    "on_time_after": a.expected_ready_at_start if a else None,
+                    "shortfall_before": b.shortfall if b else None,
+                    "shortfall_after": a.shortfall if a else None,
+                    "first_request_before": _iso(b.requesting_starts_ms) if b else None,
+                    "first_request_after": _iso(a.requesting_starts_ms) if a else None,
+                    "note_after": a.shortfall_note() if a else "",
+                },
+            )
+        )
+    rows.sort(key=lambda r: (r[0], r[1]))
+    return [r[2] for r in rows]
+
+
+def worsens(impact: list[dict]) -> bool:
+    """Whether the change creates or enlarges a shortfall, its own or another exam's."""
+    return any((r["shortfall_after"] or 0) > (r["shortfall_before"] or 0) for r in impact)
