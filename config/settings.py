@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_q",
     "config",
+    "core",
     "devices",
     "jobs",
     "exams",
@@ -56,6 +57,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so its milliseconds cover everything else.
+    "core.logs.RequestLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Serves the admin's and the API docs' static files from the production
     # WSGI server, straight from the apps (no collectstatic step needed).
@@ -213,11 +216,34 @@ VM_LIVE_LEAD_SECONDS = env_float("VM_LIVE_LEAD_SECONDS", 0.25)
 # The django-q2 form of the scheduler runs the loop this long per task.
 VM_TASK_RUN_SECONDS = env_float("VM_TASK_RUN_SECONDS", 100)
 
+# --- Health ----------------------------------------------------------------
+# Background roles /readyz expects a fresh heartbeat from (they may run in
+# other processes or machines); drop a role a deployment does not run.
+READY_EXPECTED_ROLES = [
+    r.strip() for r in os.environ.get("READY_EXPECTED_ROLES", "qpu-workers,vm-scheduler,task-cluster").split(",") if r.strip()
+]
+
+# --- Logs -------------------------------------------------------------------
+# LOG_FORMAT=json: one JSON object per line (request fields as keys);
+# otherwise plain text. django-q2's routine chatter ("processed", "ready for
+# work") stays below the default level; its warnings and errors still show.
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "plain").strip().lower()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "core.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "json" if LOG_FORMAT == "json" else "plain"}
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # our request log replaces these two
+        "django.server": {"level": "WARNING"},
+        "waitress": {"level": "WARNING"},
+        "django-q": {"handlers": ["console"], "level": os.environ.get("Q_LOG_LEVEL", "WARNING"), "propagate": False},
+    },
 }
