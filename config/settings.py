@@ -223,6 +223,17 @@ READY_EXPECTED_ROLES = [
     r.strip() for r in os.environ.get("READY_EXPECTED_ROLES", "qpu-workers,vm-scheduler,task-cluster").split(",") if r.strip()
 ]
 
+# --- Metrics ----------------------------------------------------------------
+# Scrapers send "Authorization: Bearer <METRICS_TOKEN>" (staff may always read).
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+# A directory shared by the processes of one machine (serve, runworkers and
+# their children) so /metrics sums everyone's events; empty: this process only.
+METRICS_DIR = os.environ.get("METRICS_DIR", "")
+if METRICS_DIR:
+    Path(METRICS_DIR).mkdir(parents=True, exist_ok=True)
+    # read by prometheus-client when it first creates a metric value
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = METRICS_DIR
+
 # --- Logs -------------------------------------------------------------------
 # LOG_FORMAT=json: one JSON object per line (request fields as keys);
 # otherwise plain text. django-q2's routine chatter ("processed", "ready for
