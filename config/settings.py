@@ -130,6 +130,8 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+# config/formats/en: times with seconds and the zone (UTC) everywhere.
+FORMAT_MODULE_PATH = ["config.formats"]
 
 STATIC_URL = "static/"
 # Only for deployments that run collectstatic; by default WhiteNoise serves

@@ -6,6 +6,10 @@ from config.metrics import metrics_view
 from config.views import index
 from core.views import healthz, readyz
 
+admin.site.site_header = "QPU & exam VM scheduling"
+admin.site.site_title = "QPU & exam VM scheduling"
+admin.site.index_title = "Operations"
+
 urlpatterns = [
     path("", index, name="index"),
     path("healthz", healthz, name="healthz"),
