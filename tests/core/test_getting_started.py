@@ -65,3 +65,26 @@ def test_runserver_says_workers_do_not_run_in_it(monkeypatch):
     printed = command.stdout.getvalue()
     assert served == [True]
     assert "do not run in it" in printed and "manage.py runworkers" in printed and "manage.py serve" in printed
+
+
+def test_the_schema_is_generated_once_per_process(client, monkeypatch):
+    from drf_spectacular.generators import SchemaGenerator
+
+    from config import schema
+
+    monkeypatch.setattr(schema, "_cache", {})
+    calls = []
+    original = SchemaGenerator.get_schema
+
+    def counting(self, *args, **kwargs):
+        calls.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(SchemaGenerator, "get_schema", counting)
+    first = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    second = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    yaml = client.get("/api/schema/")
+    assert first.status_code == second.status_code == yaml.status_code == 200
+    assert first.content == second.content and "/jobs" in first.json()["paths"]
+    assert yaml.content.startswith(b"openapi:")
+    assert len(calls) == 1
