@@ -65,13 +65,24 @@ def run(extra: list[str]) -> int:
     env = {**os.environ, "SECRET_KEY": secret_key()}
     manage("migrate", "--noinput", "-v", "0", env=env)
     manage("bootstrap_admin", env=env)
-    service = subprocess.Popen([str(PY), str(ROOT / "manage.py"), "serve", *extra], cwd=ROOT, env=env)
-    # Ctrl-C reaches the service too (same process group) and it stops
-    # cleanly by itself; we only wait for it. SIGTERM sent to us is passed on.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return supervise([str(PY), str(ROOT / "manage.py"), "serve", *extra], env=env)
+
+
+def supervise(command: list[str], env: dict[str, str] | None = None) -> int:
+    """Run ``command`` until it exits; returns its exit code.
+
+    It runs in its own process group and this process passes on SIGINT and
+    SIGTERM: Ctrl-C in the terminal and `kill -INT <pid of dev.py>` both reach
+    it exactly once, and it stops cleanly by itself."""
+    child = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
+
+    def pass_on(signum, frame):
+        child.send_signal(signum)
+
+    signal.signal(signal.SIGINT, pass_on)
     if hasattr(signal, "SIGTERM"):
-        signal.signal(signal.SIGTERM, lambda signum, frame: service.send_signal(signum))
-    return service.wait()
+        signal.signal(signal.SIGTERM, pass_on)
+    return child.wait()
 
 
 def test(extra: list[str]) -> int:

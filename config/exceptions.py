@@ -46,4 +46,13 @@ def api_exception_handler(exc, context):
     if isinstance(exc, DjangoValidationError):
         data = exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}
         return Response(data, status=status.HTTP_400_BAD_REQUEST)
-    return exception_handler(exc, context)
+    response = exception_handler(exc, context)
+    if response is not None and response.status_code == status.HTTP_401_UNAUTHORIZED:
+        response.data = {"detail": f"{response.data.get('detail', '')} {AUTH_HINT}".strip()}
+    return response
+
+
+AUTH_HINT = (
+    "Send the header 'Authorization: Token <key>'; get a key with POST /api/token/ "
+    "(username and password) or `manage.py create_api_user NAME`."
+)

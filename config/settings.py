@@ -70,6 +70,9 @@ CSRF_TRUSTED_ORIGINS = [o.strip() for o in os.environ.get("CSRF_TRUSTED_ORIGINS"
 
 INSTALLED_APPS = [
     "django.contrib.admin",
+    # After the admin (its ready() hardens every registered admin) and before
+    # staticfiles (its `runserver`, with a note on the workers, replaces theirs).
+    "config",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -82,7 +85,7 @@ INSTALLED_APPS = [
     "django_q",
     # Login lockout (see the "Login lockout" block below).
     "axes",
-    "config",
+    "core",
     "devices",
     "jobs",
     "exams",
@@ -90,6 +93,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so its milliseconds cover everything else.
+    "core.logs.RequestLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Serves the admin's and the API docs' static files from the production
     # WSGI server, straight from the apps (no collectstatic step needed).
@@ -174,6 +179,8 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+# config/formats/en: times with seconds and the zone (UTC) everywhere.
+FORMAT_MODULE_PATH = ["config.formats"]
 
 STATIC_URL = "static/"
 # Only for deployments that run collectstatic; by default WhiteNoise serves
@@ -358,15 +365,47 @@ AXES_CLIENT_IP_CALLABLE = "config.lockout.client_ip"
 AXES_LOCKOUT_CALLABLE = "config.lockout.lockout_response"
 AXES_HTTP_RESPONSE_CODE = 429
 
+# --- Health ----------------------------------------------------------------
+# Background roles /readyz expects a fresh heartbeat from (they may run in
+# other processes or machines); drop a role a deployment does not run.
+READY_EXPECTED_ROLES = [
+    r.strip() for r in os.environ.get("READY_EXPECTED_ROLES", "qpu-workers,vm-scheduler,task-cluster").split(",") if r.strip()
+]
+
+# --- Metrics ----------------------------------------------------------------
+# Scrapers send "Authorization: Bearer <METRICS_TOKEN>" (staff may always read).
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+# A directory shared by the processes of one machine (serve, runworkers and
+# their children) so /metrics sums everyone's events; empty: this process only.
+METRICS_DIR = os.environ.get("METRICS_DIR", "")
+if METRICS_DIR:
+    Path(METRICS_DIR).mkdir(parents=True, exist_ok=True)
+    # read by prometheus-client when it first creates a metric value
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = METRICS_DIR
+
+# --- Logs -------------------------------------------------------------------
+# LOG_FORMAT=json: one JSON object per line (request fields as keys);
+# otherwise plain text. django-q2's routine chatter ("processed", "ready for
+# work") stays below the default level; its warnings and errors still show.
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "plain").strip().lower()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "core.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "json" if LOG_FORMAT == "json" else "plain"}
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         # django-axes announces its configuration at INFO in every process
         "axes": {"level": "WARNING"},
+        # our request log replaces these two
+        "django.server": {"level": "WARNING"},
+        "waitress": {"level": "WARNING"},
+        "django-q": {"handlers": ["console"], "level": os.environ.get("Q_LOG_LEVEL", "WARNING"), "propagate": False},
     },
 }

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 from django.db import connections
 
+from core.heartbeats import ensure_heartbeat_schedule
+
 logger = logging.getLogger(__name__)
 
 
@@ -58,6 +60,10 @@ def start_stack(*, qpu_workers: bool = True, vm_scheduler: bool = True, task_clu
             signal.signal(sig, handler)
         cluster.start()
         stack.cluster = cluster
+        try:
+            ensure_heartbeat_schedule()
+        except Exception:
+            logger.exception("could not install the task cluster's heartbeat schedule")
     if qpu_workers:
         from jobs.runner import Worker
 

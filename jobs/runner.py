@@ -29,6 +29,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection, connections
 from django.utils import timezone
 
+from core.heartbeats import QPU_WORKERS, heartbeat_beat
 from devices.clients import DeviceBusy, DeviceClient, DeviceError, DeviceRef, JobPayload, client_for, validate_result
 from jobs import claims, notify
 from jobs.models import JobStatus
@@ -200,6 +201,7 @@ class Worker:
                     [expires, JobStatus.RUNNING, *tokens],
                 )
         self._last_renew = time.monotonic()
+        heartbeat_beat(name=QPU_WORKERS)
         self._reconcile(rows)
 
     def _driven_devices(self) -> dict[str, DeviceRef]:

@@ -38,6 +38,7 @@ from pathlib import Path
 
 from django.db import connection, connections
 
+from core.heartbeats import VM_SCHEDULER, heartbeat_beat
 from vms import selectors, services, signals
 from vms.clock import Clock
 from vms.exceptions import ProviderError, RateLimitExceeded, UnknownVM
@@ -347,6 +348,8 @@ class Scheduler:
                 due = now + self.config.backoff_max_ms // 6
             if stop_event.is_set():
                 break
+            if self.lock.held:  # the acting scheduler (a standby waits silently)
+                heartbeat_beat(name=VM_SCHEDULER)
             wait_ms = max(0, (due if due is not None else now + 60_000) - self.now_ms())
             if until is not None:
                 wait_ms = min(wait_ms, max(0, until - self.now_ms()))
