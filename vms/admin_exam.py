@@ -192,6 +192,8 @@ def exam_form_impact(instance, cleaned: dict) -> list[dict]:
     names = ("start", "end", "students")
     if any(cleaned.get(n) is None for n in names):
         return []
+    if cleaned["end"] <= timezone.now():
+        return []  # an exam recorded after the fact needs no VM and takes none from others
     if instance.pk is None:
         change = ExamChange("create", None, {n: cleaned[n] for n in names})
     else:

@@ -274,3 +274,14 @@ def test_change_form_names_the_other_exam_it_makes_short(admin_client, now):
     # a decrease helps everyone: no question asked
     response = admin_client.post(f"/admin/exams/exam/{a.id}/change/", _form(a.start, a.end, 50, name="A"))
     assert response.status_code == 302 and Exam.objects.get(pk=a.id).students == 50
+
+
+@pytest.mark.django_db
+def test_an_exam_recorded_after_the_fact_needs_no_vm_confirmation(admin_client):
+    from exams.models import Exam
+
+    form = {"name": "past", "start_0": "2020-01-01", "start_1": "09:00:00", "end_0": "2020-01-01",
+            "end_1": "11:00:00", "students": "30"}
+    response = admin_client.post("/admin/exams/exam/add/", form)
+    assert response.status_code == 302, response.content[:2000]
+    assert Exam.objects.filter(name="past").exists()
