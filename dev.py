@@ -62,7 +62,9 @@ def manage(*args: str, env: dict[str, str] | None = None) -> None:
 
 def run(extra: list[str]) -> int:
     ensure_venv()
-    env = {**os.environ, "SECRET_KEY": secret_key()}
+    # METRICS_DIR: /metrics sums the events of every process of the program
+    # (web, workers, the task cluster's children); serve empties it at start.
+    env = {"METRICS_DIR": str(ROOT / ".metrics"), **os.environ, "SECRET_KEY": secret_key()}
     manage("migrate", "--noinput", "-v", "0", env=env)
     manage("bootstrap_admin", env=env)
     return supervise([str(PY), str(ROOT / "manage.py"), "serve", *extra], env=env)

@@ -46,3 +46,20 @@ def job_finished(*, device_type: str, status: str, waited_s: float | None, ran_s
 
 def webhook_delivery(*, outcome: str) -> None:
     WEBHOOK_DELIVERIES.labels(outcome=outcome).inc()
+
+
+def clear_metrics_dir() -> int:
+    """Remove the event files of earlier runs from METRICS_DIR (counters of
+    dead processes would otherwise be summed forever). ``serve`` calls it at
+    start, before it forks; returns how many files went."""
+    import os
+    from pathlib import Path
+
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory:
+        return 0
+    removed = 0
+    for path in Path(directory).glob("*.db"):
+        path.unlink(missing_ok=True)
+        removed += 1
+    return removed

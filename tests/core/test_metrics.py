@@ -104,3 +104,15 @@ def test_processes_sharing_metrics_dir_are_summed(staff_api, tmp_path, monkeypat
     samples = scrape(staff_api)
     assert samples[("qpu_webhook_deliveries_total", (("outcome", "gave_up"),))] == 2
     assert ("qpu_jobs_queued", (("device_type", "x"),)) not in samples  # state still read, none queued
+
+
+def test_serve_starts_from_an_empty_metrics_dir(tmp_path, monkeypatch):
+    from core.metrics import clear_metrics_dir
+
+    (tmp_path / "counter_123.db").write_bytes(b"old")
+    (tmp_path / "keep.txt").write_text("not ours")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    assert clear_metrics_dir() == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
+    assert clear_metrics_dir() == 0

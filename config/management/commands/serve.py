@@ -17,6 +17,7 @@ from django.db.migrations.executor import MigrationExecutor
 
 from config.secret_key import require_configured_secret_key
 from config.stack import start_stack
+from core.metrics import clear_metrics_dir
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ class Command(BaseCommand):
             self.stderr.write(self.style.WARNING("Unapplied migrations: run `python manage.py migrate` first."))
         # The stack first: django-q2 forks its processes, which must not
         # inherit the HTTP socket or the server's threads.
+        clear_metrics_dir()  # before any child exists: only this run's processes are summed
         stack = None if no_workers else start_stack()
         server = create_http_server(application, host=host, port=port, threads=threads)
         base = f"http://{host}:{server.effective_port}"
