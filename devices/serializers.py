@@ -72,7 +72,10 @@ class DeviceRegisterSerializer(serializers.Serializer):
         required=False,
         allow_blank=True,
         default="",
-        help_text="`http(s)://` URL the scheduler POSTs jobs to; anything else uses the built-in simulated QPU.",
+        help_text=(
+            "`http(s)://` URL the scheduler POSTs jobs to, or a plain label without a scheme (e.g. `sim`) for the "
+            "built-in simulated QPU; any other scheme or a malformed URL is a 400."
+        ),
     )
     type = serializers.CharField(max_length=100, help_text="Device type jobs ask for.")
     size = serializers.IntegerField(

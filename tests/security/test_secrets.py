@@ -24,7 +24,7 @@ from config.secret_key import require_configured_secret_key, secret_key_from_env
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "k" * 10 + "Zq9-_x7Lw3Pv2Rt8Ys5Bn1Mc4Jd6Hf0Ga" + "e" * 20  # 64 characters, varied enough for Django
 
-# The production environment docs/security-parts/wb.md documents: behind a
+# The production environment docs/security.md ("Production checklist") documents: behind a
 # TLS-terminating reverse proxy, HSTS for the whole domain.
 PRODUCTION = {
     "DEBUG": "0",

@@ -9,7 +9,7 @@ from rest_framework.authtoken.models import Token
 
 
 class Command(BaseCommand):
-    help = "Create an API user (no password login unless --password) and print its API token."
+    help = "Create an API user (token only: no password, so no admin login) and print its API token."
 
     def add_arguments(self, parser):
         parser.add_argument("username")

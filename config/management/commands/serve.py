@@ -54,7 +54,7 @@ class Command(BaseCommand):
                     f"  Admin:       {base}/admin/",
                     f"  API docs:    {base}/api/docs/   (schema: {base}/api/schema/)",
                     "  Log in with the admin user printed above (kept in .admin-credentials);",
-                    "  API calls take 'Authorization: Token <token>' (manage.py drf_create_token USER).",
+                    "  API calls take 'Authorization: Token <token>' (manage.py create_api_user NAME, or POST /api/token/).",
                     "Ctrl-C to stop.",
                 ]
             ),
