@@ -46,6 +46,9 @@ class VMAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False  # VMs exist because the scheduler asked the provider for them
 
+    def has_change_permission(self, request, obj=None):
+        return False  # the scheduler's record: shown, never edited (no Save button)
+
     def has_delete_permission(self, request, obj=None):
         return False  # the record is what prevents leaks after a crash
 
