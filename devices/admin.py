@@ -45,7 +45,8 @@ class DeviceAdmin(admin.ModelAdmin):
     list_select_related = ["owner"]
     search_fields = ["id", "address", "type", "owner__username"]
     readonly_fields = [
-        "shown_status", "status_reason", "current_job", "recent_jobs", "busy_streak", "registered_at", "last_seen_at",
+        # The drain or quarantine reason is shown next to the status (shown_status).
+        "shown_status", "current_job", "recent_jobs", "busy_streak", "registered_at", "last_seen_at",
         "runner", "runner_expires_at",
     ]
     # The owner is the device account that may act on the device through the

@@ -135,3 +135,8 @@ def test_actions_need_the_change_permission_not_a_save_button(user, django_user_
     client.post("/admin/jobs/job/", {"action": "cancel_jobs", "_selected_action": [queued.pk]})
     assert Job.objects.get(pk=queued.pk).status == JobStatus.CANCELLED
     assert SAVE not in client.get(public_id_url(queued)).content.decode()  # still nothing to save
+
+
+def test_the_exam_form_says_its_times_are_utc(admin_client_):
+    page = admin_client_.get("/admin/exams/exam/add/").content.decode()
+    assert page.count("UTC; time with seconds") == 2  # start and end
