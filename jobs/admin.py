@@ -9,11 +9,14 @@ queue rules. Their pages are addressed by public id (jobs.admin_public_id).
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.contrib import admin, messages
 from django.contrib.admin.utils import quote
 from django.db.models import Count, IntegerField, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
 from devices.models import Device
@@ -151,10 +154,10 @@ class JobAdmin(ViewOnlyAdmin):
     def estimated_start(self, job: Job) -> str:
         if job.status != JobStatus.QUEUED:
             return "-"
-        estimate = selectors.job_estimated_start(job)
-        if estimate is None:
+        wait = selectors.job_estimated_wait_seconds(job)
+        if wait is None:
             return "unknown (no online device able to run it, or no finished run of its type yet)"
-        return admin_time(estimate)
+        return f"{admin_time(timezone.now() + timedelta(seconds=wait))} (in about {_seconds(wait)})"
 
     @admin.action(description="Cancel selected jobs (queued ones only)", permissions=["operate"])
     def cancel_jobs(self, request, queryset):

@@ -4,7 +4,7 @@ users see their own programs and jobs, staff see all."""
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.db.models import Count, Min, QuerySet
 from django.utils import timezone
@@ -116,19 +116,19 @@ def queue_summary(*, now: datetime | None = None) -> list[dict]:
     return summary
 
 
-# Finished runs the admin's simple start estimate learns from (newest first).
+# Finished runs the admin's simple wait estimate learns from (newest first).
 ESTIMATE_RECENT_RUNS = 50
 
 
-def job_estimated_start(job: Job, *, now: datetime | None = None) -> datetime | None:
-    """A simple guess at when a queued job starts, for the admin's job page:
-    the jobs ahead of it plus the running ones of its type, shared among the
-    online devices able to run it, times the mean run time of the type's
-    recent runs. None when it cannot be guessed (not queued, no such device
-    online, no finished run to learn from).
+def job_estimated_wait_seconds(job: Job) -> float | None:
+    """A simple guess at how long a queued job still waits, for the admin's
+    job page: the jobs ahead of it plus the running ones of its type, shared
+    among the online devices able to run it, times the mean run time of the
+    type's recent runs. None when it cannot be guessed (not queued, no such
+    device online, no finished run to learn from).
 
-    Hook (issue 8, point 4): the API's ``estimated_start`` replaces this
-    once it exists; the admin calls only this function.
+    Hook (issue 8, point 4): the API's ``estimated_start`` (jobs.estimates)
+    replaces this once merged; the admin calls only this function.
     """
     position = job_queue_position(job)
     if position is None:
@@ -137,14 +137,13 @@ def job_estimated_start(job: Job, *, now: datetime | None = None) -> datetime | 
     if job.min_size:
         devices = devices.filter(size__gte=job.min_size)
     n_devices = devices.count()
-    runs = list(
+    runs = (
         Job.objects.filter(device_type=job.device_type, status=JobStatus.DONE, started_at__isnull=False)
         .order_by("-id")
         .values_list("started_at", "finished_at")[:ESTIMATE_RECENT_RUNS]
     )
-    runs = [(end - start).total_seconds() for start, end in runs if end is not None]
-    if not n_devices or not runs:
+    seconds = [(end - start).total_seconds() for start, end in runs if end is not None]
+    if not n_devices or not seconds:
         return None
     running = Job.objects.filter(device_type=job.device_type, status=JobStatus.RUNNING).count()
-    mean_run = sum(runs) / len(runs)
-    return (now or timezone.now()) + timedelta(seconds=(position - 1 + running) / n_devices * mean_run)
+    return (position - 1 + running) / n_devices * (sum(seconds) / len(seconds))

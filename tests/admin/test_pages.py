@@ -47,8 +47,8 @@ def test_job_page_shows_queue_position_and_estimated_start(admin_client_, user):
     after = timezone.now()
     assert "Queue position" in page and "2 (among queued analog jobs)" in page
     # one job ahead + one running, one device, 90 s per run on average
-    assert selectors.job_estimated_start(waiting, now=T0) == T0 + timedelta(seconds=180)
-    shown = re.search(r"Estimated start:</label>\s*<div class=\"readonly\">([^<]+) UTC</div>", page)
+    assert selectors.job_estimated_wait_seconds(waiting) == 180
+    shown = re.search(r"Estimated start:</label>\s*<div class=\"readonly\">([^<]+) UTC \(in about 3m 00s\)</div>", page)
     assert shown, page
     shown = datetime.strptime(shown.group(1), "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
     assert before + timedelta(seconds=180) <= shown <= after + timedelta(seconds=180)
@@ -57,16 +57,16 @@ def test_job_page_shows_queue_position_and_estimated_start(admin_client_, user):
 def test_estimated_start_is_unknown_without_a_device_or_a_finished_run(admin_client_, user):
     program = make_program(user, device_type="digital")
     job = make_job(program, key="lonely")
-    assert selectors.job_estimated_start(job) is None  # no device at all
+    assert selectors.job_estimated_wait_seconds(job) is None  # no device at all
     make_device("small", type="digital", size=2)
     _done(program, Device.objects.get(pk="small"), 30)
     big = make_job(program, key="big", min_size=5)
-    assert selectors.job_estimated_start(big) is None  # no device large enough
-    assert selectors.job_estimated_start(job) is not None
+    assert selectors.job_estimated_wait_seconds(big) is None  # no device large enough
+    assert selectors.job_estimated_wait_seconds(job) is not None
     page = admin_client_.get(public_id_url(big)).content.decode()
     assert "unknown (no online device able to run it" in page
     done = Job.objects.filter(status=JobStatus.DONE).first()
-    assert selectors.job_estimated_start(done) is None
+    assert selectors.job_estimated_wait_seconds(done) is None
     assert "- (not queued)" in admin_client_.get(public_id_url(done)).content.decode()
 
 
