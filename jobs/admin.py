@@ -111,7 +111,8 @@ class JobAdmin(ViewOnlyAdmin):
     list_select_related = ["program"]
     readonly_fields = [
         "key", "program_link", "owner", "priority", "device_type", "instructions", "shots", "min_size", "status",
-        "queue_position", "estimated_start", "device_link", "attempts", "requeues", "created_at", "started_at", "finished_at", "result", "error", "lease_token",
+        "queue_position", "estimated_start", "device_link", "attempts", "requeues", "created_at", "started_at",
+        "finished_at", "result", "error", "lease_token",
         "lease_expires_at", "callback_status", "callback_attempts", "callback_error", "callback_delivered_at",
     ]
     fields = readonly_fields
