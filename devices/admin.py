@@ -6,12 +6,19 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import quote
 from django.db.models import QuerySet
+from django.urls import reverse
+from django.utils.html import format_html
 
 from devices import selectors, services
 from devices.exceptions import DeviceNotFound
 from devices.models import Device
 from devices.serializers import public_id_error
+from jobs.admin_public_id import jobs_table
+
+# Jobs listed on a device's page (newest first).
+DEVICE_PAGE_JOBS = 20
 
 
 class DeviceAdminForm(forms.ModelForm):
@@ -37,7 +44,11 @@ class DeviceAdmin(admin.ModelAdmin):
     list_filter = ["status", "type"]
     list_select_related = ["owner"]
     search_fields = ["id", "address", "type", "owner__username"]
-    readonly_fields = ["status", "status_reason", "busy_streak", "registered_at", "last_seen_at", "runner", "runner_expires_at"]
+    readonly_fields = [
+        # The drain or quarantine reason is shown next to the status (shown_status).
+        "shown_status", "current_job", "recent_jobs", "busy_streak", "registered_at", "last_seen_at",
+        "runner", "runner_expires_at",
+    ]
     # The owner is the device account that may act on the device through the
     # API (empty: staff only). Set on an existing device to hand it to a lab.
     fields = ["id", "address", "type", "size", "owner", *readonly_fields]
@@ -58,7 +69,7 @@ class DeviceAdmin(admin.ModelAdmin):
         # through the API; the owner can be set afterwards.
         return [*self.readonly_fields, "id"] if obj else [*self.readonly_fields, "owner"]
 
-    @admin.display(description="status")
+    @admin.display(description="status", ordering="status")
     def shown_status(self, device: Device) -> str:
         # The scheduler's drain reason (e.g. it kept answering busy) next to the status.
         status = selectors.device_shown_status(device)
@@ -66,7 +77,15 @@ class DeviceAdmin(admin.ModelAdmin):
 
     @admin.display(description="current job")
     def current_job(self, device: Device) -> str:
-        return device.current_job or "-"
+        # The job's page is addressed by its public id (jobs.admin_public_id).
+        if not device.current_job:
+            return "-"
+        url = reverse("admin:jobs_job_change", args=(quote(device.current_job),))
+        return format_html('<a href="{}">{}</a>', url, device.current_job)
+
+    @admin.display(description=f"recent jobs (up to {DEVICE_PAGE_JOBS})")
+    def recent_jobs(self, device: Device) -> str:
+        return jobs_table(selectors.device_recent_jobs(device_id=device.pk, limit=DEVICE_PAGE_JOBS))
 
     @admin.display(description="jobs done", ordering="jobs_done")
     def jobs_done(self, device: Device) -> int:

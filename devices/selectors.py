@@ -59,3 +59,10 @@ def device_shown_status(device: Device) -> str:
     if device.status == DeviceStatus.ONLINE and current:
         return DeviceStatus.BUSY
     return device.status
+
+
+def device_recent_jobs(*, device_id: str, limit: int = 20) -> list[Job]:
+    """The latest jobs a device ran or runs (newest submission first), for
+    the operators' device page. Requeued jobs leave the device, so these are
+    the runs that count against it."""
+    return list(Job.objects.filter(device_id=device_id).order_by("-id")[:limit])

@@ -42,6 +42,13 @@ class ExamAdmin(admin.ModelAdmin):
     fields = ["name", "start", "end", "students", "updated_at"]
     readonly_fields = ["updated_at"]
 
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if db_field.name in ("start", "end"):
+            # The service runs in UTC and every time in the admin is UTC: say so where times are typed.
+            field.help_text = "UTC; time with seconds, e.g. 09:00:00."
+        return field
+
     def save_model(self, request, obj, form, change):
         values = {field: getattr(obj, field) for field in EDITABLE_FIELDS}
         saved = exam_update(exam=obj, **values) if change else exam_create(**values)

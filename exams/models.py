@@ -83,4 +83,5 @@ class Exam(models.Model):
         super().validate_constraints(exclude=exclude)
 
     def __str__(self) -> str:
-        return f"{self.name} ({self.start:%Y-%m-%d %H:%M}Z, {self.students} students)"
+        # UTC with seconds, like every time in the admin (breadcrumbs, links, titles).
+        return f"{self.name} ({self.start.astimezone(timezone.utc):%Y-%m-%d %H:%M:%S}Z, {self.students} students)"

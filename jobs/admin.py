@@ -1,19 +1,31 @@
 """Operators' view of programs and jobs.
 
 The job list opens with the queue per device type (depth, oldest wait,
-running jobs, devices online). Jobs are read-only here: state changes go
-through the same services as the API (cancel, requeue failed), never through
-a form that could bypass the queue rules.
+running jobs, devices online). Programs and jobs are view-only here (no Save,
+no Delete): state changes go through the same services as the API (cancel,
+requeue failed) as admin actions, never through a form that could bypass the
+queue rules. Their pages are addressed by public id (jobs.admin_public_id).
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.contrib import admin, messages
+from django.contrib.admin.utils import quote
 from django.db.models import Count, IntegerField, OuterRef, Subquery
 from django.db.models.functions import Coalesce
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html
 
+from devices.models import Device
 from jobs import selectors, services
-from jobs.models import Job, Program
+from jobs.admin_public_id import PublicIdAdminMixin, admin_time, jobs_table, public_id_url
+from jobs.models import Job, JobStatus, Program
+
+# Jobs listed on a program's page (newest first); the job list has them all.
+PROGRAM_PAGE_JOBS = 20
 
 
 def _seconds(value: float | None) -> str:
@@ -25,13 +37,35 @@ def _seconds(value: float | None) -> str:
     return f"{hours}h {minutes:02d}m {seconds:02d}s" if hours else f"{minutes}m {seconds:02d}s"
 
 
+class ViewOnlyAdmin(PublicIdAdminMixin, admin.ModelAdmin):
+    """Records that change only through the services: staff with the view or
+    change permission see them (no Save, no Delete); the actions need the
+    model's change permission (``operate``)."""
+
+    def has_add_permission(self, request) -> bool:
+        return False  # programs and jobs come in through the API
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_operate_permission(self, request) -> bool:
+        opts = self.opts
+        return request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}")
+
+
 @admin.register(Program)
-class ProgramAdmin(admin.ModelAdmin):
+class ProgramAdmin(ViewOnlyAdmin):
     list_display = ["key", "owner", "client_user_id", "priority", "device_type", "job_count", "created_at"]
     list_filter = ["device_type", "priority"]
     search_fields = ["key", "client_user_id", "owner__username"]
     list_select_related = ["owner"]
-    readonly_fields = ["key", "owner", "client_user_id", "priority", "device_type", "callback_url", "created_at", "job_counts"]
+    readonly_fields = [
+        "key", "owner", "client_user_id", "priority", "device_type", "callback_url", "created_at", "job_counts",
+        "latest_jobs",
+    ]
     # The signing key is shown to its owner once; the owner rotates it through the API.
     exclude = ["webhook_secret"]
     actions = ["cancel_programs"]
@@ -40,9 +74,6 @@ class ProgramAdmin(admin.ModelAdmin):
     def get_search_results(self, request, queryset, search_term):
         # PostgreSQL refuses NUL in a query and no stored value has one.
         return super().get_search_results(request, queryset, search_term.replace("\x00", ""))
-
-    def has_add_permission(self, request) -> bool:
-        return False  # programs come in through the API, with their jobs
 
     def get_queryset(self, request):
         # A correlated count is computed only for the rows of the page shown,
@@ -59,14 +90,18 @@ class ProgramAdmin(admin.ModelAdmin):
         counts = selectors.program_job_counts([program.pk])[program.pk]
         return ", ".join(f"{status}: {n}" for status, n in counts.items())
 
-    @admin.action(description="Cancel the queued jobs of the selected programs", permissions=["change"])
+    @admin.display(description=f"latest jobs (up to {PROGRAM_PAGE_JOBS})")
+    def latest_jobs(self, program: Program) -> str:
+        return jobs_table(list(program.jobs.order_by("-id")[:PROGRAM_PAGE_JOBS]))
+
+    @admin.action(description="Cancel the queued jobs of the selected programs", permissions=["operate"])
     def cancel_programs(self, request, queryset):
         cancelled = sum(services.program_cancel(program_id=pk) for pk in queryset.values_list("pk", flat=True))
         self.message_user(request, f"Cancelled {cancelled} queued job(s).", messages.SUCCESS)
 
 
 @admin.register(Job)
-class JobAdmin(admin.ModelAdmin):
+class JobAdmin(ViewOnlyAdmin):
     list_display = [
         "key", "program", "status", "priority", "device_type", "device_id", "attempts",
         "created_at", "started_at", "finished_at", "callback_status",
@@ -75,8 +110,9 @@ class JobAdmin(admin.ModelAdmin):
     search_fields = ["key", "program__key", "device__id", "owner__username"]
     list_select_related = ["program"]
     readonly_fields = [
-        "key", "program", "owner", "priority", "device_type", "instructions", "shots", "min_size", "status",
-        "device_id", "attempts", "created_at", "started_at", "finished_at", "result", "error", "lease_token",
+        "key", "program_link", "owner", "priority", "device_type", "instructions", "shots", "min_size", "status",
+        "queue_position", "estimated_start", "device_link", "attempts", "requeues", "created_at", "started_at",
+        "finished_at", "result", "error", "lease_token",
         "lease_expires_at", "callback_status", "callback_attempts", "callback_error", "callback_delivered_at",
     ]
     fields = readonly_fields
@@ -89,9 +125,6 @@ class JobAdmin(admin.ModelAdmin):
         # PostgreSQL refuses NUL in a query and no stored value has one.
         return super().get_search_results(request, queryset, search_term.replace("\x00", ""))
 
-    def has_add_permission(self, request) -> bool:
-        return False  # jobs come in through the API
-
     def changelist_view(self, request, extra_context=None):
         rows = selectors.queue_summary()
         for row in rows:
@@ -99,14 +132,42 @@ class JobAdmin(admin.ModelAdmin):
         extra_context = {**(extra_context or {}), "queue_summary": rows}
         return super().changelist_view(request, extra_context=extra_context)
 
-    @admin.action(description="Cancel selected jobs (queued ones only)", permissions=["change"])
+    @admin.display(description="program")
+    def program_link(self, job: Job) -> str:
+        return format_html('<a href="{}">{}</a>', public_id_url(job.program), job.program.key)
+
+    @admin.display(description="device")
+    def device_link(self, job: Job) -> str:
+        # A job keeps the id of a device removed since: then there is no page.
+        if job.device_id is None:
+            return "-"
+        if not Device.objects.filter(pk=job.device_id).exists():
+            return f"{job.device_id} (removed)"
+        url = reverse("admin:devices_device_change", args=(quote(job.device_id),))
+        return format_html('<a href="{}">{}</a>', url, job.device_id)
+
+    @admin.display(description="queue position")
+    def queue_position(self, job: Job) -> str:
+        position = selectors.job_queue_position(job)
+        return f"{position} (among queued {job.device_type} jobs)" if position else "- (not queued)"
+
+    @admin.display(description="estimated start")
+    def estimated_start(self, job: Job) -> str:
+        if job.status != JobStatus.QUEUED:
+            return "-"
+        wait = selectors.job_estimated_wait_seconds(job)
+        if wait is None:
+            return "unknown (no online device able to run it, or no finished run of its type yet)"
+        return f"{admin_time(timezone.now() + timedelta(seconds=wait))} (in about {_seconds(wait)})"
+
+    @admin.action(description="Cancel selected jobs (queued ones only)", permissions=["operate"])
     def cancel_jobs(self, request, queryset):
         ids = list(queryset.values_list("pk", flat=True))
         cancelled = services.jobs_cancel(job_ids=ids)
         level = messages.SUCCESS if cancelled == len(ids) else messages.WARNING
         self.message_user(request, f"Cancelled {cancelled} of {len(ids)} job(s); only queued jobs can be cancelled.", level)
 
-    @admin.action(description="Requeue selected failed jobs (fresh attempts, original place)", permissions=["change"])
+    @admin.action(description="Requeue selected failed jobs (fresh attempts, original place)", permissions=["operate"])
     def requeue_failed_jobs(self, request, queryset):
         ids = list(queryset.values_list("pk", flat=True))
         requeued = services.jobs_requeue_failed(job_ids=ids)

@@ -14,7 +14,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from exams.models import Exam
-from vms.admin_exam import ExamVmPlanAdminMixin, fmt_utc_html
+from vms.admin_exam import ExamVmPlanAdminMixin, fmt_utc, fmt_utc_html
 from vms.models import VM, ProviderCall, VMState
 from vms.serializers import effective_state
 
@@ -45,6 +45,9 @@ class VMAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False  # VMs exist because the scheduler asked the provider for them
+
+    def has_change_permission(self, request, obj=None):
+        return False  # the scheduler's record: shown, never edited (no Save button)
 
     def has_delete_permission(self, request, obj=None):
         return False  # the record is what prevents leaks after a crash
@@ -99,9 +102,10 @@ class ProviderCallAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
-    @admin.display(description="t", ordering="t")
+    @admin.display(description="t (UTC)", ordering="t")
     def t_ms(self, call: ProviderCall):
-        return call.t.isoformat(timespec="milliseconds")
+        # UTC with milliseconds: the rate limit counts calls per rolling second.
+        return fmt_utc(call.t).replace("Z", f".{call.t.microsecond // 1000:03d}Z")
 
 
 def _with_vm_columns() -> None:
