@@ -94,7 +94,7 @@ def _submit_and_wait(owner, draws, rng: random.Random, *, record: bool) -> list[
     samples, keys = [], []
     index = 0
     while index < len(draws):
-        burst = draws[index:index + rng.randint(1, 12)]
+        burst = draws[index:index + rng.randint(1, 30)]
         index += len(burst)
         for device_type, priority, min_size in burst:
             job = job_submit(owner=owner, priority=priority, device_type=device_type, min_size=min_size)

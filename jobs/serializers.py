@@ -9,6 +9,7 @@ errors name the field the same way: ``{"jobs[3].shots": ["..."]}``.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from typing import Any
@@ -239,7 +240,18 @@ class CallbackStateSerializer(serializers.Serializer):
 
 
 class JobSerializer(serializers.ModelSerializer):
-    """A job in lists (without its instructions and result, which can be large)."""
+    """A job in lists (without its instructions and result, which can be large).
+
+    The fields a ModelSerializer derives from the model are the same for every
+    instance, so they are built once per class and copied (as DRF copies
+    declared fields): building them was a tenth of a GET /jobs/<id>."""
+
+    def get_fields(self):
+        built = type(self).__dict__.get("_built_fields")
+        if built is None:
+            built = super().get_fields()
+            type(self)._built_fields = built
+        return copy.deepcopy(built)
 
     id = serializers.CharField(source="key")
     program = serializers.CharField(source="program.key")

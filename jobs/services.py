@@ -287,8 +287,8 @@ def job_submit(
                         "all jobs of a program share its priority.",
                         field="priority",
                     )
-        if key is not None and Job.objects.filter(key=key).exists():
-            raise DuplicateId(f"A job with id {key!r} already exists.", field="id")
+        # A taken id is caught by the unique index (one round trip fewer than
+        # looking first); the savepoint keeps the transaction usable.
         try:
             with transaction.atomic():
                 job = Job.objects.create(
