@@ -9,7 +9,6 @@ errors name the field the same way: ``{"jobs[3].shots": ["..."]}``.
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 from typing import Any
@@ -240,18 +239,7 @@ class CallbackStateSerializer(serializers.Serializer):
 
 
 class JobSerializer(serializers.ModelSerializer):
-    """A job in lists (without its instructions and result, which can be large).
-
-    The fields a ModelSerializer derives from the model are the same for every
-    instance, so they are built once per class and copied (as DRF copies
-    declared fields): building them was a tenth of a GET /jobs/<id>."""
-
-    def get_fields(self):
-        built = type(self).__dict__.get("_built_fields")
-        if built is None:
-            built = super().get_fields()
-            type(self)._built_fields = built
-        return copy.deepcopy(built)
+    """A job in lists (without its instructions and result, which can be large)."""
 
     id = serializers.CharField(source="key")
     program = serializers.CharField(source="program.key")
@@ -390,3 +378,46 @@ class ProgramCancelledSerializer(ProgramSerializer):
 class WebhookSecretSerializer(serializers.Serializer):
     program = serializers.CharField(source="key", help_text="The program's public id.")
     webhook_secret = serializers.CharField(help_text="The new signing key; the old one no longer signs anything.")
+
+
+def job_detail_data(job: Job) -> dict:
+    """``JobDetailSerializer(job).data`` without the serializer: building and
+    copying two dozen DRF fields per request was a fifth of the Python time of
+    GET /jobs/<id> (measured: docs/benchmarks.md). The serializer stays the
+    schema; a test keeps the two outputs identical."""
+    from jobs.selectors import job_queue_info
+
+    info = job_queue_info(job)
+    program = job.program
+    return {
+        "id": job.key,
+        "program": program.key,
+        "user_id": program.client_user_id,
+        "priority": job.priority,
+        "device_type": job.device_type,
+        "shots": job.shots,
+        "min_size": job.min_size,
+        "status": job.status,
+        "device": job.device_id,
+        "attempts": job.attempts,
+        "created_at": _datetime(job.created_at),
+        "started_at": _datetime(job.started_at),
+        "finished_at": _datetime(job.finished_at),
+        "error": job.error,
+        "callback": {
+            "status": job.callback_status,
+            "attempts": job.callback_attempts,
+            "error": job.callback_error,
+            "delivered_at": _datetime(job.callback_delivered_at),
+        },
+        "instructions": job.instructions,
+        "result": job.result,
+        "queue_position": info.position,
+        "estimated_start": _datetime(info.estimated_start),
+        "estimated_start_reason": info.estimate_reason,
+        "warnings": list(info.warnings),
+    }
+
+
+def _datetime(value) -> str | None:
+    return None if value is None else _DATETIME.to_representation(value)

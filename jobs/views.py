@@ -21,6 +21,7 @@ from jobs.serializers import (
     ProgramCreateSerializer,
     ProgramSerializer,
     WebhookSecretSerializer,
+    job_detail_data,
 )
 
 JOB_ID = OpenApiParameter("job_id", str, OpenApiParameter.PATH, description="The job's public id.")
@@ -218,7 +219,7 @@ class JobListView(generics.GenericAPIView):
             min_size=data["min_size"],
             require_device=require_device,
         )
-        return Response(JobDetailSerializer(job).data, status=status.HTTP_201_CREATED)
+        return Response(job_detail_data(job), status=status.HTTP_201_CREATED)
 
 
 class JobDetailView(generics.GenericAPIView):
@@ -231,7 +232,7 @@ class JobDetailView(generics.GenericAPIView):
         responses={200: JobDetailSerializer, 401: R401, 404: R404},
     )
     def get(self, request, job_id: str):
-        return Response(JobDetailSerializer(selectors.job_get(user=request.user, key=job_id)).data)
+        return Response(job_detail_data(selectors.job_get(user=request.user, key=job_id)))
 
 
 class JobCancelView(generics.GenericAPIView):
@@ -248,4 +249,4 @@ class JobCancelView(generics.GenericAPIView):
     def post(self, request, job_id: str):
         job = selectors.job_get(user=request.user, key=job_id)
         job = services.job_cancel(job_id=job.pk)
-        return Response(JobDetailSerializer(job).data)
+        return Response(job_detail_data(job))
