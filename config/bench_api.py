@@ -75,7 +75,11 @@ def wrk(url: str, *, script: str | None, seconds: int, connections: int, say) ->
     return {"per_s": round(rate), "non_2xx": int(bad.group(1)) if bad else 0, "p50": p50.group(1) + p50.group(2) if p50 else "?"}
 
 
-def run(*, database_url: str, queued: int, seconds: int, connections: int, token: str, say) -> dict:
+PHASES = ("healthz", "post_jobs", "get_job")
+
+
+def run(*, database_url: str, queued: int, seconds: int, connections: int, token: str, say,
+        phases: tuple[str, ...] = PHASES, serve_args: tuple[str, ...] = ()) -> dict:
     if not shutil.which("wrk"):
         raise RuntimeError("wrk is not installed (Debian: apt-get install wrk)")
     port = free_port()
@@ -83,26 +87,31 @@ def run(*, database_url: str, queued: int, seconds: int, connections: int, token
            "SECRET_KEY": os.environ.get("SECRET_KEY") or "bench-api-" + os.urandom(16).hex(),
            "THROTTLE_SUBMIT_RATE": "", "LOG_LEVEL": "WARNING", "DEBUG": "0"}
     log = open(Path(tempfile.gettempdir()) / "bench_api_serve.log", "w")
-    proc = subprocess.Popen([sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "serve", "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "serve", "--port", str(port),
+                             *serve_args],
                             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_until_up(base, proc)
         figures = {"queued": queued, "connections": connections, "seconds": seconds}
-        say("GET /healthz ...")
-        ceiling = wrk(base + "/healthz", script=None, seconds=seconds, connections=connections, say=say)
-        say("POST /jobs ...")
-        post = wrk(base + "/jobs", seconds=seconds, connections=connections, say=say,
-                   script=f'TOKEN = "Token {token}"\nRUN = "{int(time.time())}"\n' + POST_JOBS_LUA)
-        say("GET /jobs/<id> ...")
-        get = wrk(base + "/jobs/x", seconds=seconds, connections=connections, say=say,
-                  script=f'TOKEN = "Token {token}"\nQUEUED = {queued}\n' + GET_JOB_LUA)
-        for name, r in (("healthz", ceiling), ("post_jobs", post), ("get_job", get)):
+        scripts = {
+            "healthz": ("/healthz", None),
+            "post_jobs": ("/jobs", f'TOKEN = "Token {token}"\nRUN = "{time.time_ns()}"\n' + POST_JOBS_LUA),
+            "get_job": ("/jobs/x", f'TOKEN = "Token {token}"\nQUEUED = {queued}\n' + GET_JOB_LUA),
+        }
+        results = {}
+        for name in phases:
+            path, script = scripts[name]
+            say(f"{name}: {path} ...")
+            results[name] = r = wrk(base + path, script=script, seconds=seconds, connections=connections, say=say)
             figures[f"{name}_per_s"] = r["per_s"]
             figures[f"{name}_p50"] = r["p50"]
             figures[f"{name}_non_2xx"] = r["non_2xx"]
-        figures["post_jobs_ratio"] = round(post["per_s"] / ceiling["per_s"], 2)
-        figures["get_job_ratio"] = round(get["per_s"] / ceiling["per_s"], 2)
+        if "healthz" in results:
+            for name in ("post_jobs", "get_job"):
+                if name in results:
+                    figures[f"{name}_ratio"] = round(results[name]["per_s"] / results["healthz"]["per_s"], 2)
+        figures["load_average"] = [round(x, 2) for x in os.getloadavg()]
         return figures
     finally:
         os.killpg(proc.pid, signal.SIGINT)

@@ -289,6 +289,12 @@ if THROTTLE_SUBMIT_RATE and not re.fullmatch(r"[0-9]+/[smhd][a-z]*", THROTTLE_SU
     # Caught at start-up: DRF would otherwise fail on every submission.
     raise ValueError(f"THROTTLE_SUBMIT_RATE={THROTTLE_SUBMIT_RATE!r}: expected e.g. 120/minute, 10/second, or empty")
 
+# --- Queue feedback: estimated start of queued jobs (jobs/estimates.py) -------
+# Finished jobs per device type whose median run time drives estimated_start.
+JOB_ESTIMATE_SAMPLE_JOBS = max(1, env_int("JOB_ESTIMATE_SAMPLE_JOBS", 50))
+# How long that median is reused (per process) before it is read again.
+JOB_ESTIMATE_CACHE_SECONDS = env_float("JOB_ESTIMATE_CACHE_SECONDS", 10)
+
 # --- Exam VM provisioning -------------------------------------------------
 EXAM_MAX_STUDENTS = env_int("EXAM_MAX_STUDENTS", 2500)
 VM_PROVIDER_URL = os.environ.get("VM_PROVIDER_URL", "")

@@ -11,6 +11,7 @@ __all__ = [
     "ProgramMismatch",
     "PriorityTooHigh",
     "QueuedJobsLimit",
+    "NoDeviceCanRun",
 ]
 
 
@@ -43,3 +44,8 @@ class QueuedJobsLimit(DomainError):
     """The submission would take the user above USER_MAX_QUEUED_JOBS (429)."""
 
     status_code = 429
+
+
+class NoDeviceCanRun(Conflict):
+    """?require_device=true and no registered device could run the job
+    (none of its type, or all smaller than min_size): 409, nothing created."""

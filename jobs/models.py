@@ -119,6 +119,13 @@ class Job(models.Model):
             # submission. Only queued rows: written on insert and requeue, never
             # by a claim or a result (the new row version is not queued).
             models.Index(fields=["owner"], name="job_owner_queued_idx", condition=models.Q(status="queued")),
+            # The last finished jobs of a type, newest first: their median run
+            # time drives estimated_start (jobs.estimates). One entry per job
+            # when it is done; claims and requeues never touch it.
+            models.Index(
+                "device_type", models.F("finished_at").desc(), name="job_done_recent_idx",
+                condition=models.Q(status="done"),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -4,12 +4,15 @@ users see their own programs and jobs, staff see all."""
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass, field
 from datetime import datetime
 
+from django.db import connection
 from django.db.models import Count, Min, QuerySet
 from django.utils import timezone
 
 from devices.models import Device, DeviceStatus
+from jobs import estimates
 from jobs.exceptions import JobNotFound, ProgramNotFound
 from jobs.models import Job, JobStatus, Program
 
@@ -27,7 +30,9 @@ def programs_visible_to(user) -> QuerySet[Program]:
 def job_get(*, user, key: str) -> Job:
     """A job by public id; someone else's job is as missing as a wrong id."""
     # A NUL cannot be in any stored id (and PostgreSQL refuses it in a query).
-    job = None if "\x00" in key else jobs_visible_to(user).filter(key=key).first()
+    # The key is unique: no ORDER BY (``first()`` would add one to compile and run).
+    found = [] if "\x00" in key else list(jobs_visible_to(user).filter(key=key).order_by()[:1])
+    job = found[0] if found else None
     if job is None:
         raise JobNotFound(f"No job with id {key!r}.")
     return job
@@ -45,18 +50,60 @@ def job_queue_position(job: Job) -> int | None:
     type, in claim order (priority desc, then submission order); None when
     the job is not queued.
 
-    Counted as two ranges of the partial index ``job_queue_idx``
+    One statement, two counts over the partial index ``job_queue_idx``
     (device_type, priority desc, id) WHERE status = 'queued': the jobs of
     higher priority, then those of equal priority submitted earlier. Both are
-    index-only range scans bounded on every column, so only the jobs ahead
-    are read.
+    index-only range scans bounded on every column, so only the index
+    entries of the jobs ahead are read (one OR'ed condition would turn into a
+    bitmap scan that visits the table).
     """
     if job.status != JobStatus.QUEUED:
         return None
-    queued = Job.objects.filter(status=JobStatus.QUEUED, device_type=job.device_type).order_by()
-    higher = queued.filter(priority__gt=job.priority).count()
-    earlier = queued.filter(priority=job.priority, id__lt=job.pk).count()
-    return higher + earlier + 1
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT (SELECT count(*) FROM jobs_job
+                     WHERE status = 'queued' AND device_type = %s AND priority > %s)
+                 + (SELECT count(*) FROM jobs_job
+                     WHERE status = 'queued' AND device_type = %s AND priority = %s AND id < %s)
+            """,
+            [job.device_type, job.priority, job.device_type, job.priority, job.pk],
+        )
+        return cursor.fetchone()[0] + 1
+
+
+@dataclass(frozen=True, slots=True)
+class QueueInfo:
+    """What a client is told about a job's wait (GET /jobs/<id>)."""
+
+    position: int | None = None
+    estimated_start: datetime | None = None
+    estimate_reason: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def job_queue_info(job: Job, *, now: datetime | None = None) -> QueueInfo:
+    """Place, estimated start and warnings of a queued job (jobs.estimates);
+    an empty QueueInfo otherwise. Memoised on the instance: the serializer
+    reads it field by field."""
+    cached = getattr(job, "_queue_info", None)
+    if cached is not None:
+        return cached
+    info = QueueInfo()
+    if job.status == JobStatus.QUEUED:
+        position = job_queue_position(job)
+        devices = estimates.type_devices(job.device_type)
+        estimate = estimates.estimate_start(
+            device_type=job.device_type, position=position, min_size=job.min_size, shots=job.shots,
+            devices=devices, run_seconds=estimates.cached_run_seconds(job.device_type), now=now or timezone.now(),
+        )
+        warnings = estimates.capacity_warnings(
+            device_type=job.device_type, sizes=[d.size for d in devices], min_size=job.min_size
+        )
+        info = QueueInfo(position=position, estimated_start=estimate.start, estimate_reason=estimate.reason,
+                         warnings=warnings)
+    job._queue_info = info
+    return info
 
 
 def program_job_counts(program_ids: list[int]) -> dict[int, dict[str, int]]:

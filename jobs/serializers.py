@@ -257,19 +257,56 @@ class JobSerializer(serializers.ModelSerializer):
 
 
 class JobDetailSerializer(JobSerializer):
+    """A job with its instructions, result and, while queued, its wait:
+    place, estimated start and warnings (``jobs.selectors.job_queue_info``,
+    computed once per job)."""
+
     result = serializers.JSONField(allow_null=True, help_text="One bit string per shot, as long as the device's size.")
     queue_position = serializers.SerializerMethodField(
         help_text="While queued: 1-based place among the queued jobs of its device type; otherwise null."
     )
+    estimated_start = serializers.SerializerMethodField(
+        help_text="While queued: when it likely starts (recent run times of its device type and the online devices "
+        "able to run it); null when not queued or when it cannot be estimated (see estimated_start_reason)."
+    )
+    estimated_start_reason = serializers.SerializerMethodField(
+        help_text="Why estimated_start is null for a queued job (no online device able to run it, no run-time "
+        "history yet); otherwise null."
+    )
+    warnings = serializers.SerializerMethodField(
+        help_text="While queued: why the job cannot start yet although accepted (no registered device of its "
+        "type, or min_size above all of them); otherwise empty."
+    )
 
     class Meta(JobSerializer.Meta):
-        fields = JobSerializer.Meta.fields + ["instructions", "result", "queue_position"]
+        fields = JobSerializer.Meta.fields + [
+            "instructions", "result", "queue_position", "estimated_start", "estimated_start_reason", "warnings",
+        ]
         read_only_fields = fields
 
-    def get_queue_position(self, job: Job) -> int | None:
-        from jobs.selectors import job_queue_position
+    def _info(self, job: Job):
+        from jobs.selectors import job_queue_info
 
-        return job_queue_position(job)
+        return job_queue_info(job)
+
+    def get_queue_position(self, job: Job) -> int | None:
+        return self._info(job).position
+
+    @extend_schema_field(serializers.DateTimeField(allow_null=True))
+    def get_estimated_start(self, job: Job) -> str | None:
+        start = self._info(job).estimated_start
+        return None if start is None else _DATETIME.to_representation(start)
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_estimated_start_reason(self, job: Job) -> str | None:
+        return self._info(job).estimate_reason
+
+    @extend_schema_field(serializers.ListField(child=serializers.CharField()))
+    def get_warnings(self, job: Job) -> list[str]:
+        return list(self._info(job).warnings)
+
+
+_DATETIME = serializers.DateTimeField()
 
 
 class JobCountsSerializer(serializers.Serializer):
@@ -318,9 +355,15 @@ class ProgramCreatedSerializer(ProgramSerializer):
     webhook_secret = serializers.CharField(
         help_text="Key that signs this program's callbacks (Standard Webhooks). Shown here only; keep it."
     )
+    warnings = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="Once for the program: why some or all of its jobs cannot start yet although accepted (no "
+        "registered device of its type, or jobs whose min_size is above all of them). Each job's own "
+        "warnings are on GET /jobs/{id}.",
+    )
 
     class Meta(ProgramSerializer.Meta):
-        fields = ProgramSerializer.Meta.fields + ["job_ids", "webhook_secret"]
+        fields = ProgramSerializer.Meta.fields + ["job_ids", "webhook_secret", "warnings"]
         read_only_fields = fields
 
 
@@ -335,3 +378,46 @@ class ProgramCancelledSerializer(ProgramSerializer):
 class WebhookSecretSerializer(serializers.Serializer):
     program = serializers.CharField(source="key", help_text="The program's public id.")
     webhook_secret = serializers.CharField(help_text="The new signing key; the old one no longer signs anything.")
+
+
+def job_detail_data(job: Job) -> dict:
+    """``JobDetailSerializer(job).data`` without the serializer: building and
+    copying two dozen DRF fields per request was a fifth of the Python time of
+    GET /jobs/<id> (measured: docs/benchmarks.md). The serializer stays the
+    schema; a test keeps the two outputs identical."""
+    from jobs.selectors import job_queue_info
+
+    info = job_queue_info(job)
+    program = job.program
+    return {
+        "id": job.key,
+        "program": program.key,
+        "user_id": program.client_user_id,
+        "priority": job.priority,
+        "device_type": job.device_type,
+        "shots": job.shots,
+        "min_size": job.min_size,
+        "status": job.status,
+        "device": job.device_id,
+        "attempts": job.attempts,
+        "created_at": _datetime(job.created_at),
+        "started_at": _datetime(job.started_at),
+        "finished_at": _datetime(job.finished_at),
+        "error": job.error,
+        "callback": {
+            "status": job.callback_status,
+            "attempts": job.callback_attempts,
+            "error": job.callback_error,
+            "delivered_at": _datetime(job.callback_delivered_at),
+        },
+        "instructions": job.instructions,
+        "result": job.result,
+        "queue_position": info.position,
+        "estimated_start": _datetime(info.estimated_start),
+        "estimated_start_reason": info.estimate_reason,
+        "warnings": list(info.warnings),
+    }
+
+
+def _datetime(value) -> str | None:
+    return None if value is None else _DATETIME.to_representation(value)

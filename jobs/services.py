@@ -19,7 +19,8 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from jobs.exceptions import DomainError, DuplicateId, JobNotCancellable, ProgramMismatch
+from jobs import estimates
+from jobs.exceptions import DomainError, DuplicateId, JobNotCancellable, NoDeviceCanRun, ProgramMismatch
 from jobs.limits import check_priority, check_queued_cap
 from jobs.models import CallbackStatus, Job, JobStatus, Program, new_webhook_secret
 from jobs.notify import notify_changed
@@ -46,6 +47,8 @@ class JobSpec:
 class ProgramCreated:
     program: Program
     job_keys: list[str]
+    # Why some of its jobs cannot start yet (jobs.estimates), once for the program.
+    warnings: list[str] = field(default_factory=list)
 
 
 def new_key() -> str:
@@ -77,17 +80,23 @@ def _check_job_keys_free(keys: list[str | None]) -> None:
             raise DuplicateId(f"A job with id {keys[first]!r} already exists.", field=f"jobs[{first}].id")
 
 
-def _check_result_sizes(*, device_type: str, jobs: Sequence[JobSpec], field_prefix: str = "jobs[{index}].") -> None:
+def registered_sizes(device_type: str) -> list[int]:
+    """Distinct sizes of the type's registered devices (any status), sorted."""
+    from devices.models import Device
+
+    return sorted(set(Device.objects.filter(type=device_type).values_list("size", flat=True).distinct()))
+
+
+def _check_result_sizes(*, device_type: str, sizes: list[int], jobs: Sequence[JobSpec],
+                        field_prefix: str = "jobs[{index}].") -> None:
     """400 naming ``shots`` for a job whose result (``size x shots`` bits)
     would exceed RESULT_MAX_BITS on every registered device of its type that
     it could run on (size >= min_size): no device would ever be handed it.
     With no such device registered, the smallest size it could run on
-    (min_size, else 1) decides. One query for the type's distinct sizes, then
-    a bisect per job, so a 10,000-job program costs milliseconds."""
-    from devices.models import Device
-
+    (min_size, else 1) decides. ``sizes`` are the type's distinct registered
+    sizes (one query), then a bisect per job, so a 10,000-job program costs
+    milliseconds."""
     cap = settings.RESULT_MAX_BITS
-    sizes = sorted(set(Device.objects.filter(type=device_type).values_list("size", flat=True).distinct()))
     # Each job is judged by a registered size or its own min_size: when even
     # the largest of those times the most shots fits, every job does.
     largest = max(sizes[-1] if sizes else 1, max((spec.min_size or 1) for spec in jobs))
@@ -105,6 +114,21 @@ def _check_result_sizes(*, device_type: str, jobs: Sequence[JobSpec], field_pref
                 f"so at most {cap // size:,} shots; got {spec.shots:,}.",
                 field=field_prefix.format(index=index) + "shots",
             )
+
+
+def _device_warnings(*, device_type: str, sizes: list[int], jobs: Sequence[JobSpec], require_device: bool,
+                     field_prefix: str = "jobs[{index}].") -> list[str]:
+    """Why jobs of this submission cannot start yet (``jobs.estimates``): the
+    warnings to answer with, or, with ``require_device``, a 409 naming the
+    reason and the field (nothing is created)."""
+    warnings = estimates.submission_warnings(device_type=device_type, sizes=sizes,
+                                             min_sizes=[spec.min_size for spec in jobs])
+    if warnings and require_device:
+        largest = sizes[-1] if sizes else 0
+        first = next((i for i, spec in enumerate(jobs) if (spec.min_size or 1) > largest), 0)
+        where = "device_type" if not sizes else field_prefix.format(index=first) + "min_size"
+        raise NoDeviceCanRun(warnings[0] + " (require_device=true: nothing was created.)", field=where)
+    return warnings
 
 
 def _insert_jobs(*, owner_id: int, program_id: int, priority: int, device_type: str, keys: list[str],
@@ -158,19 +182,24 @@ def program_create(
     key: str | None = None,
     callback_url: str = "",
     client_user_id: str = "",
+    require_device: bool = False,
 ) -> ProgramCreated:
     """Create a program and all its jobs atomically, in bulk.
 
     Jobs keep the order of ``jobs`` as their submission order (the queue's
     tie-breaker). Either everything is created or nothing is. Fair use
     (``jobs.limits``): the priority ceiling, then the owner's queued cap.
+    Jobs no registered device can run are accepted with ``warnings``, or
+    refused (409) with ``require_device``.
     """
     if not jobs:
         raise DomainError("A program needs at least one job.", field="jobs")
     if len(jobs) > settings.PROGRAM_MAX_JOBS:
         raise DomainError(f"At most {settings.PROGRAM_MAX_JOBS} jobs per program; got {len(jobs)}.", field="jobs")
     check_priority(user=owner, priority=priority)
-    _check_result_sizes(device_type=device_type, jobs=jobs)
+    sizes = registered_sizes(device_type)
+    _check_result_sizes(device_type=device_type, sizes=sizes, jobs=jobs)
+    warnings = _device_warnings(device_type=device_type, sizes=sizes, jobs=jobs, require_device=require_device)
     key = key or new_key()
     job_keys = [spec.key for spec in jobs]
     with transaction.atomic():
@@ -201,7 +230,7 @@ def program_create(
         except IntegrityError as exc:
             raise DuplicateId("A job id of this program was taken meanwhile; nothing was created.", field="jobs") from exc
         notify_changed(device_type)
-    return ProgramCreated(program=program, job_keys=final_keys)
+    return ProgramCreated(program=program, job_keys=final_keys, warnings=warnings)
 
 
 def job_submit(
@@ -215,6 +244,7 @@ def job_submit(
     instructions: Any = None,
     shots: int = 1,
     min_size: int | None = None,
+    require_device: bool = False,
 ) -> Job:
     """The brief's flat form: one job naming its program.
 
@@ -222,11 +252,14 @@ def job_submit(
     type; later jobs join it and must agree on both (400 naming the field)
     and come from the same owner (400 naming ``program_id``). Without a
     ``program_key`` the job gets a program of its own. The same fair-use
-    checks as ``program_create`` apply.
+    checks as ``program_create`` apply, and the same ``require_device``.
     """
     instructions = [] if instructions is None else instructions
     check_priority(user=owner, priority=priority)
-    _check_result_sizes(device_type=device_type, jobs=[JobSpec(shots=shots, min_size=min_size)], field_prefix="")
+    spec = [JobSpec(shots=shots, min_size=min_size)]
+    sizes = registered_sizes(device_type)
+    _check_result_sizes(device_type=device_type, sizes=sizes, jobs=spec, field_prefix="")
+    _device_warnings(device_type=device_type, sizes=sizes, jobs=spec, require_device=require_device, field_prefix="")
     with transaction.atomic():
         check_queued_cap(user=owner, adding=1)
         defaults = {
@@ -254,8 +287,8 @@ def job_submit(
                         "all jobs of a program share its priority.",
                         field="priority",
                     )
-        if key is not None and Job.objects.filter(key=key).exists():
-            raise DuplicateId(f"A job with id {key!r} already exists.", field="id")
+        # A taken id is caught by the unique index (one round trip fewer than
+        # looking first); the savepoint keeps the transaction usable.
         try:
             with transaction.atomic():
                 job = Job.objects.create(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, status
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from config.throttling import SubmitRateThrottle
@@ -20,6 +21,7 @@ from jobs.serializers import (
     ProgramCreateSerializer,
     ProgramSerializer,
     WebhookSecretSerializer,
+    job_detail_data,
 )
 
 JOB_ID = OpenApiParameter("job_id", str, OpenApiParameter.PATH, description="The job's public id.")
@@ -37,9 +39,28 @@ R400 = OpenApiResponse(description="Invalid input; the body names the field.")
 R401 = OpenApiResponse(description="Not authenticated.")
 R404 = OpenApiResponse(description="No such id among the programs/jobs you may see.")
 R409 = OpenApiResponse(description="Conflict; the body names the field (`id` taken, or `status` not queued).")
+REQUIRE_DEVICE = OpenApiParameter(
+    "require_device", bool, required=False,
+    description="true: refuse (409, nothing created) a submission that no registered device could run "
+    "(none of its device type, or min_size above all of them) instead of accepting it with `warnings`.",
+)
+R409_SUBMIT = OpenApiResponse(
+    description="Conflict; the body names the field: `id` taken, or with require_device=true `device_type` / "
+    "`min_size` (`jobs[i].min_size`) when no registered device could run it."
+)
 R429 = OpenApiResponse(
     description="Fair use: THROTTLE_SUBMIT_RATE reached (with Retry-After) or USER_MAX_QUEUED_JOBS would be exceeded."
 )
+
+
+def _require_device(request) -> bool:
+    """?require_device=true|false (also 1/0); anything else is a 400 naming it."""
+    raw = request.query_params.get("require_device", "false").strip().lower()
+    if raw in ("true", "1"):
+        return True
+    if raw in ("false", "0", ""):
+        return False
+    raise ValidationError({"require_device": ["Must be true or false."]})
 
 
 def _program_data(program, serializer_class=ProgramSerializer, **extra) -> dict:
@@ -80,9 +101,11 @@ class ProgramListView(generics.GenericAPIView):
             "Priorities above USER_MAX_PRIORITY (100) need staff or the jobs.high_priority permission."
         ),
         request=ProgramCreateSerializer,
-        responses={201: ProgramCreatedSerializer, 400: R400, 401: R401, 409: R409, 429: R429},
+        parameters=[REQUIRE_DEVICE],
+        responses={201: ProgramCreatedSerializer, 400: R400, 401: R401, 409: R409_SUBMIT, 429: R429},
     )
     def post(self, request):
+        require_device = _require_device(request)
         serializer = ProgramCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
@@ -94,9 +117,11 @@ class ProgramListView(generics.GenericAPIView):
             callback_url=data["callback_url"],
             client_user_id=data["user_id"],
             jobs=data["jobs"],
+            require_device=require_device,
         )
         program = created.program
         program.job_ids = created.job_keys
+        program.warnings = created.warnings
         # Just created: every job is queued, no need to count.
         counts = {program.pk: {**{s: 0 for s in JobStatus.values}, JobStatus.QUEUED: len(created.job_keys)}}
         body = ProgramCreatedSerializer(program, context={"job_counts": counts}).data
@@ -174,9 +199,11 @@ class JobListView(generics.GenericAPIView):
             "program's, or naming another user's program, is a 400 naming that field."
         ),
         request=JobSubmitSerializer,
-        responses={201: JobDetailSerializer, 400: R400, 401: R401, 409: R409, 429: R429},
+        parameters=[REQUIRE_DEVICE],
+        responses={201: JobDetailSerializer, 400: R400, 401: R401, 409: R409_SUBMIT, 429: R429},
     )
     def post(self, request):
+        require_device = _require_device(request)
         serializer = JobSubmitSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
@@ -190,9 +217,9 @@ class JobListView(generics.GenericAPIView):
             instructions=data["instructions"],
             shots=data["shots"],
             min_size=data["min_size"],
+            require_device=require_device,
         )
-        job = selectors.job_get(user=request.user, key=job.key)
-        return Response(JobDetailSerializer(job).data, status=status.HTTP_201_CREATED)
+        return Response(job_detail_data(job), status=status.HTTP_201_CREATED)
 
 
 class JobDetailView(generics.GenericAPIView):
@@ -205,7 +232,7 @@ class JobDetailView(generics.GenericAPIView):
         responses={200: JobDetailSerializer, 401: R401, 404: R404},
     )
     def get(self, request, job_id: str):
-        return Response(JobDetailSerializer(selectors.job_get(user=request.user, key=job_id)).data)
+        return Response(job_detail_data(selectors.job_get(user=request.user, key=job_id)))
 
 
 class JobCancelView(generics.GenericAPIView):
@@ -222,4 +249,4 @@ class JobCancelView(generics.GenericAPIView):
     def post(self, request, job_id: str):
         job = selectors.job_get(user=request.user, key=job_id)
         job = services.job_cancel(job_id=job.pk)
-        return Response(JobDetailSerializer(job).data)
+        return Response(job_detail_data(job))

@@ -17,6 +17,10 @@ class Command(BaseCommand):
         parser.add_argument("--connections", type=int, default=16)
         parser.add_argument("--json", action="store_true")
         parser.add_argument("--keepdb", action="store_true", help="keep (and reuse) the scratch database")
+        parser.add_argument("--phases", default="healthz,post_jobs,get_job",
+                            help="comma-separated subset of healthz, post_jobs, get_job")
+        parser.add_argument("--no-workers", action="store_true",
+                            help="serve without workers (to tell their share of the cost apart)")
 
     def handle(self, *args, **o):
         from django.contrib.auth import get_user_model
@@ -25,12 +29,17 @@ class Command(BaseCommand):
         from config import bench_api
         from jobs.bench import _fill
 
+        phases = tuple(p.strip() for p in o["phases"].split(",") if p.strip())
+        unknown = set(phases) - set(bench_api.PHASES)
+        if unknown or not phases:
+            raise CommandError(f"--phases: choose among {', '.join(bench_api.PHASES)}")
         if connection.vendor != "postgresql":
             raise CommandError("bench_api measures PostgreSQL: set DATABASE_URL=postgres://...")
         say = (lambda m: self.stderr.write(m)) if o["json"] else (lambda m: self.stdout.write(m))
         creation = connection.creation
         old_name = connection.settings_dict["NAME"]
-        test_name = creation.create_test_db(verbosity=0, autoclobber=not o["keepdb"], keepdb=o["keepdb"])
+        test_name = creation.create_test_db(verbosity=0, autoclobber=not o["keepdb"], keepdb=o["keepdb"],
+                                              serialize=False)  # a kept 1M-job database is never dumped
         try:
             user, _ = get_user_model().objects.get_or_create(username="bench-api", defaults={"is_staff": True})
             token = Token.objects.get_or_create(user=user)[0].key
@@ -38,7 +47,8 @@ class Command(BaseCommand):
             url = _database_url(test_name)
             connections.close_all()
             figures = bench_api.run(database_url=url, queued=o["queued"], seconds=o["seconds"],
-                                    connections=o["connections"], token=token, say=say)
+                                    connections=o["connections"], token=token, say=say, phases=phases,
+                                    serve_args=("--no-workers",) if o["no_workers"] else ())
         finally:
             connections.close_all()
             if not o["keepdb"]:
