@@ -155,10 +155,12 @@ class JobAdmin(ViewOnlyAdmin):
     def estimated_start(self, job: Job) -> str:
         if job.status != JobStatus.QUEUED:
             return "-"
-        wait = selectors.job_estimated_wait_seconds(job)
-        if wait is None:
-            return "unknown (no online device able to run it, or no finished run of its type yet)"
-        return f"{admin_time(timezone.now() + timedelta(seconds=wait))} (in about {_seconds(wait)})"
+        # The same estimate the API gives (jobs.estimates), with its reason when there is none.
+        info = selectors.job_queue_info(job)
+        if info.estimated_start is None:
+            return f"unknown ({info.estimate_reason})" if info.estimate_reason else "unknown"
+        wait = max(0.0, (info.estimated_start - timezone.now()).total_seconds())
+        return f"{admin_time(info.estimated_start)} (in about {_seconds(wait)})"
 
     @admin.action(description="Cancel selected jobs (queued ones only)", permissions=["operate"])
     def cancel_jobs(self, request, queryset):

@@ -163,34 +163,3 @@ def queue_summary(*, now: datetime | None = None) -> list[dict]:
     return summary
 
 
-# Finished runs the admin's simple wait estimate learns from (newest first).
-ESTIMATE_RECENT_RUNS = 50
-
-
-def job_estimated_wait_seconds(job: Job) -> float | None:
-    """A simple guess at how long a queued job still waits, for the admin's
-    job page: the jobs ahead of it plus the running ones of its type, shared
-    among the online devices able to run it, times the mean run time of the
-    type's recent runs. None when it cannot be guessed (not queued, no such
-    device online, no finished run to learn from).
-
-    Hook (issue 8, point 4): the API's ``estimated_start`` (jobs.estimates)
-    replaces this once merged; the admin calls only this function.
-    """
-    position = job_queue_position(job)
-    if position is None:
-        return None
-    devices = Device.objects.filter(type=job.device_type, status=DeviceStatus.ONLINE)
-    if job.min_size:
-        devices = devices.filter(size__gte=job.min_size)
-    n_devices = devices.count()
-    runs = (
-        Job.objects.filter(device_type=job.device_type, status=JobStatus.DONE, started_at__isnull=False)
-        .order_by("-id")
-        .values_list("started_at", "finished_at")[:ESTIMATE_RECENT_RUNS]
-    )
-    seconds = [(end - start).total_seconds() for start, end in runs if end is not None]
-    if not n_devices or not seconds:
-        return None
-    running = Job.objects.filter(device_type=job.device_type, status=JobStatus.RUNNING).count()
-    return (position - 1 + running) / n_devices * (sum(seconds) / len(seconds))
