@@ -30,6 +30,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from jobs import lifecycle
 from jobs.models import JobStatus
 
 
@@ -54,6 +55,8 @@ def _claim_sql(*, device_id, device_type, device_size, runner, token, now, lease
     # generic plan can then match the partial index job_queue_idx. The shots
     # bound is a plain filter on the rows the index walk reaches (like
     # min_size), so the index still gives the order and the plan is unchanged.
+    # So is the "another device first" rule (see job_claim): a plain filter,
+    # whose device lookup only runs for a job that last failed on this device.
     sql = f"""
         UPDATE jobs_job
            SET status = %s, device_id = %s, started_at = %s, attempts = attempts + 1,
@@ -62,6 +65,12 @@ def _claim_sql(*, device_id, device_type, device_size, runner, token, now, lease
                 SELECT id FROM jobs_job
                  WHERE status = 'queued' AND device_type = %s
                    AND (min_size IS NULL OR min_size <= %s) AND shots <= %s
+                   AND (last_failed_device IS NULL OR last_failed_device <> %s
+                        OR NOT EXISTS (SELECT 1 FROM devices_device o
+                                        WHERE o.type = jobs_job.device_type AND o.id <> %s AND o.status = 'online'
+                                          AND o.runner_expires_at > %s
+                                          AND (jobs_job.min_size IS NULL OR o.size >= jobs_job.min_size)
+                                          AND jobs_job.shots * o.size <= %s))
                    AND EXISTS (SELECT 1 FROM devices_device d
                                 WHERE d.id = %s AND d.status = 'online' AND d.runner = %s AND d.size = %s)
                  ORDER BY priority DESC, id ASC
@@ -70,7 +79,9 @@ def _claim_sql(*, device_id, device_type, device_size, runner, token, now, lease
     """
     params = [
         JobStatus.RUNNING, device_id, now, token, now + timedelta(seconds=lease_seconds),
-        device_type, device_size, max_shots_for(device_size), device_id, runner, device_size,
+        device_type, device_size, max_shots_for(device_size),
+        device_id, device_id, now, settings.RESULT_MAX_BITS,
+        device_id, runner, device_size,
     ]
     return sql, params
 
@@ -127,6 +138,16 @@ def job_claim(
     Nor does a device get a job whose result it could not store
     (``size x shots`` above RESULT_MAX_BITS): that job waits for a smaller
     device of its type.
+
+    Another device first: a job whose last attempt failed on this device is
+    skipped while another online device, driven by a live runner, could run
+    it (type, size, result bound): the failure may be the device's, so the
+    retry goes elsewhere. When no other device could, this one takes it
+    again rather than leave it waiting for nothing. Why still one statement:
+    the rule is a filter on the rows the index walk reaches, so the order,
+    the partial index and SKIP LOCKED work as before, and the extra lookup
+    runs only for rows with ``last_failed_device`` equal to this device
+    (the OR is evaluated left to right), never on the common path.
     """
     now = now or timezone.now()
     token = uuid.uuid4().hex
@@ -220,7 +241,9 @@ def job_fail_attempt(
 ) -> tuple[str, str] | None:
     """Record a failed run: requeue in the job's original place, or fail it
     for good once it has used ``max_attempts``. Returns the new status and
-    callback status, or None when the run no longer owned the job."""
+    callback status, or None when the run no longer owned the job. The
+    device it failed on is kept (``last_failed_device``, read from the row as
+    it was) so the retry goes to another device first (``job_claim``)."""
     now = now or timezone.now()
     with connection.cursor() as cursor:
         cursor.execute(
@@ -233,6 +256,7 @@ def job_fail_attempt(
                         THEN %s ELSE callback_status END,
                    started_at = CASE WHEN attempts >= %s THEN started_at ELSE NULL END,
                    device_id = CASE WHEN attempts >= %s THEN device_id ELSE NULL END,
+                   last_failed_device = device_id,
                    error = %s, lease_token = '', lease_expires_at = NULL
              WHERE id = %s AND status = %s AND lease_token = %s
             RETURNING status, callback_status
@@ -310,7 +334,7 @@ def _bounded_requeue(where: str, where_params: list, *, reason: str, max_requeue
                started_at = CASE WHEN {over} THEN started_at ELSE NULL END,
                lease_token = '', lease_expires_at = NULL
          WHERE status = %s AND {where}
-        RETURNING id, status, callback_status
+        RETURNING id, status, callback_status, key
     """
     params = [
         limit, JobStatus.FAILED, JobStatus.QUEUED,
@@ -325,6 +349,11 @@ def _bounded_requeue(where: str, where_params: list, *, reason: str, max_requeue
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     failed = [r for r in rows if r[1] == JobStatus.FAILED]
+    for row in rows:
+        if row[1] == JobStatus.QUEUED:
+            lifecycle.requeued(job=row[3], why=reason)
+        else:
+            lifecycle.failed(job=row[3], reason=f"requeued {limit} times already (JOB_MAX_REQUEUES); last: {reason}")
     return Requeued(
         queued=[r[0] for r in rows if r[1] == JobStatus.QUEUED],
         failed=[r[0] for r in failed],
