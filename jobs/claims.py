@@ -25,11 +25,14 @@ import uuid
 import weakref
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
+from core import metrics
 from jobs import lifecycle
 from jobs.models import JobStatus
 
@@ -42,6 +45,8 @@ class ClaimedJob:
     shots: int
     attempts: int
     token: str
+    # When the job was submitted: its wait until this claim is a metric.
+    created_at: datetime | None = None
 
 
 def max_shots_for(device_size: int) -> int:
@@ -75,7 +80,7 @@ def _claim_sql(*, device_id, device_type, device_size, runner, token, now, lease
                                 WHERE d.id = %s AND d.status = 'online' AND d.runner = %s AND d.size = %s)
                  ORDER BY priority DESC, id ASC
                  LIMIT 1 {_lock_clause()})
-        RETURNING id, key, instructions, shots, attempts
+        RETURNING id, key, instructions, shots, attempts, created_at
     """
     params = [
         JobStatus.RUNNING, device_id, now, token, now + timedelta(seconds=lease_seconds),
@@ -111,7 +116,13 @@ def _execute_prepared(cursor, name: str, sql: str, params: list) -> None:
 
 
 def _claimed(row, token: str) -> ClaimedJob:
-    return ClaimedJob(id=row[0], key=row[1], instructions=_decode_json(row[2]), shots=row[3], attempts=row[4], token=token)
+    created = row[5]
+    if isinstance(created, str):  # SQLite's raw cursor may answer text...
+        created = parse_datetime(created)
+    if created is not None and created.tzinfo is None:  # ...or a naive UTC time
+        created = created.replace(tzinfo=dt_timezone.utc)
+    return ClaimedJob(id=row[0], key=row[1], instructions=_decode_json(row[2]), shots=row[3], attempts=row[4],
+                      token=token, created_at=created)
 
 
 def _lock_clause() -> str:
@@ -220,9 +231,10 @@ def job_finish_and_claim(
                                          runner=runner, token=next_token, now=now, lease_seconds=lease_seconds)
     sql = f"""
         WITH fin AS ({_FINISH_SQL}), nxt AS ({claim_sql})
-        SELECT 'fin', NULL::bigint, callback_status, NULL::jsonb, NULL::integer, NULL::integer FROM fin
+        SELECT 'fin', NULL::bigint, callback_status, NULL::jsonb, NULL::integer, NULL::integer, NULL::timestamptz
+          FROM fin
         UNION ALL
-        SELECT 'nxt', id, key, instructions, shots, attempts FROM nxt
+        SELECT 'nxt', id, key, instructions, shots, attempts, created_at FROM nxt
     """
     with connection.cursor() as cursor:
         _execute_prepared(cursor, "qpu_finish_and_claim", sql, _finish_params(job_id, token, result, now) + claim_params)
@@ -334,7 +346,7 @@ def _bounded_requeue(where: str, where_params: list, *, reason: str, max_requeue
                started_at = CASE WHEN {over} THEN started_at ELSE NULL END,
                lease_token = '', lease_expires_at = NULL
          WHERE status = %s AND {where}
-        RETURNING id, status, callback_status, key
+        RETURNING id, status, callback_status, key, device_type
     """
     params = [
         limit, JobStatus.FAILED, JobStatus.QUEUED,
@@ -354,6 +366,7 @@ def _bounded_requeue(where: str, where_params: list, *, reason: str, max_requeue
             lifecycle.requeued(job=row[3], why=reason)
         else:
             lifecycle.failed(job=row[3], reason=f"requeued {limit} times already (JOB_MAX_REQUEUES); last: {reason}")
+            metrics.job_finished(device_type=row[4], status="failed", waited_s=None, ran_s=None)
     return Requeued(
         queued=[r[0] for r in rows if r[1] == JobStatus.QUEUED],
         failed=[r[0] for r in failed],

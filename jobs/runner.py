@@ -29,6 +29,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection, connections
 from django.utils import timezone
 
+from core import metrics
 from core.heartbeats import QPU_WORKERS, heartbeat_beat
 from devices.clients import DeviceBusy, DeviceClient, DeviceError, DeviceRef, JobPayload, client_for, validate_result
 from jobs import claims, lifecycle, notify
@@ -393,6 +394,7 @@ class Worker:
         payload = JobPayload(key=job.key, instructions=job.instructions, shots=job.shots)
         lifecycle.started(job=job.key, device=device.id, attempt=job.attempts)
         began = time.perf_counter()
+        waited = (timezone.now() - job.created_at).total_seconds() if job.created_at else None
         try:
             result = validate_result(client.run(device=device, job=payload), device=device, job=payload)
         except Exception as exc:  # any device failure is the job's failed attempt
@@ -407,13 +409,15 @@ class Worker:
             # by its type only (its text may quote what the device sent).
             reason = str(exc) if isinstance(exc, DeviceError) else f"unexpected {type(exc).__name__} from the device client"
             error = str(exc) if isinstance(exc, DeviceError) else f"{type(exc).__name__}: {exc}"
-            self._fail_attempt(job, error, device_id=device.id, reason=reason)
+            self._fail_attempt(job, error, device=device, reason=reason, waited=waited, began=began)
             self._device_failed(runner, job, reason)
             return None
         self._device_answered(runner)
-        return self._store(runner, job, result, began=began)
+        return self._store(runner, job, result, began=began, waited=waited)
 
-    def _fail_attempt(self, job: claims.ClaimedJob, error: str, *, device_id: str, reason: str) -> None:
+    def _fail_attempt(self, job: claims.ClaimedJob, error: str, *, device: DeviceRef, reason: str,
+                      waited: float | None, began: float) -> None:
+        device_id = device.id
         outcome = claims.job_fail_attempt(
             job_id=job.id, token=job.token, error=error, max_attempts=settings.JOB_MAX_ATTEMPTS
         )
@@ -426,6 +430,8 @@ class Worker:
                 notify.wake_local()
             else:
                 lifecycle.failed(job=job.key, device=device_id, reason=f"{job.attempts} attempts failed (JOB_MAX_ATTEMPTS)")
+                metrics.job_finished(device_type=device.type, status="failed", waited_s=waited,
+                                     ran_s=time.perf_counter() - began)
             _on_finished(job.id, outcome[1])
 
     def _device_failed(self, runner: _Runner, job: claims.ClaimedJob, reason: str) -> None:
@@ -472,7 +478,8 @@ class Worker:
             device_reset_failure_streak(device_id=runner.device.id)
             runner.failures_on_record = False
 
-    def _store(self, runner: _Runner, job: claims.ClaimedJob, result: list[str], *, began: float):
+    def _store(self, runner: _Runner, job: claims.ClaimedJob, result: list[str], *, began: float,
+               waited: float | None):
         """Store the result (and claim the device's next job with it). A store
         the database refuses (too large, invalid, any error but a lost
         connection) is the job's failed attempt, so it ends after
@@ -492,14 +499,16 @@ class Worker:
                 raise
             first_line = (str(exc).strip().splitlines() or [""])[0]
             logger.exception("result of job %s from %s could not be stored", job.key, device.id)
-            self._fail_attempt(job, f"result could not be stored: {type(exc).__name__}: {first_line}",
-                               device_id=device.id, reason=f"result could not be stored ({type(exc).__name__})")
+            self._fail_attempt(job, f"result could not be stored: {type(exc).__name__}: {first_line}", device=device,
+                               reason=f"result could not be stored ({type(exc).__name__})", waited=waited, began=began)
             return None
         if callback_status is None:
             logger.warning("result of job %s from %s discarded: the job was requeued meanwhile", job.key, device.id,
                            extra={"job": job.key, "device": device.id})
         else:
-            lifecycle.finished(job=job.key, device=device.id, ms=(time.perf_counter() - began) * 1000)
+            ran = time.perf_counter() - began
+            lifecycle.finished(job=job.key, device=device.id, ms=ran * 1000)
+            metrics.job_finished(device_type=device.type, status="done", waited_s=waited, ran_s=ran)
             self._device_succeeded(runner)
             _on_finished(job.id, callback_status)
         return next_job

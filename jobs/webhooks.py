@@ -35,6 +35,7 @@ from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
 from config import outbound
+from core import metrics
 from jobs import lifecycle
 from jobs.models import CallbackStatus, Job
 from jobs.receivers import give_up_after, receiver_gate, receiver_record
@@ -136,6 +137,7 @@ def callback_deliver(*, job_id: int, attempt: int | None = None, post=outbound.p
             callback_due_at=None,
         )
         lifecycle.callback_delivered(job=job.key, attempt=attempt)
+        metrics.webhook_delivery(outcome="delivered")
         return CallbackStatus.DELIVERED
     return _record_failure(job=job, attempt=attempt, error=error, final=attempt >= settings.CALLBACK_MAX_ATTEMPTS)
 
@@ -175,6 +177,7 @@ def _record_failure(*, job: Job, attempt: int, error: str, final: bool) -> str:
         if not final:
             _schedule_retry(job_id=job.pk, attempt=attempt + 1, delay=delay)
     lifecycle.callback_failed(job=job.key, attempt=attempt, reason=error, final=final)
+    metrics.webhook_delivery(outcome="refused" if error == outbound.NOT_ALLOWED else "gave_up" if final else "failed")
     return status
 
 

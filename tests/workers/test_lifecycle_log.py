@@ -184,3 +184,31 @@ def test_callback_failed_then_gave_up_are_logged(finished_job, lifecycle, settin
     assert fields(failed)["reason"] == "receiver answered HTTP 500" and fields(failed)["attempt"] == 1
     assert fields(gave_up)["job"] == finished_job.key and fields(gave_up)["attempt"] == 2
     assert gave_up.levelno == logging.WARNING
+
+
+def _sample(name: str, **labels) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def test_runs_and_deliveries_feed_the_event_metrics(make_device, make_program, recording, settings):
+    settings.CALLBACK_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+    settings.JOB_MAX_ATTEMPTS = 1
+    _, factory = recording
+    done_before = _sample("qpu_jobs_finished_total", device_type="metrics-run", status="done")
+    failed_before = _sample("qpu_jobs_finished_total", device_type="metrics-run", status="failed")
+    waits_before = _sample("qpu_job_claim_to_start_seconds_count", device_type="metrics-run")
+    runs_before = _sample("qpu_job_run_seconds_count", device_type="metrics-run")
+    delivered_before = _sample("qpu_webhook_deliveries_total", outcome="delivered")
+    make_program(jobs=2, device_type="metrics-run", callback_url="http://127.0.0.1:9/hook")
+    make_device("qpu-m", type="metrics-run")
+    Worker(client_factory=factory, listen=False).run_once()
+    assert _sample("qpu_jobs_finished_total", device_type="metrics-run", status="done") == done_before + 2
+    assert _sample("qpu_job_claim_to_start_seconds_count", device_type="metrics-run") == waits_before + 2
+    assert _sample("qpu_job_run_seconds_count", device_type="metrics-run") == runs_before + 2
+    callback_deliver(job_id=Job.objects.first().pk, post=answering(204))
+    assert _sample("qpu_webhook_deliveries_total", outcome="delivered") == delivered_before + 1
+    make_program(jobs=1, device_type="metrics-run")
+    Worker(client_factory=Failing(DeviceError("device qpu-m answered HTTP 500")), listen=False).run_once()
+    assert _sample("qpu_jobs_finished_total", device_type="metrics-run", status="failed") == failed_before + 1
