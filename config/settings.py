@@ -267,6 +267,11 @@ DEVICE_MAX_BUSY_ANSWERS = env_int("DEVICE_MAX_BUSY_ANSWERS", 5)
 # died) before the job fails instead; they do not use up JOB_MAX_ATTEMPTS.
 JOB_MAX_REQUEUES = env_int("JOB_MAX_REQUEUES", 10)
 
+# --- Device health (issue 8) --------------------------------------------------
+# A device on which this many different jobs fail in a row (device error, bad
+# result, timeout; not "busy") is drained as quarantined until resumed; 0: never.
+DEVICE_QUARANTINE_FAILURES = env_int("DEVICE_QUARANTINE_FAILURES", 3)
+
 # --- Outbound calls: callbacks and HTTP devices (docs/security.md) ----------
 # CIDRs callbacks may reach besides public addresses (e.g. "127.0.0.0/8" for a
 # receiver on the same host); empty: public addresses only.

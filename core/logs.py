@@ -20,7 +20,9 @@ request_logger = logging.getLogger("http.request")
 
 QUIET_PATHS = ("/healthz", "/readyz", "/metrics")
 # Extra keys a record may carry that the JSON form promotes to fields.
-FIELDS = ("method", "path", "status", "ms", "user", "exam", "vm", "job", "device")
+FIELDS = ("method", "path", "status", "ms", "user", "exam", "vm", "job", "device",
+          # job lifecycle (jobs.lifecycle) and VM calls (vms.scheduler)
+          "event", "program", "count", "attempt", "reason", "uuid", "from_exam")
 
 
 class JsonFormatter(logging.Formatter):

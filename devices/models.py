@@ -41,6 +41,14 @@ class Device(models.Model):
     status_reason = models.CharField(max_length=500, blank=True, default="")
     # Consecutive "busy" (HTTP 409) answers; reset by any other answer.
     busy_streak = models.PositiveIntegerField(default=0)
+    # Consecutive jobs whose run failed on this device (device error, bad
+    # result, timeout); DEVICE_QUARANTINE_FAILURES of them drain it. Reset by
+    # a stored result and by resume.
+    failure_streak = models.PositiveIntegerField(default=0)
+    # The job of the last failure (internal id): the same job failing again
+    # here is not another job in the row, so one bad job alone cannot
+    # quarantine a good device (it uses up its own JOB_MAX_ATTEMPTS instead).
+    failure_last_job = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["id"]

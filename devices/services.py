@@ -7,7 +7,9 @@ running a job (removed, restarted, silent) never loses the job: it goes back
 to the queue in its original place through ``jobs.claims.jobs_requeue_for_device``
 without using up an attempt (a job requeued JOB_MAX_REQUEUES times fails
 instead, so none bounces forever). A device that keeps answering "busy" is
-drained with the reason recorded (``device_record_busy``).
+drained with the reason recorded (``device_record_busy``), and so is one
+whose jobs keep failing (``device_record_failure``: quarantine, kept across
+re-registrations and silences until ``resume``).
 
 Ownership: the functions the API calls take the acting user as ``actor``.
 A device account may only act on the devices it registered (the rule is
@@ -23,7 +25,9 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING
 
-from django.db import transaction
+from dataclasses import dataclass
+
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -117,9 +121,12 @@ def device_register(
             device.address = address
             device.type = type
             device.size = size
-            device.status = DeviceStatus.ONLINE
             device.last_seen_at = now
-            device.status_reason, device.busy_streak = "", 0  # a restart is a fresh start
+            device.busy_streak = 0  # a restart is a fresh start...
+            if is_quarantined(device):  # ...but failing jobs need an operator's resume
+                device.status = DeviceStatus.DRAINING
+            else:
+                device.status, device.status_reason = DeviceStatus.ONLINE, ""
             device.save(update_fields=["address", "type", "size", "status", "last_seen_at",
                                        "status_reason", "busy_streak"])
         notify_changed(DEVICES_CHANGED)
@@ -157,14 +164,15 @@ def device_remove(*, device_id: str, actor: AbstractUser | None = None) -> int:
 
 
 def device_heartbeat(*, device_id: str, actor: AbstractUser | None = None, now: datetime | None = None) -> Device:
-    """Record contact; an offline device that speaks again is back online."""
+    """Record contact; an offline device that speaks again is back online
+    (a quarantined one comes back draining: silence does not lift it)."""
     now = now or timezone.now()
     with transaction.atomic():
         device = _locked(device_id, actor=actor)
         device.last_seen_at = now
         fields = ["last_seen_at"]
         if device.status == DeviceStatus.OFFLINE:
-            device.status = DeviceStatus.ONLINE
+            device.status = DeviceStatus.DRAINING if is_quarantined(device) else DeviceStatus.ONLINE
             fields.append("status")
             notify_changed(DEVICES_CHANGED)
         device.save(update_fields=fields)
@@ -186,13 +194,16 @@ def device_drain(*, device_id: str, actor: AbstractUser | None = None) -> Device
 
 
 def device_resume(*, device_id: str, actor: AbstractUser | None = None) -> Device:
-    """Undo a drain (or bring an offline device back by hand): online again,
-    with the scheduler's drain reason and busy count cleared."""
+    """Undo a drain or a quarantine (or bring an offline device back by
+    hand): online again, with the scheduler's drain reason and its busy and
+    failure counts cleared."""
     with transaction.atomic():
         device = _locked(device_id, actor=actor)
-        if device.status != DeviceStatus.ONLINE or device.status_reason or device.busy_streak:
+        if (device.status != DeviceStatus.ONLINE or device.status_reason or device.busy_streak
+                or device.failure_streak or device.failure_last_job is not None):
             device.status, device.status_reason, device.busy_streak = DeviceStatus.ONLINE, "", 0
-            device.save(update_fields=["status", "status_reason", "busy_streak"])
+            device.failure_streak, device.failure_last_job = 0, None
+            device.save(update_fields=["status", "status_reason", "busy_streak", "failure_streak", "failure_last_job"])
         notify_changed(DEVICES_CHANGED)
     return device
 
@@ -224,6 +235,78 @@ def device_reset_busy_streak(*, device_id: str) -> int:
     """The device answered for real (a result or an error, not "busy"): its
     run of busy answers is over. One conditional UPDATE, nothing when already 0."""
     return Device.objects.filter(pk=device_id, busy_streak__gt=0).update(busy_streak=0)
+
+
+QUARANTINE_PREFIX = "quarantined: "
+
+
+def _quarantine_tail(last_error: str) -> str:
+    return f" jobs failed in a row (last: {last_error})"
+
+
+def quarantine_reason(*, failures: int, last_error: str) -> str:
+    return f"{QUARANTINE_PREFIX}{failures}{_quarantine_tail(last_error)}"[:500]
+
+
+def is_quarantined(device: Device) -> bool:
+    return device.status_reason.startswith(QUARANTINE_PREFIX)
+
+
+@dataclass(frozen=True)
+class FailureRecord:
+    failure_streak: int
+    status: str
+    status_reason: str
+    # This very failure drained the device.
+    quarantined_now: bool
+
+
+def device_record_failure(*, device_id: str, job_id: int, error: str, max_failures: int) -> FailureRecord | None:
+    """Count a job that failed on the device (device error, bad result,
+    timeout; "busy" has its own count). After ``max_failures`` different
+    jobs in a row (0: never) an online device is drained: quarantined, with
+    the count and the last error as its reason (shown in the API and the
+    admin) until ``resume``. The same job failing here again does not add
+    to the count: one bad job alone must not quarantine a good device (it
+    uses up its own JOB_MAX_ATTEMPTS instead).
+
+    One conditional UPDATE (every CASE reads the row as it was), like the
+    busy count, so concurrent writers never lose a count. Returns the new
+    state, or None when the device is gone."""
+    streak = "(CASE WHEN failure_last_job = %s THEN failure_streak ELSE failure_streak + 1 END)"
+    drain = f"(%s > 0 AND status = 'online' AND {streak} >= %s)"
+    # The reason is quarantine_reason() built in SQL around the new count.
+    head, tail = QUARANTINE_PREFIX, _quarantine_tail(error)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            UPDATE devices_device
+               SET failure_streak = {streak}, failure_last_job = %s,
+                   status = CASE WHEN {drain} THEN 'draining' ELSE status END,
+                   status_reason = CASE WHEN {drain}
+                                        THEN SUBSTR(%s || CAST({streak} AS VARCHAR(10)) || %s, 1, 500)
+                                        ELSE status_reason END
+             WHERE id = %s
+            RETURNING failure_streak, status, status_reason
+            """,
+            [job_id, job_id,
+             max_failures, job_id, max_failures,
+             max_failures, job_id, max_failures, head, job_id, tail,
+             device_id],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    reason = quarantine_reason(failures=row[0], last_error=error)
+    return FailureRecord(failure_streak=row[0], status=row[1], status_reason=row[2],
+                         quarantined_now=row[1] == DeviceStatus.DRAINING and row[2] == reason)
+
+
+def device_reset_failure_streak(*, device_id: str) -> int:
+    """A job succeeded on the device: its run of failures is over. One
+    conditional UPDATE, nothing when already 0 (a quarantine stays until
+    ``resume``: no job reaches a draining device anyway)."""
+    return Device.objects.filter(pk=device_id, failure_streak__gt=0).update(failure_streak=0, failure_last_job=None)
 
 
 def devices_mark_offline_stale(*, now: datetime, timeout_s: float) -> list[str]:

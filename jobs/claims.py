@@ -25,11 +25,15 @@ import uuid
 import weakref
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
+from core import metrics
+from jobs import lifecycle
 from jobs.models import JobStatus
 
 
@@ -41,6 +45,8 @@ class ClaimedJob:
     shots: int
     attempts: int
     token: str
+    # When the job was submitted: its wait until this claim is a metric.
+    created_at: datetime | None = None
 
 
 def max_shots_for(device_size: int) -> int:
@@ -54,6 +60,8 @@ def _claim_sql(*, device_id, device_type, device_size, runner, token, now, lease
     # generic plan can then match the partial index job_queue_idx. The shots
     # bound is a plain filter on the rows the index walk reaches (like
     # min_size), so the index still gives the order and the plan is unchanged.
+    # So is the "another device first" rule (see job_claim): a plain filter,
+    # whose device lookup only runs for a job that last failed on this device.
     sql = f"""
         UPDATE jobs_job
            SET status = %s, device_id = %s, started_at = %s, attempts = attempts + 1,
@@ -62,15 +70,23 @@ def _claim_sql(*, device_id, device_type, device_size, runner, token, now, lease
                 SELECT id FROM jobs_job
                  WHERE status = 'queued' AND device_type = %s
                    AND (min_size IS NULL OR min_size <= %s) AND shots <= %s
+                   AND (last_failed_device IS NULL OR last_failed_device <> %s
+                        OR NOT EXISTS (SELECT 1 FROM devices_device o
+                                        WHERE o.type = jobs_job.device_type AND o.id <> %s AND o.status = 'online'
+                                          AND o.runner_expires_at > %s
+                                          AND (jobs_job.min_size IS NULL OR o.size >= jobs_job.min_size)
+                                          AND jobs_job.shots * o.size <= %s))
                    AND EXISTS (SELECT 1 FROM devices_device d
                                 WHERE d.id = %s AND d.status = 'online' AND d.runner = %s AND d.size = %s)
                  ORDER BY priority DESC, id ASC
                  LIMIT 1 {_lock_clause()})
-        RETURNING id, key, instructions, shots, attempts
+        RETURNING id, key, instructions, shots, attempts, created_at
     """
     params = [
         JobStatus.RUNNING, device_id, now, token, now + timedelta(seconds=lease_seconds),
-        device_type, device_size, max_shots_for(device_size), device_id, runner, device_size,
+        device_type, device_size, max_shots_for(device_size),
+        device_id, device_id, now, settings.RESULT_MAX_BITS,
+        device_id, runner, device_size,
     ]
     return sql, params
 
@@ -100,7 +116,13 @@ def _execute_prepared(cursor, name: str, sql: str, params: list) -> None:
 
 
 def _claimed(row, token: str) -> ClaimedJob:
-    return ClaimedJob(id=row[0], key=row[1], instructions=_decode_json(row[2]), shots=row[3], attempts=row[4], token=token)
+    created = row[5]
+    if isinstance(created, str):  # SQLite's raw cursor may answer text...
+        created = parse_datetime(created)
+    if created is not None and created.tzinfo is None:  # ...or a naive UTC time
+        created = created.replace(tzinfo=dt_timezone.utc)
+    return ClaimedJob(id=row[0], key=row[1], instructions=_decode_json(row[2]), shots=row[3], attempts=row[4],
+                      token=token, created_at=created)
 
 
 def _lock_clause() -> str:
@@ -127,6 +149,16 @@ def job_claim(
     Nor does a device get a job whose result it could not store
     (``size x shots`` above RESULT_MAX_BITS): that job waits for a smaller
     device of its type.
+
+    Another device first: a job whose last attempt failed on this device is
+    skipped while another online device, driven by a live runner, could run
+    it (type, size, result bound): the failure may be the device's, so the
+    retry goes elsewhere. When no other device could, this one takes it
+    again rather than leave it waiting for nothing. Why still one statement:
+    the rule is a filter on the rows the index walk reaches, so the order,
+    the partial index and SKIP LOCKED work as before, and the extra lookup
+    runs only for rows with ``last_failed_device`` equal to this device
+    (the OR is evaluated left to right), never on the common path.
     """
     now = now or timezone.now()
     token = uuid.uuid4().hex
@@ -199,9 +231,10 @@ def job_finish_and_claim(
                                          runner=runner, token=next_token, now=now, lease_seconds=lease_seconds)
     sql = f"""
         WITH fin AS ({_FINISH_SQL}), nxt AS ({claim_sql})
-        SELECT 'fin', NULL::bigint, callback_status, NULL::jsonb, NULL::integer, NULL::integer FROM fin
+        SELECT 'fin', NULL::bigint, callback_status, NULL::jsonb, NULL::integer, NULL::integer, NULL::timestamptz
+          FROM fin
         UNION ALL
-        SELECT 'nxt', id, key, instructions, shots, attempts FROM nxt
+        SELECT 'nxt', id, key, instructions, shots, attempts, created_at FROM nxt
     """
     with connection.cursor() as cursor:
         _execute_prepared(cursor, "qpu_finish_and_claim", sql, _finish_params(job_id, token, result, now) + claim_params)
@@ -220,7 +253,9 @@ def job_fail_attempt(
 ) -> tuple[str, str] | None:
     """Record a failed run: requeue in the job's original place, or fail it
     for good once it has used ``max_attempts``. Returns the new status and
-    callback status, or None when the run no longer owned the job."""
+    callback status, or None when the run no longer owned the job. The
+    device it failed on is kept (``last_failed_device``, read from the row as
+    it was) so the retry goes to another device first (``job_claim``)."""
     now = now or timezone.now()
     with connection.cursor() as cursor:
         cursor.execute(
@@ -233,6 +268,7 @@ def job_fail_attempt(
                         THEN %s ELSE callback_status END,
                    started_at = CASE WHEN attempts >= %s THEN started_at ELSE NULL END,
                    device_id = CASE WHEN attempts >= %s THEN device_id ELSE NULL END,
+                   last_failed_device = device_id,
                    error = %s, lease_token = '', lease_expires_at = NULL
              WHERE id = %s AND status = %s AND lease_token = %s
             RETURNING status, callback_status
@@ -310,7 +346,7 @@ def _bounded_requeue(where: str, where_params: list, *, reason: str, max_requeue
                started_at = CASE WHEN {over} THEN started_at ELSE NULL END,
                lease_token = '', lease_expires_at = NULL
          WHERE status = %s AND {where}
-        RETURNING id, status, callback_status
+        RETURNING id, status, callback_status, key, device_type
     """
     params = [
         limit, JobStatus.FAILED, JobStatus.QUEUED,
@@ -325,6 +361,12 @@ def _bounded_requeue(where: str, where_params: list, *, reason: str, max_requeue
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     failed = [r for r in rows if r[1] == JobStatus.FAILED]
+    for row in rows:
+        if row[1] == JobStatus.QUEUED:
+            lifecycle.requeued(job=row[3], why=reason)
+        else:
+            lifecycle.failed(job=row[3], reason=f"requeued {limit} times already (JOB_MAX_REQUEUES); last: {reason}")
+            metrics.job_finished(device_type=row[4], status="failed", waited_s=None, ran_s=None)
     return Requeued(
         queued=[r[0] for r in rows if r[1] == JobStatus.QUEUED],
         failed=[r[0] for r in failed],

@@ -78,6 +78,9 @@ class Job(models.Model):
         "devices.Device", null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False, related_name="jobs"
     )
     attempts = models.PositiveIntegerField(default=0)
+    # The device its last failed attempt ran on: while another online device
+    # could run the job, that device does not take it again (jobs.claims).
+    last_failed_device = models.CharField(max_length=100, null=True, blank=True)
     # Times the job went back to the queue through no fault of its own (device
     # removed, silent, or its worker died): bounded by JOB_MAX_REQUEUES.
     requeues = models.PositiveIntegerField(default=0)

@@ -29,9 +29,10 @@ from django.conf import settings
 from django.db import close_old_connections, connection, connections
 from django.utils import timezone
 
+from core import metrics
 from core.heartbeats import QPU_WORKERS, heartbeat_beat
 from devices.clients import DeviceBusy, DeviceClient, DeviceError, DeviceRef, JobPayload, client_for, validate_result
-from jobs import claims, notify
+from jobs import claims, lifecycle, notify
 from jobs.models import JobStatus
 
 logger = logging.getLogger(__name__)
@@ -62,6 +63,8 @@ class _Runner:
     # The device may have a run of "busy" answers on record (unknown at start):
     # its next real answer resets the count, so only one write per run of busy.
     busy_on_record: bool = True
+    # Likewise its run of failed jobs: the next stored result resets it.
+    failures_on_record: bool = True
 
 
 class Worker:
@@ -157,8 +160,7 @@ class Worker:
         self._acquire(now, start_threads=start_threads)
 
     def _housekeeping(self, now) -> None:
-        expired = claims.jobs_requeue_expired(now=now)
-        requeued = self._after_requeue(expired, "its worker stopped renewing the lease")
+        requeued = self._after_requeue(claims.jobs_requeue_expired(now=now))
         from devices.services import devices_mark_offline_stale
 
         gone = devices_mark_offline_stale(now=now, timeout_s=settings.DEVICE_TIMEOUT_SECONDS)
@@ -264,7 +266,7 @@ class Worker:
             # that died (or was retired and is done); its result can never be
             # stored (the fencing token is gone): back to its place in the queue.
             taken_over = f"device {ref.id} was taken over from a runner that died"
-            self._after_requeue(claims.jobs_requeue_for_device(device_id=ref.id, reason=taken_over), taken_over)
+            self._after_requeue(claims.jobs_requeue_for_device(device_id=ref.id, reason=taken_over))
             runner = _Runner(device=ref)
             self.runners[ref.id] = runner
             if start_threads:
@@ -350,22 +352,25 @@ class Worker:
                     job = runner.job = None
                     runner.stop.wait(1.0)
             if job is not None:  # claimed just before the stop: hand it back untouched
-                claims.job_release(job_id=job.id, token=job.token)
+                self._release(job, "its worker is stopping")
                 runner.job = None
         finally:
             connections.close_all()
 
-    def _after_requeue(self, requeued: claims.Requeued, what: str) -> int:
-        """Log a requeue, wake the runners for the queued jobs and deliver the
-        outcome of those failed for good (requeued JOB_MAX_REQUEUES times)."""
+    def _after_requeue(self, requeued: claims.Requeued) -> int:
+        """Wake the runners for the queued jobs and deliver the outcome of
+        those failed for good (requeued JOB_MAX_REQUEUES times); each job's
+        line is in the lifecycle log (``jobs.claims`` writes it)."""
         if requeued.queued:
-            logger.warning("%s: %d job(s) requeued", what, len(requeued.queued))
             notify.wake_local()
-        if requeued.failed:
-            logger.warning("%s: %d job(s) failed, requeued too often (JOB_MAX_REQUEUES)", what, len(requeued.failed))
         for job_id in requeued.callbacks:
             _on_finished(job_id, "pending")
         return requeued.count
+
+    def _release(self, job: claims.ClaimedJob, why: str) -> None:
+        """Hand a job back untouched (not counted as an attempt)."""
+        if claims.job_release(job_id=job.id, token=job.token):
+            lifecycle.requeued(job=job.key, why=why)
 
     def _hand_back(self, job: claims.ClaimedJob, *, counted: bool, reason: str = "") -> None:
         """Give a job back after its outcome could not be stored (``counted``:
@@ -375,10 +380,9 @@ class Worker:
         try:
             if counted:
                 reason = reason or "the worker could not record the run's outcome (database connection lost)"
-                self._after_requeue(claims.job_requeue(job_id=job.id, token=job.token, reason=reason),
-                                    f"job {job.key} handed back")
+                self._after_requeue(claims.job_requeue(job_id=job.id, token=job.token, reason=reason))
             else:
-                claims.job_release(job_id=job.id, token=job.token)
+                self._release(job, "its worker stopped while the device was still running it")
         except Exception:
             logger.exception("could not hand back job %s; its lease will expire", job.key)
 
@@ -388,31 +392,59 @@ class Worker:
         or BUSY."""
         device = runner.device
         payload = JobPayload(key=job.key, instructions=job.instructions, shots=job.shots)
+        lifecycle.started(job=job.key, device=device.id, attempt=job.attempts)
+        began = time.perf_counter()
+        waited = (timezone.now() - job.created_at).total_seconds() if job.created_at else None
         try:
             result = validate_result(client.run(device=device, job=payload), device=device, job=payload)
         except Exception as exc:  # any device failure is the job's failed attempt
             if self.stop_event.is_set() or runner.stop.is_set():
                 # Interrupted by our own shutdown or restart, not the device's fault.
-                claims.job_release(job_id=job.id, token=job.token)
+                self._release(job, "its worker stopped or restarted the device's runner during the run")
                 return None
             if isinstance(exc, DeviceBusy):
                 return self._device_busy(runner, job)
             self._device_answered(runner)
+            # Device errors are our own fixed texts; anything else is logged
+            # by its type only (its text may quote what the device sent).
+            reason = str(exc) if isinstance(exc, DeviceError) else f"unexpected {type(exc).__name__} from the device client"
             error = str(exc) if isinstance(exc, DeviceError) else f"{type(exc).__name__}: {exc}"
-            self._fail_attempt(job, error, device_id=device.id)
+            self._fail_attempt(job, error, device=device, reason=reason, waited=waited, began=began)
+            self._device_failed(runner, job, reason)
             return None
         self._device_answered(runner)
-        return self._store(runner, job, result)
+        return self._store(runner, job, result, began=began, waited=waited)
 
-    def _fail_attempt(self, job: claims.ClaimedJob, error: str, *, device_id: str) -> None:
+    def _fail_attempt(self, job: claims.ClaimedJob, error: str, *, device: DeviceRef, reason: str,
+                      waited: float | None, began: float) -> None:
+        device_id = device.id
         outcome = claims.job_fail_attempt(
             job_id=job.id, token=job.token, error=error, max_attempts=settings.JOB_MAX_ATTEMPTS
         )
-        logger.warning("job %s attempt %d on %s failed: %s -> %s", job.key, job.attempts, device_id, error, outcome)
         if outcome is not None:
-            if outcome[0] == JobStatus.QUEUED:
+            requeued = outcome[0] == JobStatus.QUEUED
+            lifecycle.attempt_failed(job=job.key, device=device_id, attempt=job.attempts, reason=reason[:300],
+                                     requeued=requeued)
+            if requeued:
+                lifecycle.requeued(job=job.key, why=f"attempt {job.attempts} failed on {device_id}")
                 notify.wake_local()
+            else:
+                lifecycle.failed(job=job.key, device=device_id, reason=f"{job.attempts} attempts failed (JOB_MAX_ATTEMPTS)")
+                metrics.job_finished(device_type=device.type, status="failed", waited_s=waited,
+                                     ran_s=time.perf_counter() - began)
             _on_finished(job.id, outcome[1])
+
+    def _device_failed(self, runner: _Runner, job: claims.ClaimedJob, reason: str) -> None:
+        """Count the failed job against the device; DEVICE_QUARANTINE_FAILURES
+        different jobs in a row drain it (``devices.services.device_record_failure``)."""
+        from devices.services import device_record_failure
+
+        recorded = device_record_failure(device_id=runner.device.id, job_id=job.id, error=reason[:300],
+                                         max_failures=settings.DEVICE_QUARANTINE_FAILURES)
+        runner.failures_on_record = True
+        if recorded is not None and recorded.quarantined_now:
+            logger.warning("device %s drained: %s", runner.device.id, recorded.status_reason,
+                           extra={"device": runner.device.id, "reason": recorded.status_reason})
 
     def _device_busy(self, runner: _Runner, job: claims.ClaimedJob):
         """The device is still running something (e.g. the job it had before
@@ -424,12 +456,12 @@ class Worker:
         device = runner.device
         self._after_requeue(
             claims.job_requeue(job_id=job.id, token=job.token, reason=f"device {device.id} answered busy (HTTP 409)"),
-            f"device {device.id} busy",
         )
         recorded = device_record_busy(device_id=device.id, max_busy=settings.DEVICE_MAX_BUSY_ANSWERS)
         runner.busy_on_record = True
         if recorded is not None and recorded.status_reason:
-            logger.warning("device %s: %s", device.id, recorded.status_reason)
+            logger.warning("device %s: %s", device.id, recorded.status_reason,
+                           extra={"device": device.id, "reason": recorded.status_reason})
         return BUSY
 
     def _device_answered(self, runner: _Runner) -> None:
@@ -439,7 +471,15 @@ class Worker:
             device_reset_busy_streak(device_id=runner.device.id)
             runner.busy_on_record = False
 
-    def _store(self, runner: _Runner, job: claims.ClaimedJob, result: list[str]):
+    def _device_succeeded(self, runner: _Runner) -> None:
+        if runner.failures_on_record:
+            from devices.services import device_reset_failure_streak
+
+            device_reset_failure_streak(device_id=runner.device.id)
+            runner.failures_on_record = False
+
+    def _store(self, runner: _Runner, job: claims.ClaimedJob, result: list[str], *, began: float,
+               waited: float | None):
         """Store the result (and claim the device's next job with it). A store
         the database refuses (too large, invalid, any error but a lost
         connection) is the job's failed attempt, so it ends after
@@ -459,11 +499,17 @@ class Worker:
                 raise
             first_line = (str(exc).strip().splitlines() or [""])[0]
             logger.exception("result of job %s from %s could not be stored", job.key, device.id)
-            self._fail_attempt(job, f"result could not be stored: {type(exc).__name__}: {first_line}", device_id=device.id)
+            self._fail_attempt(job, f"result could not be stored: {type(exc).__name__}: {first_line}", device=device,
+                               reason=f"result could not be stored ({type(exc).__name__})", waited=waited, began=began)
             return None
         if callback_status is None:
-            logger.warning("result of job %s from %s discarded: the job was requeued meanwhile", job.key, device.id)
+            logger.warning("result of job %s from %s discarded: the job was requeued meanwhile", job.key, device.id,
+                           extra={"job": job.key, "device": device.id})
         else:
+            ran = time.perf_counter() - began
+            lifecycle.finished(job=job.key, device=device.id, ms=ran * 1000)
+            metrics.job_finished(device_type=device.type, status="done", waited_s=waited, ran_s=ran)
+            self._device_succeeded(runner)
             _on_finished(job.id, callback_status)
         return next_job
 

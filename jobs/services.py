@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from jobs import estimates
+from jobs import estimates, lifecycle
 from jobs.exceptions import DomainError, DuplicateId, JobNotCancellable, NoDeviceCanRun, ProgramMismatch
 from jobs.limits import check_priority, check_queued_cap
 from jobs.models import CallbackStatus, Job, JobStatus, Program, new_webhook_secret
@@ -230,6 +230,7 @@ def program_create(
         except IntegrityError as exc:
             raise DuplicateId("A job id of this program was taken meanwhile; nothing was created.", field="jobs") from exc
         notify_changed(device_type)
+    lifecycle.submitted(program=program.key, job_keys=final_keys, device_type=device_type, priority=priority)
     return ProgramCreated(program=program, job_keys=final_keys, warnings=warnings)
 
 
@@ -304,6 +305,7 @@ def job_submit(
         except IntegrityError as exc:
             raise DuplicateId(f"A job with id {key!r} already exists.", field="id") from exc
         notify_changed(device_type)
+    lifecycle.submitted(program=program.key, job_keys=[job.key], device_type=device_type, priority=program.priority)
     return job
 
 
@@ -329,6 +331,7 @@ def job_cancel(*, job_id: int, now: datetime | None = None) -> Job:
     job = Job.objects.select_related("program").get(pk=job_id)
     if not cancelled:
         raise JobNotCancellable(f"Only queued jobs can be cancelled; this job is {job.status}.", field="status")
+    lifecycle.cancelled(count=1, job=job.key, program=job.program.key)
     return job
 
 
@@ -336,17 +339,28 @@ def program_cancel(*, program_id: int, now: datetime | None = None) -> int:
     """Cancel every queued job of a program; running ones finish normally.
     Returns how many jobs were cancelled."""
     now = now or timezone.now()
-    return Job.objects.filter(program_id=program_id, status=JobStatus.QUEUED).update(
+    cancelled = Job.objects.filter(program_id=program_id, status=JobStatus.QUEUED).update(
         status=JobStatus.CANCELLED, finished_at=now
     )
+    if cancelled:
+        lifecycle.cancelled(count=cancelled, program=_program_key(program_id))
+    return cancelled
 
 
 def jobs_cancel(*, job_ids: Iterable[int], now: datetime | None = None) -> int:
     """Operator bulk cancel (admin action): the queued ones among ``job_ids``."""
     now = now or timezone.now()
-    return Job.objects.filter(pk__in=list(job_ids), status=JobStatus.QUEUED).update(
+    cancelled = Job.objects.filter(pk__in=list(job_ids), status=JobStatus.QUEUED).update(
         status=JobStatus.CANCELLED, finished_at=now
     )
+    if cancelled:
+        lifecycle.cancelled(count=cancelled)
+    return cancelled
+
+
+def _program_key(program_id: int) -> str:
+    """For the log line of a cancel (rare: one small read)."""
+    return Program.objects.filter(pk=program_id).values_list("key", flat=True).first() or f"#{program_id}"
 
 
 def jobs_requeue_failed(*, job_ids: Iterable[int]) -> int:

@@ -35,6 +35,8 @@ from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
 from config import outbound
+from core import metrics
+from jobs import lifecycle
 from jobs.models import CallbackStatus, Job
 from jobs.receivers import give_up_after, receiver_gate, receiver_record
 
@@ -134,6 +136,8 @@ def callback_deliver(*, job_id: int, attempt: int | None = None, post=outbound.p
             callback_error="",
             callback_due_at=None,
         )
+        lifecycle.callback_delivered(job=job.key, attempt=attempt)
+        metrics.webhook_delivery(outcome="delivered")
         return CallbackStatus.DELIVERED
     return _record_failure(job=job, attempt=attempt, error=error, final=attempt >= settings.CALLBACK_MAX_ATTEMPTS)
 
@@ -172,7 +176,8 @@ def _record_failure(*, job: Job, attempt: int, error: str, final: bool) -> str:
         )
         if not final:
             _schedule_retry(job_id=job.pk, attempt=attempt + 1, delay=delay)
-    logger.warning("callback of job %s failed (attempt %d): %s", job.key, attempt, error)
+    lifecycle.callback_failed(job=job.key, attempt=attempt, reason=error, final=final)
+    metrics.webhook_delivery(outcome="refused" if error == outbound.NOT_ALLOWED else "gave_up" if final else "failed")
     return status
 
 

@@ -213,6 +213,10 @@ class SchedulerConfig:
     # A start whose VM will be ready this much later than planned replans.
     late_tolerance_ms: int = 1_000
     lock_retry_ms: int = 5_000
+    # One INFO line per VM start, stop and re-binding (exam and VM ids as
+    # fields). False: the simulation and the what-if preview, whose calls
+    # reach no real provider (and number tens of thousands).
+    log_calls: bool = True
 
     @classmethod
     def from_settings(cls, **overrides) -> SchedulerConfig:
@@ -473,6 +477,10 @@ class Scheduler:
             if v is None or v.used:
                 continue
             services.vm_assign(vm_id=v.id, uuid=v.uuid, exam_id=a.exam_id, t=from_ms(self.now_ms()))
+            if self.config.log_calls:
+                logger.info("VM %s (provider id %s) re-bound from exam %s to exam %s", v.id, v.uuid, v.exam_id,
+                            a.exam_id, extra={"event": "vm_rebound", "vm": v.id, "uuid": v.uuid, "exam": a.exam_id,
+                                              "from_exam": v.exam_id})
             v.exam_id = v.exam_ref = a.exam_id
             self.stats.assigns += 1
         self._assigns = []
@@ -516,7 +524,9 @@ class Scheduler:
                     services.StopCall(v.id, v.uuid, v.exam_ref, from_ms(t), CallOutcome.ERROR, str(exc), gone=True, unknown=True)
                 )
                 self.stats.errors += 1
-                logger.warning("VM %s (exam %s) is unknown to the provider: marked gone", v.uuid, v.exam_ref)
+                logger.warning("VM %s (provider id %s, exam %s) is unknown to the provider: marked gone", v.id,
+                               v.uuid, v.exam_ref, extra={"event": "vm_gone", "vm": v.id, "uuid": v.uuid,
+                                                          "exam": v.exam_ref})
             except ProviderError as exc:
                 self._failed("stop", t, exc)
                 calls.append(services.StopCall(v.id, v.uuid, v.exam_ref, from_ms(t), CallOutcome.ERROR, str(exc)))
@@ -530,6 +540,11 @@ class Scheduler:
                 self.stats.stops += 1
                 self._backoff["stop"] = self.config.backoff_initial_ms
         services.vms_record_stop_calls(calls=calls)
+        if self.config.log_calls:
+            for c in calls:
+                if c.gone and not c.unknown:
+                    logger.info("VM %s (provider id %s) stopped, exam %s", c.vm_id, c.uuid, c.exam_id,
+                                extra={"event": "vm_stopped", "vm": c.vm_id, "uuid": c.uuid, "exam": c.exam_id})
         for c in calls:
             if c.gone:
                 v = self.vms.pop(c.vm_id, None)
@@ -595,6 +610,7 @@ class Scheduler:
             self._reachable("start")
             try:
                 services.vm_start_succeeded(vm_id=vm_id, exam_id=exam_id, uuid=uuid, t=from_ms(t))
+                self._log_started(vm_id, exam_id, uuid)
             except Exception:
                 # The VM exists and only this process knows its uuid: keep it
                 # and write it down before doing anything else.
@@ -615,7 +631,13 @@ class Scheduler:
         while self._unrecorded:
             r = self._unrecorded[0]
             services.vm_start_succeeded(vm_id=r.vm_id, exam_id=r.exam_id, uuid=r.uuid, t=r.t)
+            self._log_started(r.vm_id, r.exam_id, r.uuid)
             self._unrecorded.pop(0)
+
+    def _log_started(self, vm_id: int, exam_id: int, uuid: str) -> None:
+        if self.config.log_calls:
+            logger.info("VM %s (provider id %s) started for exam %s", vm_id, uuid, exam_id,
+                        extra={"event": "vm_started", "vm": vm_id, "uuid": uuid, "exam": exam_id})
 
     def _failed(self, endpoint: str, t: int, exc: ProviderError) -> None:
         """A call raised ``ProviderError``. If it may have reached the

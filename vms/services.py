@@ -78,7 +78,8 @@ def vm_start_failed(*, vm_id: int, exam_id: int, t: datetime, outcome: str, erro
     )
     VM.objects.filter(pk=vm_id).update(state=VMState.LOST if may_exist else VMState.FAILED, error=error[:2000])
     if may_exist:
-        logger.warning("start for exam %s may have created a VM we cannot name (lost): %s", exam_id, error)
+        logger.warning("start of VM %s for exam %s may have created a VM we cannot name (lost): %s", vm_id, exam_id,
+                       error, extra={"event": "vm_lost", "vm": vm_id, "exam": exam_id})
 
 
 def vms_mark_stopping(*, vm_ids: list[int], now: datetime) -> None:
@@ -194,7 +195,8 @@ def vms_recover(*, now: datetime) -> Recovery:
                 error="start outcome unknown: the scheduler stopped between recording the intent and the answer",
             )
             logger.warning(
-                "VM row %s (exam %s, requested %s): start outcome unknown, marked lost", vm.id, vm.exam_ref, vm.requested_at
+                "VM row %s (exam %s, requested %s): start outcome unknown, marked lost", vm.id, vm.exam_ref,
+                vm.requested_at, extra={"event": "vm_lost", "vm": vm.id, "exam": vm.exam_ref},
             )
     lost = VM.objects.filter(state=VMState.LOST).count()
     pending = VM.objects.filter(state=VMState.STOPPING).count()

@@ -325,7 +325,7 @@ def simulate(
         queue_ahead_ms=round(settings.VM_QUEUE_AHEAD_SECONDS * 1000),
     )
     # Nobody else can see the simulation's uncommitted rows: no table polling.
-    config = SchedulerConfig(planner=planner, poll_db_ms=None, promote_every_ms=None)
+    config = SchedulerConfig(planner=planner, poll_db_ms=None, promote_every_ms=None, log_calls=False)
     # Its own lock key: a live scheduler on the same database must not block it.
     lock = SchedulerLock(key=(DEFAULT_LOCK_KEY + 1 + os.getpid()) & 0x7FFFFFFFFFFFFFFF, file_lock=False)
     progress = progress or Progress(enabled=False)
