@@ -6,9 +6,10 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import generics, status
 from rest_framework.response import Response
 
+from config.pagination import KeysetPagination
 from config.throttling import SubmitRateThrottle
 from jobs import selectors, services
-from jobs.filters import filter_jobs, filter_programs
+from jobs.filters import ORDERING_CHOICES, filter_jobs, filter_programs, order_by_for
 from jobs.models import JobStatus
 from jobs.permissions import CanSubmitJobs
 from jobs.serializers import (
@@ -26,13 +27,26 @@ JOB_ID = OpenApiParameter("job_id", str, OpenApiParameter.PATH, description="The
 PROGRAM_ID = OpenApiParameter("program_id", str, OpenApiParameter.PATH, description="The program's public id.")
 LIST_FILTERS = [
     OpenApiParameter(
-        "status", str,
+        "status",
+        {"type": "array", "items": {"type": "string", "enum": JobStatus.values}},
+        style="form",
+        explode=False,
         description=f"One status or a comma-separated list: {', '.join(JobStatus.values)}. "
         "For programs: those having at least one job in that status.",
     ),
-    OpenApiParameter("program", str, description="A program's public id."),
-    OpenApiParameter("device_type", str, description="A device type."),
+    OpenApiParameter("program", {"type": "string", "maxLength": 100}, description="A program's public id."),
+    OpenApiParameter("device_type", {"type": "string", "maxLength": 100}, description="A device type."),
 ]
+
+
+def _ordering_param(default: str) -> OpenApiParameter:
+    return OpenApiParameter(
+        "ordering",
+        str,
+        enum=[value for value, _ in ORDERING_CHOICES],
+        description=f"created (submission order), priority or status; `-` for descending. Default `{default}`. "
+        "Ties go to the earlier submission (the later one for `-created`).",
+    )
 R400 = OpenApiResponse(description="Invalid input; the body names the field.")
 R401 = OpenApiResponse(description="Not authenticated.")
 R404 = OpenApiResponse(description="No such id among the programs/jobs you may see.")
@@ -61,7 +75,7 @@ class ProgramListView(generics.GenericAPIView):
 
     @extend_schema(
         summary="List your programs (staff: all), newest first",
-        parameters=LIST_FILTERS,
+        parameters=[*LIST_FILTERS, _ordering_param("-created")],
         responses={200: ProgramSerializer(many=True), 400: R400, 401: R401},
     )
     def get(self, request):
@@ -148,6 +162,7 @@ class ProgramWebhookSecretView(generics.GenericAPIView):
 class JobListView(generics.GenericAPIView):
     permission_classes = [CanSubmitJobs]
     throttle_classes = [SubmitRateThrottle]
+    pagination_class = KeysetPagination
 
     def get_serializer_class(self):
         return JobSubmitSerializer if self.request.method == "POST" else JobSerializer
@@ -156,14 +171,17 @@ class JobListView(generics.GenericAPIView):
         return selectors.jobs_visible_to(self.request.user)
 
     @extend_schema(
-        summary="List your jobs (staff: all) in submission order",
-        description="Instructions and results are left out of lists; `GET /jobs/{id}` has them.",
-        parameters=LIST_FILTERS,
+        summary="List your jobs (staff: all), in submission order unless `ordering` says otherwise",
+        description=(
+            "Instructions and results are left out of lists; `GET /jobs/{id}` has them. Pages are cursor pages "
+            "(no total count): follow `next` until it is null."
+        ),
+        parameters=[*LIST_FILTERS, _ordering_param("created")],
         responses={200: JobSerializer(many=True), 400: R400, 401: R401},
     )
     def get(self, request):
-        qs = filter_jobs(self.get_queryset(), request.query_params)
-        page = self.paginate_queryset(qs)
+        qs, ordering = filter_jobs(self.get_queryset(), request.query_params)
+        page = self.paginator.paginate_queryset(qs, request, ordering=ordering, order_by=order_by_for(ordering))
         return self.get_paginated_response(JobSerializer(page, many=True).data)
 
     @extend_schema(

@@ -236,10 +236,11 @@ def test_job_list_is_paginated(api, user):
     program = make_program(user)
     for i in range(5):
         make_job(program, key=f"k{i}")
-    page = api.get("/jobs?limit=2&offset=2").json()
-    assert page["count"] == 5
+    first = api.get("/jobs?limit=2").json()
+    assert set(first) == {"next", "results"}  # cursor pages: no count
+    page = api.get(first["next"]).json()
     assert [j["id"] for j in page["results"]] == ["k2", "k3"]
-    assert page["next"] and page["previous"]
+    assert page["next"]
 
 
 def test_users_see_only_their_jobs_and_staff_see_all(api, staff_api, user, other_user):
