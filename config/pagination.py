@@ -34,9 +34,22 @@ def single_value(params, name: str) -> str | None:
     return values[0] if values else None
 
 
+def non_empty_params(params, names) -> dict[str, str]:
+    """The given parameters, each at most once and not empty (an empty value
+    is not the enum or integer the schema promises: a 400 naming it)."""
+    values = {}
+    for name in names:
+        value = single_value(params, name)
+        if value == "":
+            raise ValidationError({name: ["May not be empty; leave the parameter out instead."]})
+        if value is not None:
+            values[name] = value
+    return values
+
+
 def bounded_int(params, name: str, *, default: int, low: int, high: int) -> int:
-    raw = single_value(params, name)
-    if raw is None or raw == "":
+    raw = non_empty_params(params, [name]).get(name)
+    if raw is None:
         return default
     try:
         value = int(raw, 10)
