@@ -7,14 +7,21 @@ from rest_framework import serializers
 
 
 class AutoSchema(_SpectacularAutoSchema):
-    """drf-spectacular's schema, plus what DRF's CharField refuses on input:
+    """drf-spectacular's schema, plus a field's own ``schema_extra`` and what
+    DRF's CharField refuses on input:
     a NUL anywhere (ProhibitNullCharactersValidator) and, unless blank is
     allowed, a value that is empty once trimmed. Without these, generated
     clients and fuzzers send values the API answers with a 400."""
 
     def _map_serializer_field(self, field, direction, bypass_extensions=False):
         schema = super()._map_serializer_field(field, direction, bypass_extensions)
-        if direction != "request" or not isinstance(field, serializers.CharField) or field.read_only:
+        # Bounds a field class states for itself (e.g. a list's minItems).
+        schema.update(getattr(field, "schema_extra", {}))
+        if isinstance(field, (serializers.ListSerializer, serializers.ListField)) and not field.allow_empty:
+            schema.setdefault("minItems", 1)
+        if isinstance(field, serializers.ListSerializer) and field.max_length is not None:
+            schema.setdefault("maxItems", field.max_length)
+        if not isinstance(field, serializers.CharField) or field.read_only:
             return schema
         if schema.get("type") != "string" or {"pattern", "format", "enum"} & set(schema):
             return schema

@@ -127,7 +127,7 @@ class KeysetPagination(BasePagination):
     def _decode(self, raw: str | None):
         if not raw:
             return None
-        if len(raw) > 1000:
+        if len(raw) > 1000 or not raw.isascii():
             raise ValidationError({"cursor": ["Invalid cursor: use the `next` link of a previous page."]})
         try:
             data = json.loads(base64.urlsafe_b64decode(raw.encode("ascii") + b"=" * (-len(raw) % 4)))
@@ -174,7 +174,7 @@ class KeysetPagination(BasePagination):
             {
                 "name": "cursor", "in": "query", "required": False,
                 "description": "Opaque position from a previous page's `next`; absent for the first page.",
-                "schema": {"type": "string", "maxLength": 1000},
+                "schema": {"type": "string", "maxLength": 1000, "pattern": "^[A-Za-z0-9_-]+$"},
             },
         ]
 

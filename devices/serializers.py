@@ -60,6 +60,10 @@ def public_id_error(value: str) -> str | None:
     return None
 
 
+def int_id_error() -> str:
+    return f"A number given as an id has at most {len(str(ID_INT_LIMIT)) - 1} digits; send longer ids as strings."
+
+
 @extend_schema_field(
     {
         "oneOf": [
@@ -68,10 +72,6 @@ def public_id_error(value: str) -> str | None:
         ]
     }
 )
-def int_id_error() -> str:
-    return f"A number given as an id has at most {len(str(ID_INT_LIMIT)) - 1} digits; send longer ids as strings."
-
-
 class PublicIdField(serializers.CharField):
     """A client-given id: a string, or a JSON number kept as its string.
     Taken as given (no trimming): the schema's pattern is the whole rule."""
@@ -96,17 +96,34 @@ class PublicIdField(serializers.CharField):
         return value
 
 
+class TextField(serializers.CharField):
+    """A CharField taking JSON strings only (DRF's also turns numbers into
+    text): the schema says string, so a number is a 400."""
+
+    default_error_messages = {"invalid": "Must be a string."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+@extend_schema_field({"type": "integer", "minimum": 1, "maximum": settings.DEVICE_MAX_SIZE})
+class _SizeField(serializers.IntegerField):
+    """1 to DEVICE_MAX_SIZE (checked at each request: the setting may change)."""
+
+
 class DeviceRegisterSerializer(serializers.Serializer):
     id = PublicIdField(help_text="The device's own id, e.g. `dev-42` (a JSON number is kept as a string).")
-    address = serializers.CharField(
+    address = TextField(
         max_length=500,
         required=False,
         allow_blank=True,
         default="",
         help_text="`http(s)://` URL the scheduler POSTs jobs to; anything else uses the built-in simulated QPU.",
     )
-    type = serializers.CharField(max_length=100, help_text="Device type jobs ask for.")
-    size = serializers.IntegerField(
+    type = TextField(max_length=100, help_text="Device type jobs ask for.")
+    size = _SizeField(
         min_value=1, max_value=INT32_MAX, help_text="Number of qubits (at most DEVICE_MAX_SIZE)."
     )
 

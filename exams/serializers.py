@@ -6,6 +6,7 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from devices.serializers import TextField
 from exams.models import Exam
 from exams.services import INT32_MAX, exam_create, exam_update
 
@@ -22,6 +23,7 @@ class ExamSerializer(serializers.ModelSerializer):
         required=False,
         help_text="Optional on create (scenarios bring their own ids); cannot be changed afterwards.",
     )
+    name = TextField(max_length=200)
     start = serializers.DateTimeField(
         help_text="ISO 8601; without an offset it is taken as UTC. Years 2000 to 2100 (UTC)."
     )

@@ -32,6 +32,9 @@ class ExamListCreateView(generics.ListCreateAPIView):
         return exam_list()
 
     @extend_schema(responses={201: ExamWithPlanSerializer, 400: R400, 403: R403})
+    def post(self, request, *args, **kwargs):
+        return super().post(request, *args, **kwargs)
+
     def create(self, request, *args, **kwargs):
         return _with_plan(super().create(request, *args, **kwargs))
 

@@ -32,7 +32,10 @@ class DuplicateId(Conflict):
 
 class ProgramMismatch(DomainError):
     """A flat-form job does not fit the program it names (device type,
-    priority or owner differ); 400 naming the field."""
+    priority or owner differ): a well-formed request that conflicts with
+    what exists, so 409 naming the field, like a taken id."""
+
+    status_code = 409
 
 
 class PriorityTooHigh(DomainError):

@@ -23,6 +23,8 @@ from jobs.models import Job, JobStatus, Program
 
 ORDERING_FIELDS = {"created": "id", "priority": "priority", "status": "status"}
 ORDERING_CHOICES = [(name, name) for field in ORDERING_FIELDS for name in (field, f"-{field}")]
+# A program has no status of its own.
+PROGRAM_ORDERING_CHOICES = [(name, label) for name, label in ORDERING_CHOICES if "status" not in name]
 DEFAULT_JOB_ORDERING = "created"
 DEFAULT_PROGRAM_ORDERING = "-created"
 
@@ -88,6 +90,7 @@ class JobFilterSet(_OrderedFilterSet):
 
 class ProgramFilterSet(_OrderedFilterSet):
     default_ordering = DEFAULT_PROGRAM_ORDERING
+    ordering = django_filters.ChoiceFilter(choices=PROGRAM_ORDERING_CHOICES, method="order", empty_label=None)
     status = StatusListFilter(method="filter_status")
     program = django_filters.CharFilter(field_name="key", max_length=100)
 

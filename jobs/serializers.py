@@ -21,7 +21,7 @@ from rest_framework.exceptions import ParseError
 from config.parsers import loads as json_loads
 
 from config import outbound
-from devices.serializers import ID_INT_LIMIT, INT32_MAX, INT32_MIN, PublicIdField, int_id_error, public_id_error
+from devices.serializers import ID_INT_LIMIT, TextField, INT32_MAX, INT32_MIN, PublicIdField, int_id_error, public_id_error
 from jobs.models import Job, JobStatus, Program
 from jobs.services import JobSpec
 
@@ -162,7 +162,9 @@ class JobSpecSerializer(serializers.Serializer):
     # Documentation only: the list is validated by parse_job_specs, same rules.
     id = PublicIdField(required=False, help_text="Public id; generated (uuid4 hex) when absent.")
     instructions = serializers.JSONField(required=False, help_text="Free-form JSON for the QPU (default []).")
-    shots = serializers.IntegerField(required=False, min_value=1, max_value=MAX_SHOTS, default=1)
+    shots = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, max_value=MAX_SHOTS, default=1, help_text="null: 1."
+    )
     min_size = serializers.IntegerField(
         required=False, allow_null=True, min_value=1, max_value=INT32_MAX, help_text="Smallest device size (qubits)."
     )
@@ -171,6 +173,8 @@ class JobSpecSerializer(serializers.Serializer):
 @extend_schema_field(JobSpecSerializer(many=True))
 class JobSpecListField(serializers.Field):
     """A program's job list, validated in one fast loop."""
+
+    schema_extra = {"minItems": 1, "maxItems": settings.PROGRAM_MAX_JOBS}
 
     def to_internal_value(self, data) -> list[JobSpec]:
         return parse_job_specs(data)
@@ -190,7 +194,7 @@ class _PriorityField(serializers.IntegerField):
 class ProgramCreateSerializer(serializers.Serializer):
     id = PublicIdField(required=False, help_text="Public id; generated (uuid4 hex) when absent.")
     priority = _PriorityField()
-    device_type = serializers.CharField(max_length=100)
+    device_type = TextField(max_length=100)
     callback_url = serializers.URLField(
         required=False, allow_blank=True, default="", max_length=1000,
         help_text=(
@@ -225,7 +229,7 @@ class JobSubmitSerializer(serializers.Serializer):
 
     id = PublicIdField(required=False, help_text="Public id; generated (uuid4 hex) when absent.")
     priority = _PriorityField()
-    device_type = serializers.CharField(max_length=100)
+    device_type = TextField(max_length=100)
     program_id = PublicIdField(
         required=False,
         help_text="Program to join; created on first use (owned by you). Absent: the job gets a program of its own.",

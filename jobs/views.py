@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from config.pagination import KeysetPagination
 from config.throttling import SubmitRateThrottle
 from jobs import selectors, services
-from jobs.filters import ORDERING_CHOICES, filter_jobs, filter_programs, order_by_for
+from jobs.filters import ORDERING_CHOICES, PROGRAM_ORDERING_CHOICES, filter_jobs, filter_programs, order_by_for
 from jobs.models import JobStatus
 from jobs.permissions import CanSubmitJobs
 from jobs.serializers import (
@@ -39,18 +39,22 @@ LIST_FILTERS = [
 ]
 
 
-def _ordering_param(default: str) -> OpenApiParameter:
+def _ordering_param(default: str, choices=ORDERING_CHOICES) -> OpenApiParameter:
+    names = [value for value, _ in choices if not value.startswith("-")]
     return OpenApiParameter(
         "ordering",
         str,
-        enum=[value for value, _ in ORDERING_CHOICES],
-        description=f"created (submission order), priority or status; `-` for descending. Default `{default}`. "
+        enum=[value for value, _ in choices],
+        description=f"{', '.join(names)} (created: submission order); `-` for descending. Default `{default}`. "
         "Ties go to the earlier submission (the later one for `-created`).",
     )
 R400 = OpenApiResponse(description="Invalid input; the body names the field.")
 R401 = OpenApiResponse(description="Not authenticated.")
 R404 = OpenApiResponse(description="No such id among the programs/jobs you may see.")
-R409 = OpenApiResponse(description="Conflict; the body names the field (`id` taken, or `status` not queued).")
+R409 = OpenApiResponse(
+    description="Conflict with what exists; the body names the field (`id` taken, `status` not queued, or for "
+    "POST /jobs a `program_id` of another user or whose `device_type`/`priority` differ)."
+)
 R429 = OpenApiResponse(
     description="Fair use: THROTTLE_SUBMIT_RATE reached (with Retry-After) or USER_MAX_QUEUED_JOBS would be exceeded."
 )
@@ -75,7 +79,7 @@ class ProgramListView(generics.GenericAPIView):
 
     @extend_schema(
         summary="List your programs (staff: all), newest first",
-        parameters=[*LIST_FILTERS, _ordering_param("-created")],
+        parameters=[*LIST_FILTERS, _ordering_param("-created", PROGRAM_ORDERING_CHOICES)],
         responses={200: ProgramSerializer(many=True), 400: R400, 401: R401},
     )
     def get(self, request):
@@ -189,7 +193,7 @@ class JobListView(generics.GenericAPIView):
         description=(
             "`program_id` names the program: created on first use (owned by you, with this job's priority "
             "and device type), joined afterwards. A job whose device_type or priority differs from its "
-            "program's, or naming another user's program, is a 400 naming that field."
+            "program's, or naming another user's program, is a 409 naming that field."
         ),
         request=JobSubmitSerializer,
         responses={201: JobDetailSerializer, 400: R400, 401: R401, 409: R409, 429: R429},
