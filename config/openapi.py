@@ -21,7 +21,7 @@ class AutoSchema(_SpectacularAutoSchema):
             schema.setdefault("minItems", 1)
         if isinstance(field, serializers.ListSerializer) and field.max_length is not None:
             schema.setdefault("maxItems", field.max_length)
-        if not isinstance(field, serializers.CharField) or field.read_only:
+        if direction != "request" or not isinstance(field, serializers.CharField) or field.read_only:
             return schema
         if schema.get("type") != "string" or {"pattern", "format", "enum"} & set(schema):
             return schema

@@ -223,6 +223,9 @@ SPECTACULAR_SETTINGS = {
     # still works, but form and multipart encodings of nested bodies are not
     # a contract any client should be generated for.
     "PARSER_WHITELIST": ["config.parsers.SafeJSONParser"],
+    # Input and output shapes as separate components (`ExamRequest`, `Exam`):
+    # what a request must satisfy is not what a response promises.
+    "COMPONENT_SPLIT_REQUEST": True,
 }
 
 # django-q2 uses the database as its broker so nothing beyond the database is

@@ -39,7 +39,10 @@ class ProgramMismatch(DomainError):
 
 
 class PriorityTooHigh(DomainError):
-    """Priority above USER_MAX_PRIORITY for a user without the right to it (400, ``priority``)."""
+    """Priority above USER_MAX_PRIORITY for a user without the right to it:
+    a well-formed request this user may not make (403, ``priority``)."""
+
+    status_code = 403
 
 
 class QueuedJobsLimit(DomainError):

@@ -55,6 +55,10 @@ R409 = OpenApiResponse(
     description="Conflict with what exists; the body names the field (`id` taken, `status` not queued, or for "
     "POST /jobs a `program_id` of another user or whose `device_type`/`priority` differ)."
 )
+R403 = OpenApiResponse(
+    description="`priority` above USER_MAX_PRIORITY (100) without staff or the jobs.high_priority permission; "
+    "the body names the field and the limit."
+)
 R429 = OpenApiResponse(
     description="Fair use: THROTTLE_SUBMIT_RATE reached (with Retry-After) or USER_MAX_QUEUED_JOBS would be exceeded."
 )
@@ -95,10 +99,10 @@ class ProgramListView(generics.GenericAPIView):
             "Creates the program and up to PROGRAM_MAX_JOBS (10,000) jobs in one transaction. "
             "Job ids are unique: an id repeated in the request is a 400, one already taken a 409, "
             "and in both cases nothing is created. Jobs are queued in the order given. "
-            "Priorities above USER_MAX_PRIORITY (100) need staff or the jobs.high_priority permission."
+            "Priorities above USER_MAX_PRIORITY (100) need staff or the jobs.high_priority permission (403 otherwise)."
         ),
         request=ProgramCreateSerializer,
-        responses={201: ProgramCreatedSerializer, 400: R400, 401: R401, 409: R409, 429: R429},
+        responses={201: ProgramCreatedSerializer, 400: R400, 401: R401, 403: R403, 409: R409, 429: R429},
     )
     def post(self, request):
         serializer = ProgramCreateSerializer(data=request.data)
@@ -196,7 +200,7 @@ class JobListView(generics.GenericAPIView):
             "program's, or naming another user's program, is a 409 naming that field."
         ),
         request=JobSubmitSerializer,
-        responses={201: JobDetailSerializer, 400: R400, 401: R401, 409: R409, 429: R429},
+        responses={201: JobDetailSerializer, 400: R400, 401: R401, 403: R403, 409: R409, 429: R429},
     )
     def post(self, request):
         serializer = JobSubmitSerializer(data=request.data)

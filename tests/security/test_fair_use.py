@@ -42,9 +42,9 @@ def test_ordinary_user_may_use_priority_up_to_the_ceiling(api):
 
 
 @pytest.mark.parametrize("path, body", [("/programs", program(priority=101)), ("/jobs", flat_job(priority=101))])
-def test_priority_above_the_ceiling_is_a_400_naming_priority_and_the_limit(api, path, body):
+def test_priority_above_the_ceiling_is_a_403_naming_priority_and_the_limit(api, path, body):
     r = api.post(path, body, format="json")
-    assert r.status_code == 400
+    assert r.status_code == 403
     message = r.json()["priority"][0]
     assert "100" in message and "USER_MAX_PRIORITY" in message
     assert not Job.objects.exists()
@@ -53,7 +53,7 @@ def test_priority_above_the_ceiling_is_a_400_naming_priority_and_the_limit(api, 
 def test_the_ceiling_comes_from_the_setting(api, settings):
     settings.USER_MAX_PRIORITY = 7
     r = api.post("/jobs", flat_job(priority=8), format="json")
-    assert r.status_code == 400 and "7" in r.json()["priority"][0]
+    assert r.status_code == 403 and "7" in r.json()["priority"][0]
     assert api.post("/jobs", flat_job(priority=7), format="json").status_code == 201
 
 
@@ -61,7 +61,7 @@ def test_brief_flat_form_joining_a_program_is_checked_too(api, staff_api, settin
     # Even a program created by an allowed path cannot be joined above the ceiling.
     settings.USER_MAX_PRIORITY = 5
     r = api.post("/jobs", flat_job(priority=9, program_id="p1"), format="json")
-    assert r.status_code == 400 and "priority" in r.json()
+    assert r.status_code == 403 and "priority" in r.json()
 
 
 def test_staff_may_go_above_the_ceiling(staff_api):
@@ -70,7 +70,7 @@ def test_staff_may_go_above_the_ceiling(staff_api):
 
 
 def test_the_high_priority_permission_lifts_the_ceiling(api, user):
-    assert api.post("/programs", program(priority=500), format="json").status_code == 400
+    assert api.post("/programs", program(priority=500), format="json").status_code == 403
     user.user_permissions.add(Permission.objects.get(codename="high_priority", content_type__app_label="jobs"))
     assert api.post("/programs", program(priority=500), format="json").status_code == 201
     assert api.post("/jobs", flat_job(priority=500), format="json").status_code == 201
