@@ -19,6 +19,7 @@ from vms.serializers import ExamWithPlanSerializer
 R400 = OpenApiResponse(description="Invalid input; the body names the field (e.g. `end` not after `start`).")
 R403 = OpenApiResponse(description="Staff only.")
 R404 = OpenApiResponse(description="No such exam.")
+R409 = OpenApiResponse(description="An exam with this `id` already exists.")
 
 
 @extend_schema_view(get=extend_schema(responses={200: ExamSerializer(many=True), 400: R400, 403: R403}))
@@ -31,7 +32,7 @@ class ExamListCreateView(generics.ListCreateAPIView):
     def get_queryset(self):
         return exam_list()
 
-    @extend_schema(responses={201: ExamWithPlanSerializer, 400: R400, 403: R403})
+    @extend_schema(responses={201: ExamWithPlanSerializer, 400: R400, 403: R403, 409: R409})
     def post(self, request, *args, **kwargs):
         return super().post(request, *args, **kwargs)
 

@@ -235,11 +235,15 @@ class JobSubmitSerializer(serializers.Serializer):
         help_text="Program to join; created on first use (owned by you). Absent: the job gets a program of its own.",
     )
     user_id = ClientRefField(required=False, allow_blank=True, default="", help_text="Your own user reference.")
-    instructions = serializers.JSONField(required=False, default=list, help_text="Free-form JSON for the QPU.")
+    instructions = serializers.JSONField(
+        required=False, allow_null=True, default=list, help_text="Free-form JSON for the QPU (null: [])."
+    )
     shots = serializers.IntegerField(required=False, min_value=1, max_value=MAX_SHOTS, default=1)
     min_size = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=INT32_MAX, default=None)
 
     def validate_instructions(self, value):
+        if value is None:
+            return []
         if contains_nul(value):
             raise serializers.ValidationError(NUL_MESSAGE)
         return value
