@@ -32,3 +32,4 @@ class CachedSchemaView(SpectacularAPIView):
             data=schema,
             headers={"Content-Disposition": f'inline; filename="{self._get_filename(request, version)}"'},
         )
+

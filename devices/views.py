@@ -6,6 +6,7 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import generics, serializers, status
 from rest_framework.response import Response
 
+from config.pagination import non_empty_params, single_value
 from devices import selectors, services
 from devices.models import DeviceStatus
 from devices.permissions import DevicePoolPermission
@@ -45,18 +46,20 @@ class DeviceListView(generics.GenericAPIView):
 
     @extend_schema(
         summary="List the device pool",
-        responses={200: DeviceSerializer(many=True), 401: ERRORS[401]},
+        responses={200: DeviceSerializer(many=True), 400: ERRORS[400], 401: ERRORS[401]},
         parameters=[
-            OpenApiParameter("type", str, description="Only devices of this type."),
+            OpenApiParameter("type", {"type": "string", "maxLength": 100}, description="Only devices of this type."),
             OpenApiParameter(
                 "status", str, enum=[c.value for c in DeviceStatus], description="Status as shown (busy = online and running a job)."
             ),
         ],
     )
     def get(self, request):
-        qs = selectors.device_list(
-            type=request.query_params.get("type") or None, status=request.query_params.get("status") or None
-        )
+        query = non_empty_params(request.query_params, ("status",))
+        device_type = single_value(request.query_params, "type")
+        if device_type and len(device_type) > 100:
+            raise serializers.ValidationError({"type": ["Ensure this value has at most 100 characters."]})
+        qs = selectors.device_list(type=device_type or None, status=query.get("status"))
         page = self.paginate_queryset(qs)
         return self.get_paginated_response(DeviceSerializer(page, many=True, context={"viewer": request.user}).data)
 

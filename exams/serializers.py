@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from devices.serializers import TextField
 from exams.models import Exam
 from exams.services import INT32_MAX, exam_create, exam_update
+
+
+@extend_schema_field({"type": "integer", "minimum": 0, "maximum": settings.EXAM_MAX_STUDENTS})
+class _StudentsField(serializers.IntegerField):
+    """0 to EXAM_MAX_STUDENTS (checked at each request: the setting may change)."""
 
 
 class ExamSerializer(serializers.ModelSerializer):
@@ -16,13 +23,14 @@ class ExamSerializer(serializers.ModelSerializer):
         required=False,
         help_text="Optional on create (scenarios bring their own ids); cannot be changed afterwards.",
     )
+    name = TextField(max_length=200)
     start = serializers.DateTimeField(
         help_text="ISO 8601; without an offset it is taken as UTC. Years 2000 to 2100 (UTC)."
     )
     end = serializers.DateTimeField(
         help_text="ISO 8601, after start; without an offset it is taken as UTC. Years 2000 to 2100 (UTC)."
     )
-    students = serializers.IntegerField(min_value=0, help_text="0 to EXAM_MAX_STUDENTS (2,500 by default).")
+    students = _StudentsField(min_value=0, help_text="0 to EXAM_MAX_STUDENTS (2,500 by default).")
 
     class Meta:
         model = Exam

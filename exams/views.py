@@ -7,7 +7,7 @@ wakes the scheduler.
 from __future__ import annotations
 
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import generics
 from rest_framework.permissions import IsAdminUser
 
@@ -16,7 +16,13 @@ from exams.serializers import ExamSerializer
 from exams.services import exam_delete
 from vms.serializers import ExamWithPlanSerializer
 
+R400 = OpenApiResponse(description="Invalid input; the body names the field (e.g. `end` not after `start`).")
+R403 = OpenApiResponse(description="Staff only.")
+R404 = OpenApiResponse(description="No such exam.")
+R409 = OpenApiResponse(description="An exam with this `id` already exists.")
 
+
+@extend_schema_view(get=extend_schema(responses={200: ExamSerializer(many=True), 400: R400, 403: R403}))
 class ExamListCreateView(generics.ListCreateAPIView):
     """List exams (earliest start first) or create one."""
 
@@ -26,7 +32,10 @@ class ExamListCreateView(generics.ListCreateAPIView):
     def get_queryset(self):
         return exam_list()
 
-    @extend_schema(responses={201: ExamWithPlanSerializer})
+    @extend_schema(responses={201: ExamWithPlanSerializer, 400: R400, 403: R403, 409: R409})
+    def post(self, request, *args, **kwargs):
+        return super().post(request, *args, **kwargs)
+
     def create(self, request, *args, **kwargs):
         return _with_plan(super().create(request, *args, **kwargs))
 
@@ -40,6 +49,10 @@ def _with_plan(response):
     return response
 
 
+@extend_schema_view(
+    get=extend_schema(responses={200: ExamSerializer, 403: R403, 404: R404}),
+    delete=extend_schema(responses={204: None, 403: R403, 404: R404}),
+)
 class ExamDetailView(generics.RetrieveUpdateDestroyAPIView):
     """Read, change (PUT/PATCH) or delete one exam."""
 
@@ -49,11 +62,11 @@ class ExamDetailView(generics.RetrieveUpdateDestroyAPIView):
     def get_queryset(self):
         return exam_list()
 
-    @extend_schema(responses={200: ExamWithPlanSerializer})
+    @extend_schema(responses={200: ExamWithPlanSerializer, 400: R400, 403: R403, 404: R404})
     def put(self, request, *args, **kwargs):
         return super().put(request, *args, **kwargs)
 
-    @extend_schema(responses={200: ExamWithPlanSerializer})
+    @extend_schema(responses={200: ExamWithPlanSerializer, 400: R400, 403: R403, 404: R404})
     def patch(self, request, *args, **kwargs):
         return super().patch(request, *args, **kwargs)
 

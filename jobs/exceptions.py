@@ -33,11 +33,18 @@ class DuplicateId(Conflict):
 
 class ProgramMismatch(DomainError):
     """A flat-form job does not fit the program it names (device type,
-    priority or owner differ); 400 naming the field."""
+    priority or owner differ): a well-formed request that conflicts with
+    what exists, so 409 naming the field, like a taken id."""
+
+    status_code = 409
 
 
 class PriorityTooHigh(DomainError):
-    """Priority above USER_MAX_PRIORITY for a user without the right to it (400, ``priority``)."""
+    """Priority above USER_MAX_PRIORITY for a user without the right to it:
+    a 400 naming ``priority`` with the limit (docs/security.md: fair-use
+    refusals are 400 or 429, each saying which limit and its value)."""
+
+    status_code = 400
 
 
 class QueuedJobsLimit(DomainError):

@@ -21,7 +21,7 @@ from rest_framework.exceptions import ParseError
 from config.parsers import loads as json_loads
 
 from config import outbound
-from devices.serializers import INT32_MAX, INT32_MIN, PublicIdField, public_id_error
+from devices.serializers import ID_INT_LIMIT, TextField, INT32_MAX, INT32_MIN, PublicIdField, int_id_error, public_id_error
 from jobs.models import Job, JobStatus, Program
 from jobs.services import JobSpec
 
@@ -41,6 +41,14 @@ def contains_nul(value: Any) -> bool:
     return bool(_JSON_NUL_RE.search(json.dumps(value)))
 
 
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "string", "maxLength": 100, "pattern": "^[^\x00]*$"},
+            {"type": "integer", "minimum": 1 - ID_INT_LIMIT, "maximum": ID_INT_LIMIT - 1},
+        ]
+    }
+)
 class ClientRefField(serializers.CharField):
     """The client's own reference (the brief's ``user_id``): a string or an
     integer, kept as a string."""
@@ -49,11 +57,14 @@ class ClientRefField(serializers.CharField):
 
     def __init__(self, **kwargs):
         kwargs.setdefault("max_length", 100)
+        kwargs.setdefault("trim_whitespace", False)
         super().__init__(**kwargs)
 
     def to_internal_value(self, data):
         if isinstance(data, bool) or not isinstance(data, (str, int)):
             self.fail("invalid")
+        if isinstance(data, int) and abs(data) >= ID_INT_LIMIT:
+            raise serializers.ValidationError(int_id_error())
         return super().to_internal_value(data)
 
 
@@ -87,7 +98,9 @@ def _job_spec(item: Any) -> JobSpec:
     if key is not None:
         if isinstance(key, bool) or not isinstance(key, (str, int)):
             raise _JobFieldError("id", "Must be a string or an integer.")
-        key = str(key).strip()
+        if isinstance(key, int) and abs(key) >= ID_INT_LIMIT:
+            raise _JobFieldError("id", int_id_error())
+        key = str(key)
         error = public_id_error(key)
         if error:
             raise _JobFieldError("id", error)
@@ -149,7 +162,9 @@ class JobSpecSerializer(serializers.Serializer):
     # Documentation only: the list is validated by parse_job_specs, same rules.
     id = PublicIdField(required=False, help_text="Public id; generated (uuid4 hex) when absent.")
     instructions = serializers.JSONField(required=False, help_text="Free-form JSON for the QPU (default []).")
-    shots = serializers.IntegerField(required=False, min_value=1, max_value=MAX_SHOTS, default=1)
+    shots = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, max_value=MAX_SHOTS, default=1, help_text="null: 1."
+    )
     min_size = serializers.IntegerField(
         required=False, allow_null=True, min_value=1, max_value=INT32_MAX, help_text="Smallest device size (qubits)."
     )
@@ -158,6 +173,8 @@ class JobSpecSerializer(serializers.Serializer):
 @extend_schema_field(JobSpecSerializer(many=True))
 class JobSpecListField(serializers.Field):
     """A program's job list, validated in one fast loop."""
+
+    schema_extra = {"minItems": 1, "maxItems": settings.PROGRAM_MAX_JOBS}
 
     def to_internal_value(self, data) -> list[JobSpec]:
         return parse_job_specs(data)
@@ -177,7 +194,7 @@ class _PriorityField(serializers.IntegerField):
 class ProgramCreateSerializer(serializers.Serializer):
     id = PublicIdField(required=False, help_text="Public id; generated (uuid4 hex) when absent.")
     priority = _PriorityField()
-    device_type = serializers.CharField(max_length=100)
+    device_type = TextField(max_length=100)
     callback_url = serializers.URLField(
         required=False, allow_blank=True, default="", max_length=1000,
         help_text=(
@@ -212,17 +229,21 @@ class JobSubmitSerializer(serializers.Serializer):
 
     id = PublicIdField(required=False, help_text="Public id; generated (uuid4 hex) when absent.")
     priority = _PriorityField()
-    device_type = serializers.CharField(max_length=100)
+    device_type = TextField(max_length=100)
     program_id = PublicIdField(
         required=False,
         help_text="Program to join; created on first use (owned by you). Absent: the job gets a program of its own.",
     )
     user_id = ClientRefField(required=False, allow_blank=True, default="", help_text="Your own user reference.")
-    instructions = serializers.JSONField(required=False, default=list, help_text="Free-form JSON for the QPU.")
+    instructions = serializers.JSONField(
+        required=False, allow_null=True, default=list, help_text="Free-form JSON for the QPU (null: [])."
+    )
     shots = serializers.IntegerField(required=False, min_value=1, max_value=MAX_SHOTS, default=1)
     min_size = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=INT32_MAX, default=None)
 
     def validate_instructions(self, value):
+        if value is None:
+            return []
         if contains_nul(value):
             raise serializers.ValidationError(NUL_MESSAGE)
         return value
@@ -326,6 +347,7 @@ class ProgramSerializer(serializers.ModelSerializer):
     id = serializers.CharField(source="key")
     owner = serializers.CharField(source="owner.get_username")
     user_id = serializers.CharField(source="client_user_id")
+    callback_url = serializers.CharField(help_text="Where finished jobs are POSTed; empty when none.")
     jobs = serializers.SerializerMethodField()
     finished = serializers.SerializerMethodField(help_text="True once no job is queued or running.")
 

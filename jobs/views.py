@@ -7,9 +7,10 @@ from rest_framework import generics, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
+from config.pagination import KeysetPagination
 from config.throttling import SubmitRateThrottle
 from jobs import selectors, services
-from jobs.filters import filter_jobs, filter_programs
+from jobs.filters import ORDERING_CHOICES, PROGRAM_ORDERING_CHOICES, filter_jobs, filter_programs, order_by_for
 from jobs.models import JobStatus
 from jobs.permissions import CanSubmitJobs
 from jobs.serializers import (
@@ -28,25 +29,43 @@ JOB_ID = OpenApiParameter("job_id", str, OpenApiParameter.PATH, description="The
 PROGRAM_ID = OpenApiParameter("program_id", str, OpenApiParameter.PATH, description="The program's public id.")
 LIST_FILTERS = [
     OpenApiParameter(
-        "status", str,
+        "status",
+        {"type": "array", "items": {"type": "string", "enum": JobStatus.values}},
+        style="form",
+        explode=False,
         description=f"One status or a comma-separated list: {', '.join(JobStatus.values)}. "
         "For programs: those having at least one job in that status.",
     ),
-    OpenApiParameter("program", str, description="A program's public id."),
-    OpenApiParameter("device_type", str, description="A device type."),
+    OpenApiParameter("program", {"type": "string", "maxLength": 100}, description="A program's public id."),
+    OpenApiParameter("device_type", {"type": "string", "maxLength": 100}, description="A device type."),
 ]
+
+
+def _ordering_param(default: str, choices=ORDERING_CHOICES) -> OpenApiParameter:
+    names = [value for value, _ in choices if not value.startswith("-")]
+    return OpenApiParameter(
+        "ordering",
+        str,
+        enum=[value for value, _ in choices],
+        description=f"{', '.join(names)} (created: submission order); `-` for descending. Default `{default}`. "
+        "Ties go to the earlier submission (the later one for `-created`).",
+    )
 R400 = OpenApiResponse(description="Invalid input; the body names the field.")
 R401 = OpenApiResponse(description="Not authenticated.")
 R404 = OpenApiResponse(description="No such id among the programs/jobs you may see.")
-R409 = OpenApiResponse(description="Conflict; the body names the field (`id` taken, or `status` not queued).")
+R409 = OpenApiResponse(
+    description="Conflict with what exists; the body names the field (`id` taken, `status` not queued, or for "
+    "POST /jobs a `program_id` of another user or whose `device_type`/`priority` differ)."
+)
 REQUIRE_DEVICE = OpenApiParameter(
     "require_device", bool, required=False,
     description="true: refuse (409, nothing created) a submission that no registered device could run "
     "(none of its device type, or min_size above all of them) instead of accepting it with `warnings`.",
 )
 R409_SUBMIT = OpenApiResponse(
-    description="Conflict; the body names the field: `id` taken, or with require_device=true `device_type` / "
-    "`min_size` (`jobs[i].min_size`) when no registered device could run it."
+    description="Conflict; the body names the field: `id` taken, a `program_id` of another user or whose "
+    "`device_type`/`priority` differ (POST /jobs), or with require_device=true `device_type` / `min_size` "
+    "(`jobs[i].min_size`) when no registered device could run it."
 )
 R429 = OpenApiResponse(
     description="Fair use: THROTTLE_SUBMIT_RATE reached (with Retry-After) or USER_MAX_QUEUED_JOBS would be exceeded."
@@ -82,7 +101,7 @@ class ProgramListView(generics.GenericAPIView):
 
     @extend_schema(
         summary="List your programs (staff: all), newest first",
-        parameters=LIST_FILTERS,
+        parameters=[*LIST_FILTERS, _ordering_param("-created", PROGRAM_ORDERING_CHOICES)],
         responses={200: ProgramSerializer(many=True), 400: R400, 401: R401},
     )
     def get(self, request):
@@ -98,7 +117,7 @@ class ProgramListView(generics.GenericAPIView):
             "Creates the program and up to PROGRAM_MAX_JOBS (10,000) jobs in one transaction. "
             "Job ids are unique: an id repeated in the request is a 400, one already taken a 409, "
             "and in both cases nothing is created. Jobs are queued in the order given. "
-            "Priorities above USER_MAX_PRIORITY (100) need staff or the jobs.high_priority permission."
+            "Priorities above USER_MAX_PRIORITY (100) need staff or the jobs.high_priority permission (a 400 naming `priority` otherwise)."
         ),
         request=ProgramCreateSerializer,
         parameters=[REQUIRE_DEVICE],
@@ -173,6 +192,7 @@ class ProgramWebhookSecretView(generics.GenericAPIView):
 class JobListView(generics.GenericAPIView):
     permission_classes = [CanSubmitJobs]
     throttle_classes = [SubmitRateThrottle]
+    pagination_class = KeysetPagination
 
     def get_serializer_class(self):
         return JobSubmitSerializer if self.request.method == "POST" else JobSerializer
@@ -181,14 +201,17 @@ class JobListView(generics.GenericAPIView):
         return selectors.jobs_visible_to(self.request.user)
 
     @extend_schema(
-        summary="List your jobs (staff: all) in submission order",
-        description="Instructions and results are left out of lists; `GET /jobs/{id}` has them.",
-        parameters=LIST_FILTERS,
+        summary="List your jobs (staff: all), in submission order unless `ordering` says otherwise",
+        description=(
+            "Instructions and results are left out of lists; `GET /jobs/{id}` has them. Pages are cursor pages "
+            "(no total count): follow `next` until it is null."
+        ),
+        parameters=[*LIST_FILTERS, _ordering_param("created")],
         responses={200: JobSerializer(many=True), 400: R400, 401: R401},
     )
     def get(self, request):
-        qs = filter_jobs(self.get_queryset(), request.query_params)
-        page = self.paginate_queryset(qs)
+        qs, ordering = filter_jobs(self.get_queryset(), request.query_params)
+        page = self.paginator.paginate_queryset(qs, request, ordering=ordering, order_by=order_by_for(ordering))
         return self.get_paginated_response(JobSerializer(page, many=True).data)
 
     @extend_schema(
@@ -196,7 +219,7 @@ class JobListView(generics.GenericAPIView):
         description=(
             "`program_id` names the program: created on first use (owned by you, with this job's priority "
             "and device type), joined afterwards. A job whose device_type or priority differs from its "
-            "program's, or naming another user's program, is a 400 naming that field."
+            "program's, or naming another user's program, is a 409 naming that field."
         ),
         request=JobSubmitSerializer,
         parameters=[REQUIRE_DEVICE],

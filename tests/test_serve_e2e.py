@@ -146,9 +146,9 @@ def test_serve_runs_jobs_by_priority_over_http_and_stops_on_ctrl_c(service_datab
             assert r.status_code == 201, (job_id, r.text)
         expected_order = ["high-1", "mid-1", "mid-2", "midb-1", "mid-3", "low-1"]
 
-        # A job whose device type differs from its program's: 400 naming the field.
+        # A job whose device type differs from its program's: 409 naming the field.
         r = me.post("/jobs", {"id": "wrong-type", "priority": 5, "program_id": "e2e-mid", "device_type": "other"})
-        assert r.status_code == 400 and "device_type" in r.json(), r.text
+        assert r.status_code == 409 and "device_type" in r.json(), r.text
 
         # Nothing started while draining; the queue positions announce the order.
         positions = {}

@@ -153,7 +153,7 @@ class _PreviewChangeSerializer(serializers.Serializer):
 
 
 class ExamPreviewRequestSerializer(serializers.Serializer):
-    changes = _PreviewChangeSerializer(many=True, help_text="Applied now, in order (the scenario format without `at`).")
+    changes = _PreviewChangeSerializer(many=True, allow_empty=False, max_length=1000, help_text="Applied now, in order (the scenario format without `at`).")
 
 
 class _ImpactSerializer(serializers.Serializer):

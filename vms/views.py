@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics
 from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from exams.selectors import exam_get
+from config.pagination import non_empty_params
 from vms.preview import parse_changes
 from vms.selectors import exam_changes_preview, exam_plan_summary, vm_list
 from vms.serializers import ExamPlanSerializer, ExamPreviewRequestSerializer, ExamPreviewSerializer, VMListQuerySerializer, VMSerializer
+
+
+R400 = OpenApiResponse(description="Invalid input; the body names the field.")
+R403 = OpenApiResponse(description="Staff only.")
+R404 = OpenApiResponse(description="No such exam.")
 
 
 class ExamPlanView(APIView):
@@ -22,7 +28,7 @@ class ExamPlanView(APIView):
 
     permission_classes = [IsAdminUser]
 
-    @extend_schema(responses=ExamPlanSerializer)
+    @extend_schema(responses={200: ExamPlanSerializer, 403: R403, 404: R404})
     def get(self, request, pk: int):
         exam = exam_get(exam_id=pk)
         return Response(exam_plan_summary(exam=exam, now=timezone.now()))
@@ -36,7 +42,7 @@ class ExamPreviewView(APIView):
 
     permission_classes = [IsAdminUser]
 
-    @extend_schema(request=ExamPreviewRequestSerializer, responses=ExamPreviewSerializer)
+    @extend_schema(request=ExamPreviewRequestSerializer, responses={200: ExamPreviewSerializer, 400: R400, 403: R403})
     def post(self, request):
         changes = parse_changes(request.data)
         return Response({"exams": exam_changes_preview(changes=changes, now=timezone.now())})
@@ -48,12 +54,12 @@ class VMListView(generics.ListAPIView):
     permission_classes = [IsAdminUser]
     serializer_class = VMSerializer
 
-    @extend_schema(parameters=[VMListQuerySerializer])
+    @extend_schema(parameters=[VMListQuerySerializer], responses={200: VMSerializer(many=True), 400: R400, 403: R403})
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
 
     def get_queryset(self):
-        query = VMListQuerySerializer(data=self.request.query_params)
+        query = VMListQuerySerializer(data=non_empty_params(self.request.query_params, ("exam", "state")))
         query.is_valid(raise_exception=True)
         return vm_list(now=self._now, **query.validated_data)
 

@@ -122,7 +122,10 @@ def test_list_pages_are_capped_at_1000_rows(staff_api):
 
     now = timezone.now()
     Device.objects.bulk_create([Device(id=f"d{i}", type="a", size=1, registered_at=now, last_seen_at=now) for i in range(1005)])
+    # Above the cap is a 400 naming `limit` (the schema says 1 to 1,000), not a silent cap.
     r = staff_api.get("/devices?limit=100000")
+    assert r.status_code == 400 and "limit" in r.json()
+    r = staff_api.get("/devices?limit=1000")
     assert r.status_code == 200 and r.json()["count"] == 1005 and len(r.json()["results"]) == 1000
 
 
