@@ -32,7 +32,12 @@ def _fresh_cache():
     # starts with a clean slate, as if its users had never submitted.
     from django.core.cache import cache
 
+    from jobs import estimates
+
     cache.clear()
+    # Recent run times per device type are kept per process for a few
+    # seconds; one test's history must not be another's estimate.
+    estimates.clear_cache()
 
 
 def is_postgres() -> bool:
