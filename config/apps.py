@@ -11,7 +11,7 @@ class ConfigConfig(AppConfig):
         from django.core import checks
 
         from config.admin_lookups import harden_registered_admins
-        from config.secret_key import secret_key_check
+        from core.secret_key import secret_key_check
 
         checks.register(secret_key_check, checks.Tags.security, deploy=True)
         # Runs after the admin's autodiscovery (django.contrib.admin is listed

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import dj_database_url
 
-from config.secret_key import secret_key_from_env
+from core.secret_key import secret_key_from_env
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -37,7 +37,7 @@ def env_float(name: str, default: float) -> float:
 DEBUG = env_bool("DEBUG", False)
 
 # --- Secret key -------------------------------------------------------------
-# No default in the repository (config/secret_key.py). Without SECRET_KEY each
+# No default in the repository (core/secret_key.py). Without SECRET_KEY each
 # process uses a random key and SECRET_KEY_CONFIGURED is False: tests and
 # one-off commands work, `serve`, `runworkers` and `schedule_vms` refuse to
 # start unless DEBUG=1. `python3 dev.py run` keeps a generated key in .secret-key.
@@ -198,15 +198,15 @@ REST_FRAMEWORK = {
     # The brief's example client sends JSON without a JSON content type
     # (plain `curl -d`), so the form parser's content type is read as JSON too.
     "DEFAULT_PARSER_CLASSES": [
-        "config.parsers.SafeJSONParser",
-        "config.parsers.LenientJSONParser",
+        "core.parsers.SafeJSONParser",
+        "core.parsers.LenientJSONParser",
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
-    "DEFAULT_PAGINATION_CLASS": "config.pagination.Pagination",
+    "DEFAULT_PAGINATION_CLASS": "core.pagination.Pagination",
     "PAGE_SIZE": 100,
     "DEFAULT_SCHEMA_CLASS": "config.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "config.exceptions.api_exception_handler",
+    "EXCEPTION_HANDLER": "core.exceptions.api_exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 
@@ -222,7 +222,7 @@ SPECTACULAR_SETTINGS = {
     # Bodies are documented as JSON only: the form-labelled JSON of `curl -d`
     # still works, but form and multipart encodings of nested bodies are not
     # a contract any client should be generated for.
-    "PARSER_WHITELIST": ["config.parsers.SafeJSONParser"],
+    "PARSER_WHITELIST": ["core.parsers.SafeJSONParser"],
     # Input and output shapes as separate components (`ExamRequest`, `Exam`):
     # what a request must satisfy is not what a response promises.
     "COMPONENT_SPLIT_REQUEST": True,

@@ -17,7 +17,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.exceptions import DomainError
+from core.exceptions import DomainError
 from config.lockout import lockout_message, retry_after_seconds
 
 

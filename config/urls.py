@@ -24,7 +24,6 @@ urlpatterns = [
     path("api/token/", ObtainTokenView.as_view(), name="api-token"),
     path("", include("devices.urls")),
     path("", include("jobs.urls")),
-    path("", include("exams.urls")),
     path("", include("vms.urls")),
 ]
 

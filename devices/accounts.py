@@ -18,7 +18,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from rest_framework.authtoken.models import Token
 
-from config.exceptions import DomainError
+from core.exceptions import DomainError
 
 DEVICE_PERMISSIONS = ("add_device", "change_device", "delete_device")
 

@@ -1,24 +1,18 @@
 """Operators' view of the device pool. Every change goes through
 ``devices.services`` so the admin behaves exactly like the API (a removed
-device's job is requeued, workers are woken, ...)."""
+device's job is requeued, workers are woken, ...). The jobs app's admin
+extends these pages with the device's jobs (``jobs.admin.DeviceWithJobsAdmin``)."""
 
 from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin.utils import quote
 from django.db.models import QuerySet
-from django.urls import reverse
-from django.utils.html import format_html
 
 from devices import selectors, services
 from devices.exceptions import DeviceNotFound
 from devices.models import Device
-from devices.serializers import public_id_error
-from jobs.admin_public_id import jobs_table
-
-# Jobs listed on a device's page (newest first).
-DEVICE_PAGE_JOBS = 20
+from core.fields import public_id_error
 
 
 class DeviceAdminForm(forms.ModelForm):
@@ -46,7 +40,7 @@ class DeviceAdmin(admin.ModelAdmin):
     search_fields = ["id", "address", "type", "owner__username"]
     readonly_fields = [
         # The drain or quarantine reason is shown next to the status (shown_status).
-        "shown_status", "current_job", "recent_jobs", "busy_streak", "registered_at", "last_seen_at",
+        "shown_status", "current_job", "busy_streak", "registered_at", "last_seen_at",
         "runner", "runner_expires_at",
     ]
     # The owner is the device account that may act on the device through the
@@ -77,15 +71,8 @@ class DeviceAdmin(admin.ModelAdmin):
 
     @admin.display(description="current job")
     def current_job(self, device: Device) -> str:
-        # The job's page is addressed by its public id (jobs.admin_public_id).
-        if not device.current_job:
-            return "-"
-        url = reverse("admin:jobs_job_change", args=(quote(device.current_job),))
-        return format_html('<a href="{}">{}</a>', url, device.current_job)
-
-    @admin.display(description=f"recent jobs (up to {DEVICE_PAGE_JOBS})")
-    def recent_jobs(self, device: Device) -> str:
-        return jobs_table(selectors.device_recent_jobs(device_id=device.pk, limit=DEVICE_PAGE_JOBS))
+        # The jobs app's admin links it to the job's page.
+        return device.current_job or "-"
 
     @admin.display(description="jobs done", ordering="jobs_done")
     def jobs_done(self, device: Device) -> int:

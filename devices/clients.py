@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from django.conf import settings
 
-from config import outbound
+from core import outbound
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ class HttpQPU:
     ``{"result": ["0101", ...]}`` when done (synchronous, like the brief's
     ``Device.send``).
 
-    The call goes through ``config.outbound``: the resolved address is
+    The call goes through ``core.outbound``: the resolved address is
     checked against the device policy and pinned, redirects are not
     followed, DEVICE_HTTP_TIMEOUT_SECONDS bounds the whole call and at most
     DEVICE_MAX_ANSWER_BYTES are read. Errors carry fixed reasons only: the

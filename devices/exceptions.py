@@ -1,6 +1,6 @@
 from rest_framework import status
 
-from config.exceptions import Conflict, DomainError, NotFound
+from core.exceptions import Conflict, DomainError, NotFound
 
 __all__ = ["DomainError", "NotFound", "Conflict", "DeviceNotFound", "DeviceNotYours"]
 

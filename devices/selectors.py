@@ -2,33 +2,21 @@
 
 from __future__ import annotations
 
-from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery, Value
-from django.db.models.functions import Coalesce
+from django.db.models import QuerySet
 
+from devices.activity import with_activity
 from devices.exceptions import DeviceNotFound, DomainError
 from devices.models import Device, DeviceStatus
-from jobs.models import Job, JobStatus
 
 
 def device_list(*, type: str | None = None, status: str | None = None) -> QuerySet[Device]:
     """Devices annotated with ``current_job`` (public job id or None) and
-    ``jobs_done``. Both subqueries use ``job_device_status_idx``.
+    ``jobs_done`` (``devices.activity``: provided by the jobs app).
 
     ``status`` filters on the status as shown: ``busy`` is an online device
     with a running job, ``online`` an idle online one.
     """
-    running = Job.objects.filter(device_id=OuterRef("pk"), status=JobStatus.RUNNING).order_by().values("key")[:1]
-    done = (
-        Job.objects.filter(device_id=OuterRef("pk"), status=JobStatus.DONE)
-        .order_by()
-        .values("device_id")
-        .annotate(n=Count("pk"))
-        .values("n")
-    )
-    qs = Device.objects.annotate(
-        current_job=Subquery(running),
-        jobs_done=Coalesce(Subquery(done, output_field=IntegerField()), Value(0)),
-    )
+    qs = with_activity(Device.objects.all())
     if type is not None:
         if "\x00" in type:
             raise DomainError("Null characters are not allowed.", field="type")
@@ -60,9 +48,3 @@ def device_shown_status(device: Device) -> str:
         return DeviceStatus.BUSY
     return device.status
 
-
-def device_recent_jobs(*, device_id: str, limit: int = 20) -> list[Job]:
-    """The latest jobs a device ran or runs (newest submission first), for
-    the operators' device page. Requeued jobs leave the device, so these are
-    the runs that count against it."""
-    return list(Job.objects.filter(device_id=device_id).order_by("-id")[:limit])

@@ -1,11 +1,12 @@
 """Writes on the device pool.
 
 Every change that may let a device take work (a registration, a resume, a
-device coming back online, a job requeued) wakes the workers through
-``jobs.notify`` once the transaction commits. A device that disappears while
-running a job (removed, restarted, silent) never loses the job: it goes back
-to the queue in its original place through ``jobs.claims.jobs_requeue_for_device``
-without using up an attempt (a job requeued JOB_MAX_REQUEUES times fails
+device coming back online) sends ``devices.signals.pool_changed``; the jobs
+app turns it into a wake-up of the workers once the transaction commits. A
+device that disappears while running a job (removed, restarted, silent) never
+loses the job: ``devices.signals.device_work_lost`` goes out with the device's
+row locked, and the jobs app puts the job back in its original place
+(``jobs.claims.jobs_requeue_for_device``) without using up an attempt (a job requeued JOB_MAX_REQUEUES times fails
 instead, so none bounces forever). A device that keeps answering "busy" is
 drained with the reason recorded (``device_record_busy``), and so is one
 whose jobs keep failing (``device_record_failure``: quarantine, kept across
@@ -22,7 +23,6 @@ internal call (admin actions pass the staff user anyway).
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from functools import partial
 from typing import TYPE_CHECKING
 
 from dataclasses import dataclass
@@ -34,8 +34,7 @@ from django.utils import timezone
 from devices.exceptions import DeviceNotFound, DeviceNotYours
 from devices.models import Device, DeviceStatus
 from devices.permissions import may_manage_device
-from jobs.claims import jobs_requeue_for_device
-from jobs.notify import notify_changed
+from devices.signals import device_work_lost, pool_changed
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractUser
@@ -62,19 +61,14 @@ def _locked(device_id: str, *, actor: AbstractUser | None = None) -> Device:
 
 
 def _requeue(device: Device) -> int:
-    requeued = jobs_requeue_for_device(device_id=device.pk)
-    if requeued.queued:
-        # The jobs are queued again: any free device of the type may take them.
-        notify_changed(device.type)
-    for job_id in requeued.callbacks:  # failed for good (JOB_MAX_REQUEUES): deliver once committed
-        transaction.on_commit(partial(_deliver, job_id))
-    return requeued.count
+    """Hand the device's lost work back (``device_work_lost``); returns how
+    many jobs went back to the queue."""
+    replies = device_work_lost.send(sender=Device, device=device)
+    return sum(count for _receiver, count in replies if count)
 
 
-def _deliver(job_id: int) -> None:
-    from jobs.webhooks import callback_enqueue
-
-    callback_enqueue(job_id=job_id)
+def _pool_changed(topic: str = DEVICES_CHANGED) -> None:
+    pool_changed.send(sender=Device, topic=topic)
 
 
 def device_register(
@@ -129,7 +123,7 @@ def device_register(
                 device.status, device.status_reason = DeviceStatus.ONLINE, ""
             device.save(update_fields=["address", "type", "size", "status", "last_seen_at",
                                        "status_reason", "busy_streak"])
-        notify_changed(DEVICES_CHANGED)
+        _pool_changed()
     return device, created
 
 
@@ -147,7 +141,7 @@ def device_update(*, device_id: str, address: str, type: str, size: int, owner=_
             device.owner = owner
             fields.append("owner")
         device.save(update_fields=fields)
-        notify_changed(DEVICES_CHANGED)
+        _pool_changed()
     return device
 
 
@@ -174,7 +168,7 @@ def device_heartbeat(*, device_id: str, actor: AbstractUser | None = None, now: 
         if device.status == DeviceStatus.OFFLINE:
             device.status = DeviceStatus.DRAINING if is_quarantined(device) else DeviceStatus.ONLINE
             fields.append("status")
-            notify_changed(DEVICES_CHANGED)
+            _pool_changed()
         device.save(update_fields=fields)
     return device
 
@@ -204,7 +198,7 @@ def device_resume(*, device_id: str, actor: AbstractUser | None = None) -> Devic
             device.status, device.status_reason, device.busy_streak = DeviceStatus.ONLINE, "", 0
             device.failure_streak, device.failure_last_job = 0, None
             device.save(update_fields=["status", "status_reason", "busy_streak", "failure_streak", "failure_last_job"])
-        notify_changed(DEVICES_CHANGED)
+        _pool_changed()
     return device
 
 

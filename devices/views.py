@@ -6,7 +6,7 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import generics, serializers, status
 from rest_framework.response import Response
 
-from config.pagination import non_empty_params, single_value
+from core.pagination import non_empty_params, single_value
 from devices import selectors, services
 from devices.models import DeviceStatus
 from devices.permissions import DevicePoolPermission

@@ -6,7 +6,7 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from devices.serializers import TextField
+from core.fields import TextField
 from exams.models import Exam
 from exams.services import INT32_MAX, exam_create, exam_update
 

@@ -7,10 +7,10 @@ every entry point rejects the same input with the same field-named errors.
 Times: aware datetimes are stored in UTC; a naive datetime (or an ISO string
 without an offset) is taken to be UTC, the service's only time zone.
 
-After each write the VM scheduler is told through
-``vms.signals.exam_changed(exam_id=...)`` once the transaction commits
-(immediately when there is no surrounding transaction), so it replans at once.
-That hook is optional: without ``vms.signals`` the exams app works alone.
+After each write ``exams.signals.exam_changed(exam_id=...)`` goes out once the
+transaction commits (immediately when there is no surrounding transaction);
+the VM scheduler listens to it and replans at once. Exams knows nothing of
+VMs: without a receiver the exams app works alone.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from django.utils.dateparse import parse_datetime
 
 from exams.exceptions import ExamIdTaken, ExamNotFound
 from exams.models import Exam
+from exams.signals import exam_changed
 
 logger = logging.getLogger(__name__)
 
@@ -82,23 +83,17 @@ def _reset_id_sequence() -> None:
 
 
 def _notify(exam_id: int) -> None:
-    transaction.on_commit(lambda: _exam_changed(exam_id))
+    """Announce the change once the transaction commits (never if it rolls back)."""
+    transaction.on_commit(lambda: _announce(exam_id))
 
 
-def _exam_changed(exam_id: int) -> None:
-    try:
-        from vms.signals import exam_changed
-    except ImportError as exc:
-        if isinstance(exc, ModuleNotFoundError) and exc.name not in ("vms.signals", "vms"):
-            raise  # vms.signals exists but is itself broken: let it show
-        logger.debug("vms.signals.exam_changed not available; exam %s changed", exam_id)
-        return
-    try:
-        exam_changed(exam_id=exam_id)
-    except Exception:
-        # The exam is saved; a failing wake-up only delays the scheduler until
-        # its next pass, it must not turn a successful write into an error.
-        logger.exception("vms.signals.exam_changed(exam_id=%s) failed", exam_id)
+def _announce(exam_id: int) -> None:
+    # send_robust: the exam is saved; a failing receiver (e.g. the VM
+    # scheduler's wake-up) only delays it until its next pass, it must not
+    # turn a successful write into an error.
+    for receiver, result in exam_changed.send_robust(sender=Exam, exam_id=exam_id):
+        if isinstance(result, Exception):
+            logger.error("exam_changed receiver %r failed for exam %s", receiver, exam_id, exc_info=result)
 
 
 def exam_create(*, name: str, start: datetime, end: datetime, students: int, id: int | None = None) -> Exam:

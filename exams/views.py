@@ -1,12 +1,13 @@
 """/exams and /exams/<id>: operators (staff) manage the exams the VM scheduler provisions for.
 
 Writes go through exams.services (via the serializer), which validates and
-wakes the scheduler.
+announces the change (``exams.signals.exam_changed``). The service routes
+these views as extended by ``vms.exam_views`` (each write's answer carries the
+exam's VM plan); ``exams`` itself knows nothing of VMs.
 """
 
 from __future__ import annotations
 
-from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import generics
 from rest_framework.permissions import IsAdminUser
@@ -14,7 +15,6 @@ from rest_framework.permissions import IsAdminUser
 from exams.selectors import exam_list
 from exams.serializers import ExamSerializer
 from exams.services import exam_delete
-from vms.serializers import ExamWithPlanSerializer
 
 R400 = OpenApiResponse(description="Invalid input; the body names the field (e.g. `end` not after `start`).")
 R403 = OpenApiResponse(description="Staff only.")
@@ -32,22 +32,6 @@ class ExamListCreateView(generics.ListCreateAPIView):
     def get_queryset(self):
         return exam_list()
 
-    @extend_schema(responses={201: ExamWithPlanSerializer, 400: R400, 403: R403, 409: R409})
-    def post(self, request, *args, **kwargs):
-        return super().post(request, *args, **kwargs)
-
-    def create(self, request, *args, **kwargs):
-        return _with_plan(super().create(request, *args, **kwargs))
-
-
-def _with_plan(response):
-    """A write's answer carries the exam's VM plan summary (issue 9): the
-    teacher knows at once whether every student can have a VM at the start."""
-    from vms.selectors import exam_plan_brief
-
-    response.data["plan"] = exam_plan_brief(exam_id=response.data["id"], now=timezone.now())
-    return response
-
 
 @extend_schema_view(
     get=extend_schema(responses={200: ExamSerializer, 403: R403, 404: R404}),
@@ -61,17 +45,6 @@ class ExamDetailView(generics.RetrieveUpdateDestroyAPIView):
 
     def get_queryset(self):
         return exam_list()
-
-    @extend_schema(responses={200: ExamWithPlanSerializer, 400: R400, 403: R403, 404: R404})
-    def put(self, request, *args, **kwargs):
-        return super().put(request, *args, **kwargs)
-
-    @extend_schema(responses={200: ExamWithPlanSerializer, 400: R400, 403: R403, 404: R404})
-    def patch(self, request, *args, **kwargs):
-        return super().patch(request, *args, **kwargs)
-
-    def update(self, request, *args, **kwargs):
-        return _with_plan(super().update(request, *args, **kwargs))
 
     def perform_destroy(self, instance):
         exam_delete(exam=instance)

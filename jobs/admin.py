@@ -9,7 +9,6 @@ queue rules. Their pages are addressed by public id (jobs.admin_public_id).
 
 from __future__ import annotations
 
-from datetime import timedelta
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import quote
@@ -19,6 +18,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from devices.admin import DeviceAdmin
 from devices.models import Device
 from jobs import selectors, services
 from jobs.admin_public_id import PublicIdAdminMixin, admin_time, jobs_table, public_id_url
@@ -175,3 +175,34 @@ class JobAdmin(ViewOnlyAdmin):
         requeued = services.jobs_requeue_failed(job_ids=ids)
         level = messages.SUCCESS if requeued == len(ids) else messages.WARNING
         self.message_user(request, f"Requeued {requeued} of {len(ids)} job(s); only failed jobs are requeued.", level)
+
+
+# Jobs listed on a device's page (newest first).
+DEVICE_PAGE_JOBS = 20
+
+
+class DeviceWithJobsAdmin(DeviceAdmin):
+    """The devices app's pages plus the work on each device: the current job
+    linked to its page and the latest jobs. Registered in place of
+    ``DeviceAdmin`` here because jobs knows devices, never the reverse."""
+
+    readonly_fields = [
+        *DeviceAdmin.readonly_fields[:2], "recent_jobs", *DeviceAdmin.readonly_fields[2:],
+    ]
+    fields = ["id", "address", "type", "size", "owner", *readonly_fields]
+
+    @admin.display(description="current job")
+    def current_job(self, device: Device) -> str:
+        # The job's page is addressed by its public id (jobs.admin_public_id).
+        if not device.current_job:
+            return "-"
+        url = reverse("admin:jobs_job_change", args=(quote(device.current_job),))
+        return format_html('<a href="{}">{}</a>', url, device.current_job)
+
+    @admin.display(description=f"recent jobs (up to {DEVICE_PAGE_JOBS})")
+    def recent_jobs(self, device: Device) -> str:
+        return jobs_table(selectors.jobs_recent_on_device(device_id=device.pk, limit=DEVICE_PAGE_JOBS))
+
+
+admin.site.unregister(Device)
+admin.site.register(Device, DeviceWithJobsAdmin)

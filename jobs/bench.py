@@ -58,7 +58,9 @@ def run_bench(*, queued: int, jobs: int, devices: int, enqueue_jobs: int, claim_
     from rest_framework.authtoken.models import Token
     from waitress.server import create_server
 
-    from config.wsgi import application
+    from django.core.wsgi import get_wsgi_application
+
+    application = get_wsgi_application()
 
     say = Progress(log)
     figures: dict = {"queued": queued, "jobs": jobs, "devices": devices}
@@ -254,7 +256,7 @@ def _wake(api, samples: int, say) -> dict:
 
     from django.conf import settings
 
-    from config.dburl import current_database_url
+    from core.dburl import current_database_url
     from jobs.models import Job
 
     say(f"wake-up: {samples} jobs submitted through POST /programs to an idle device of a separate runworkers process ...")

@@ -1,4 +1,4 @@
-from config.exceptions import Conflict, DomainError, NotFound
+from core.exceptions import Conflict, DomainError, NotFound
 
 __all__ = [
     "DomainError",

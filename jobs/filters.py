@@ -18,7 +18,7 @@ import django_filters
 from django import forms
 from django.db.models import Exists, OuterRef, QuerySet
 
-from config.pagination import single_value
+from core.pagination import single_value
 from jobs.models import Job, JobStatus, Program
 
 ORDERING_FIELDS = {"created": "id", "priority": "priority", "status": "status"}

@@ -1,12 +1,12 @@
 """Wake-ups for the QPU workers: a job was queued, a device appeared or changed.
 
-See ``config.wakeups``: in-process at once, across processes through
+See ``core.wakeups``: in-process at once, across processes through
 PostgreSQL LISTEN/NOTIFY, always after the transaction commits.
 """
 
 from __future__ import annotations
 
-from config.wakeups import Wakeup
+from core.wakeups import Wakeup
 
 CHANNEL = "qpu_scheduler"
 
@@ -23,6 +23,6 @@ def notify_changed(payload: str = "") -> None:
 
 def listener(stop_event):
     """A thread turning other processes' notifications into local wake-ups."""
-    from config.wakeups import Listener
+    from core.wakeups import Listener
 
     return Listener(_wakeup, stop_event)

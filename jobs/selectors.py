@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.db import connection
-from django.db.models import Count, Min, QuerySet
+from django.db.models import Count, IntegerField, Min, OuterRef, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from devices.models import Device, DeviceStatus
@@ -163,3 +164,28 @@ def queue_summary(*, now: datetime | None = None) -> list[dict]:
     return summary
 
 
+
+
+def annotate_device_activity(qs: QuerySet[Device]) -> QuerySet[Device]:
+    """Devices with ``current_job`` (the running job's public id or None) and
+    ``jobs_done``; registered as the devices app's activity annotator
+    (``devices.activity``). Both subqueries use ``job_device_status_idx``."""
+    running = Job.objects.filter(device_id=OuterRef("pk"), status=JobStatus.RUNNING).order_by().values("key")[:1]
+    done = (
+        Job.objects.filter(device_id=OuterRef("pk"), status=JobStatus.DONE)
+        .order_by()
+        .values("device_id")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    return qs.annotate(
+        current_job=Subquery(running),
+        jobs_done=Coalesce(Subquery(done, output_field=IntegerField()), Value(0)),
+    )
+
+
+def jobs_recent_on_device(*, device_id: str, limit: int = 20) -> list[Job]:
+    """The latest jobs a device ran or runs (newest submission first), for
+    the operators' device page. Requeued jobs leave the device, so these are
+    the runs that count against it."""
+    return list(Job.objects.filter(device_id=device_id).order_by("-id")[:limit])

@@ -18,10 +18,10 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.exceptions import ParseError
 
-from config.parsers import loads as json_loads
+from core.parsers import loads as json_loads
 
-from config import outbound
-from devices.serializers import ID_INT_LIMIT, TextField, INT32_MAX, INT32_MIN, PublicIdField, int_id_error, public_id_error
+from core import outbound
+from core.fields import ID_INT_LIMIT, INT32_MAX, INT32_MIN, PublicIdField, TextField, int_id_error, public_id_error
 from jobs.models import Job, JobStatus, Program
 from jobs.services import JobSpec
 

@@ -7,8 +7,8 @@ from rest_framework import generics, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
-from config.pagination import KeysetPagination
-from config.throttling import SubmitRateThrottle
+from core.pagination import KeysetPagination
+from core.throttling import SubmitRateThrottle
 from jobs import selectors, services
 from jobs.filters import ORDERING_CHOICES, PROGRAM_ORDERING_CHOICES, filter_jobs, filter_programs, order_by_for
 from jobs.models import JobStatus

@@ -7,7 +7,7 @@ every retry, so receivers deduplicate on it), ``webhook-timestamp`` (of the
 attempt, so receivers reject replays) and ``webhook-signature``
 (``v1,<base64 HMAC-SHA256 over id.timestamp.body>``).
 
-The POST goes through ``config.outbound`` (address policy checked after
+The POST goes through ``core.outbound`` (address policy checked after
 resolution and pinned, no redirects, one total deadline of
 CALLBACK_TIMEOUT_SECONDS, the answer's body never read), and the job keeps a
 fixed reason only, never what the receiver wrote. A receiver that times out
@@ -34,7 +34,7 @@ from django.db.models import Q
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
-from config import outbound
+from core import outbound
 from core import metrics
 from jobs import lifecycle
 from jobs.models import CallbackStatus, Job

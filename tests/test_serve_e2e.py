@@ -11,7 +11,7 @@ Database choice:
   and is migrated with `manage.py migrate`).
 - ``postgres``: runs only when the suite itself runs on PostgreSQL (marked
   ``postgres``, so CI always runs it). The subprocess then uses the suite's
-  PostgreSQL test database (``config.dburl.current_database_url``, set up by
+  PostgreSQL test database (``core.dburl.current_database_url``, set up by
   ``django_db(transaction=True)`` and flushed afterwards), which exercises
   SKIP LOCKED claims and LISTEN/NOTIFY wake-ups through the real program.
 
@@ -76,7 +76,7 @@ def service_database_url(request, tmp_path):
     if request.param == "postgres":
         # The django_db(transaction=True) mark of this variant has set up the
         # suite's test database (e.g. test_qa) and flushes it afterwards.
-        from config.dburl import current_database_url
+        from core.dburl import current_database_url
         from django.db import connection
 
         url = current_database_url()

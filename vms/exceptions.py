@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from rest_framework import status
 
-from config.exceptions import DomainError
+from core.exceptions import DomainError
 
 
 class RateLimitExceeded(DomainError):

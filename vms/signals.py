@@ -11,8 +11,8 @@ periodic check of the exams table (count and latest ``updated_at``).
 
 from __future__ import annotations
 
-from config.wakeups import Listener as _Listener
-from config.wakeups import Wakeup
+from core.wakeups import Listener as _Listener
+from core.wakeups import Wakeup
 
 CHANNEL = "vm_scheduler"
 
@@ -33,3 +33,8 @@ class Listener(_Listener):
 
     def __init__(self, stop_event, *, poll_seconds: float = 1.0):
         super().__init__(_wakeup, stop_event, poll_seconds=poll_seconds)
+
+
+def on_exam_changed(sender, *, exam_id: int | None = None, **kwargs) -> None:
+    """``exams.signals.exam_changed`` receiver (connected in ``VmsConfig.ready()``)."""
+    exam_changed(exam_id=exam_id)

@@ -33,7 +33,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 
-from config.exceptions import DomainError
+from core.exceptions import DomainError
 from exams.models import Exam
 from vms.clock import VirtualClock
 from vms.models import VM, CallEndpoint, ProviderCall

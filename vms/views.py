@@ -10,7 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from exams.selectors import exam_get
-from config.pagination import non_empty_params
+from core.pagination import non_empty_params
 from vms.preview import parse_changes
 from vms.selectors import exam_changes_preview, exam_plan_summary, vm_list
 from vms.serializers import ExamPlanSerializer, ExamPreviewRequestSerializer, ExamPreviewSerializer, VMListQuerySerializer, VMSerializer

@@ -11,7 +11,7 @@ import pytest
 from django.contrib.admin.models import LogEntry
 from django.contrib.admin.utils import unquote
 
-from devices.serializers import public_id_error
+from core.fields import public_id_error
 from jobs.admin_public_id import public_id_url
 from jobs.models import Job
 from tests.factories import make_device, make_job, make_program

@@ -1,12 +1,12 @@
 from __future__ import annotations
 
-import sys
-import types
 from datetime import datetime, timezone
 
 import pytest
 
+from exams import signals
 from exams.services import exam_create
+from vms.signals import on_exam_changed
 
 
 @pytest.fixture(autouse=True)
@@ -31,16 +31,21 @@ def make_exam(db):
 
 
 @pytest.fixture
-def exam_changed(monkeypatch):
-    """Stand in for vms.signals.exam_changed and record the exam ids it is called with."""
+def exam_changed():
+    """Record the exam ids ``exams.signals.exam_changed`` goes out with."""
     calls: list[int] = []
-    module = types.ModuleType("vms.signals")
-    module.exam_changed = lambda *, exam_id: calls.append(exam_id)
-    monkeypatch.setitem(sys.modules, "vms.signals", module)
-    return calls
+
+    def record(sender, *, exam_id, **kwargs):
+        calls.append(exam_id)
+
+    signals.exam_changed.connect(record, dispatch_uid="tests.record_exam_changed")
+    yield calls
+    signals.exam_changed.disconnect(dispatch_uid="tests.record_exam_changed")
 
 
 @pytest.fixture
-def no_vm_signals(monkeypatch):
-    """As if vms.signals did not exist (yet)."""
-    monkeypatch.setitem(sys.modules, "vms.signals", None)
+def no_vm_signals():
+    """As if no VM scheduler listened (exams works alone)."""
+    signals.exam_changed.disconnect(dispatch_uid="vms.on_exam_changed")
+    yield
+    signals.exam_changed.connect(on_exam_changed, dispatch_uid="vms.on_exam_changed")

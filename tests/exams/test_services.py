@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-import types
 from datetime import datetime, timedelta, timezone
 
 import pytest
 from django.core.exceptions import ValidationError
 
+from exams import signals
 from exams.exceptions import ExamIdTaken, ExamNotFound
 from exams.models import Exam
 from exams.services import exam_create, exam_delete, exam_update
@@ -120,16 +119,16 @@ def test_works_without_vms_signals(make_exam, no_vm_signals, django_capture_on_c
     assert not Exam.objects.exists()
 
 
-def test_a_failing_wake_up_does_not_undo_the_write(make_exam, monkeypatch, django_capture_on_commit_callbacks, caplog):
-    module = types.ModuleType("vms.signals")
-
-    def broken(*, exam_id):
+def test_a_failing_wake_up_does_not_undo_the_write(make_exam, django_capture_on_commit_callbacks, caplog):
+    def broken(sender, *, exam_id, **kwargs):
         raise RuntimeError("scheduler unreachable")
 
-    module.exam_changed = broken
-    monkeypatch.setitem(sys.modules, "vms.signals", module)
-    with django_capture_on_commit_callbacks(execute=True):
-        exam = make_exam()
+    signals.exam_changed.connect(broken, dispatch_uid="tests.broken")
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            exam = make_exam()
+    finally:
+        signals.exam_changed.disconnect(dispatch_uid="tests.broken")
     assert Exam.objects.filter(pk=exam.pk).exists()
     assert "scheduler unreachable" in caplog.text
 

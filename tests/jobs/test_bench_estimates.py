@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from config.dburl import current_database_url
+from core.dburl import current_database_url
 from jobs.bench_estimates import Sample, _figures
 
 ROOT = Path(__file__).resolve().parents[2]

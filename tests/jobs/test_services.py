@@ -5,7 +5,7 @@ import threading
 import pytest
 from django.db import connection
 
-from config.exceptions import DomainError
+from core.exceptions import DomainError
 from jobs import claims, services
 from jobs.exceptions import DuplicateId, JobNotCancellable, ProgramMismatch
 from jobs.models import Job, JobStatus, Program

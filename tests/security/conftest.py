@@ -152,7 +152,7 @@ def fake_dns(monkeypatch):
     """Plays the DNS server: ``fake_dns({"name": [answers...]})``; each
     lookup of a name pops its next answer (the last one repeats). Returns
     the list of lookups made."""
-    from config import outbound
+    from core import outbound
 
     lookups: list[str] = []
 
@@ -173,7 +173,7 @@ def fake_dns(monkeypatch):
 @pytest.fixture
 def dialed(monkeypatch):
     """Records every address a call connects to (and still connects)."""
-    from config import outbound
+    from core import outbound
 
     seen: list[str] = []
     real = outbound.open_socket

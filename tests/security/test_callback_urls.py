@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from config import outbound
+from core import outbound
 from jobs.models import Program
 from jobs.webhooks import callback_deliver
 from tests.security.conftest import answer

@@ -15,7 +15,7 @@ from django.test import RequestFactory
 from django.utils import timezone
 
 from config.lockout import client_ip
-from config.throttling import SubmitRateThrottle
+from core.throttling import SubmitRateThrottle
 from jobs import services
 from jobs.exceptions import QueuedJobsLimit
 from jobs.limits import queued_jobs_of

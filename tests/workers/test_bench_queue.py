@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from config.dburl import current_database_url
+from core.dburl import current_database_url
 
 ROOT = Path(__file__).resolve().parents[2]
 

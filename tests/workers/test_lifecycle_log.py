@@ -9,7 +9,7 @@ import logging
 
 import pytest
 
-from config import outbound
+from core import outbound
 from core.logs import JsonFormatter
 from devices.clients import DeviceError
 from devices.services import device_remove

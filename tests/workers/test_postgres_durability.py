@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from django.db import connections
 
-from config.dburl import current_database_url
+from core.dburl import current_database_url
 from devices.models import Device
 from jobs.models import Job, JobStatus
 from jobs.runner import Worker

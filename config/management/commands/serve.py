@@ -15,7 +15,7 @@ from django.core.management.base import BaseCommand
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
-from config.secret_key import require_configured_secret_key
+from core.secret_key import require_configured_secret_key
 from config.stack import start_stack
 from core.metrics import clear_metrics_dir
 

@@ -6,7 +6,7 @@ import threading
 
 from django.core.management.base import BaseCommand
 
-from config.secret_key import require_configured_secret_key
+from core.secret_key import require_configured_secret_key
 from config.stack import install_stop_signals, start_stack
 
 

@@ -16,7 +16,7 @@ from datetime import datetime
 
 from django.core.management.base import BaseCommand, CommandError
 
-from config.secret_key import require_configured_secret_key
+from core.secret_key import require_configured_secret_key
 from vms import signals
 from vms.planner import from_ms
 from vms.scheduler import live_scheduler
