@@ -3,6 +3,7 @@
 
     python3 dev.py run     # venv + install + migrate + admin user + start everything
     python3 dev.py test    # venv + install + pytest (SQLite, or PostgreSQL if DATABASE_URL is set)
+    python3 dev.py check   # venv + install + ruff (lint, format) + mypy, as CI runs them
 
 Anything after the command is passed on (to `manage.py serve` or to pytest).
 """
@@ -92,12 +93,32 @@ def test(extra: list[str]) -> int:
     return subprocess.call([str(PY), "-m", "pytest", *extra], cwd=ROOT)
 
 
+def check(extra: list[str]) -> int:
+    """ruff's lint and format check, then mypy (settings in pyproject.toml);
+    non-zero when any of them finds something."""
+    ensure_venv()
+    # mypy's Django plugin loads the settings, which need a SECRET_KEY; no key is used.
+    env = {**os.environ, "SECRET_KEY": os.environ.get("SECRET_KEY") or "mypy-only-not-a-secret"}
+    steps = [
+        [str(PY), "-m", "ruff", "check", "."],
+        [str(PY), "-m", "ruff", "format", "--check", "."],
+        [str(PY), "-m", "mypy", *extra],
+    ]
+    failed = 0
+    for step in steps:
+        print("$", " ".join(step[2:]), flush=True)
+        failed |= subprocess.call(step, cwd=ROOT, env=env) != 0
+    return 1 if failed else 0
+
+
+COMMANDS = {"run": run, "test": test, "check": check}
+
+
 def main() -> int:
-    if len(sys.argv) < 2 or sys.argv[1] not in {"run", "test"}:
+    if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
         print(__doc__)
         return 2
-    command, extra = sys.argv[1], sys.argv[2:]
-    return run(extra) if command == "run" else test(extra)
+    return COMMANDS[sys.argv[1]](sys.argv[2:])
 
 
 if __name__ == "__main__":
