@@ -6,9 +6,11 @@ Kept plain on purpose so VM columns and the plan chart can be added to
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin
 from django.utils import timezone
 
+from exams import rules
 from exams.models import Exam
 from exams.services import EDITABLE_FIELDS, exam_create, exam_delete, exam_update
 
@@ -31,8 +33,30 @@ class ExamTimingFilter(admin.SimpleListFilter):
         return queryset
 
 
+class ExamAdminForm(forms.ModelForm):
+    """The exam form speaks the exam rules' words (exams.rules): the form
+    fields only read the boxes; the values are ruled by ``Exam.clean_fields``
+    (through the form's ``full_clean``), so the admin names the same field
+    with the same message as the API and the scenario parser."""
+
+    class Meta:
+        model = Exam
+        fields = ["name", "start", "end", "students"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        name, students = self.fields.get("name"), self.fields.get("students")
+        if name is not None:
+            name.error_messages["required"] = rules.NAME_BLANK
+            name.validators = []  # the length rule is exams.rules', not the form's wording
+        if students is not None:
+            students.error_messages["invalid"] = rules.NOT_AN_INTEGER
+            students.validators = []  # 0..EXAM_MAX_STUDENTS: exams.rules
+
+
 @admin.register(Exam)
 class ExamAdmin(admin.ModelAdmin):
+    form = ExamAdminForm
     list_display = ["id", "name", "start", "end", "students"]
     list_display_links = ["id", "name"]
     list_filter = [ExamTimingFilter, "start"]

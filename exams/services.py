@@ -1,8 +1,9 @@
 """Writes on exams: the API, the admin and the VM simulation all come through here.
 
-Validation lives in ``Exam.clean()`` and runs through ``full_clean()`` before
-anything is saved, inside a transaction, so a bad request changes nothing and
-every entry point rejects the same input with the same field-named errors.
+The exam rules live in ``exams.rules``; ``Exam.clean_fields()``/``clean()``
+apply them through ``full_clean()`` before anything is saved, inside a
+transaction, so a bad request changes nothing and every entry point rejects
+the same input with the same field-named errors.
 
 Times: aware datetimes are stored in UTC; a naive datetime (or an ISO string
 without an offset) is taken to be UTC, the service's only time zone.
@@ -16,56 +17,42 @@ VMs: without a receiver the exams app works alone.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.management.color import no_style
 from django.db import IntegrityError, connection, transaction
-from django.utils.dateparse import parse_datetime
 
+from exams import rules
 from exams.exceptions import ExamIdTaken, ExamNotFound
 from exams.models import Exam
+from exams.rules import ExamRuleError
 from exams.signals import exam_changed
 
 logger = logging.getLogger(__name__)
 
-INT32_MAX = 2**31 - 1
-EDITABLE_FIELDS = ("name", "start", "end", "students")
+INT32_MAX = rules.ID_MAX
+EDITABLE_FIELDS = rules.EXAM_FIELDS
 
 
-def _as_utc(value: Any, field: str) -> Any:
-    if isinstance(value, str):
-        try:
-            parsed = parse_datetime(value.strip())
-        except ValueError:
-            parsed = None
-        if parsed is None:
-            raise ValidationError({field: "Enter a valid ISO 8601 date/time, e.g. 2030-05-01T09:00:00Z."})
-        value = parsed
-    if isinstance(value, datetime):
-        if value.tzinfo is None or value.utcoffset() is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
-    if value is None:
-        return None  # full_clean() says the field is required
-    raise ValidationError({field: "Enter a valid date/time (a datetime or an ISO 8601 string)."})
+def _rule(check, value: Any, *args, **kwargs) -> Any:
+    """Run one exam rule; a broken rule is a ValidationError naming its field,
+    like every other problem ``full_clean()`` finds."""
+    try:
+        return check(value, *args, **kwargs)
+    except ExamRuleError as exc:
+        raise ValidationError({exc.field: exc.message}) from None
 
 
 def _clean_value(field: str, value: Any) -> Any:
+    # Normalise before the model sees the value (UTC times, a stripped name);
+    # the rules themselves run in Exam.clean_fields() through full_clean().
     if field in ("start", "end"):
-        return _as_utc(value, field)
+        return None if value is None else _rule(rules.as_utc, value, field=field)
     if field == "name" and isinstance(value, str):
         return value.strip()
     return value
-
-
-def _check_id(exam_id: Any) -> int:
-    if isinstance(exam_id, bool) or not isinstance(exam_id, int):
-        raise ValidationError({"id": "A valid integer is required."})
-    if not 1 <= exam_id <= INT32_MAX:
-        raise ValidationError({"id": f"Ensure this value is between 1 and {INT32_MAX}."})
-    return exam_id
 
 
 def _reset_id_sequence() -> None:
@@ -105,7 +92,7 @@ def exam_create(*, name: str, start: datetime, end: datetime, students: int, id:
         students=students,
     )
     if id is not None:
-        exam.id = _check_id(id)
+        exam.id = _rule(rules.check_id, id)
     exam.full_clean(validate_unique=False)
     with transaction.atomic():
         if id is not None and Exam.objects.filter(pk=id).exists():

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from vms.planner import ExamIn, ExamPlan, PlannerConfig, VmIn, from_ms, plan, to_ms, to_ms_floor
-from vms.simulation import ScenarioError, _exam_values
+from exams import rules
+from vms.simulation import ScenarioError, parse_exam_change
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +26,9 @@ class ExamChange:
 
 def parse_changes(data: Any) -> list[ExamChange]:
     """``{"changes": [{"action", "exam": {...}}, ...]}`` -> changes; every error
-    names its place (``changes[1].exam.end``) and is a 400."""
+    names its place (``changes[1].exam.end``) and is a 400. Each item is
+    validated as a scenario's change is (``vms.simulation.parse_exam_change``,
+    the exam rules of ``exams.rules``), without its ``at``."""
     if not isinstance(data, dict) or set(data) - {"changes"}:
         raise ScenarioError('expected {"changes": [...]}', field="changes")
     raw_changes = data.get("changes")
@@ -35,31 +38,22 @@ def parse_changes(data: Any) -> list[ExamChange]:
         raise ScenarioError("at most 1000 changes", field="changes")
     out = []
     for i, raw in enumerate(raw_changes):
-        where = f"changes[{i}]"
-        if not isinstance(raw, dict):
-            raise ScenarioError("expected an object", field=where)
-        unknown = set(raw) - {"action", "exam"}
-        if unknown:
-            raise ScenarioError(f"unknown field(s) {', '.join(sorted(unknown))} (a preview applies changes now)", field=where)
-        action = raw.get("action")
-        if action not in ("create", "update", "delete"):
-            raise ScenarioError(f"must be create, update or delete, got {action!r}", field=f"{where}.action")
-        exam = raw.get("exam")
-        if not isinstance(exam, dict):
-            raise ScenarioError("expected an object", field=f"{where}.exam")
-        exam_id = exam.get("id")
-        if exam_id is not None and (isinstance(exam_id, bool) or not isinstance(exam_id, int) or not 1 <= exam_id < 2**31):
-            raise ScenarioError(f"expected an exam id, got {exam_id!r}", field=f"{where}.exam.id")
-        if exam_id is None and action != "create":
-            raise ScenarioError("required", field=f"{where}.exam.id")
         try:
-            values = _exam_values(exam, f"{where}.exam", partial=action != "create")
+            out.append(_parse_change(raw, f"changes[{i}]"))
         except ScenarioError as exc:
-            raise ScenarioError(exc.message.split(": ", 1)[-1], field=exc.field) from None
-        if action == "delete" and values:
-            raise ScenarioError("a delete takes only the id", field=f"{where}.exam")
-        out.append(ExamChange(action, exam_id, values))
+            # the API names the place in the field; the message need not repeat it
+            raise ScenarioError(exc.message.removeprefix(f"{exc.field}: "), field=exc.field) from None
     return out
+
+
+def _parse_change(raw: Any, where: str) -> ExamChange:
+    if not isinstance(raw, dict):
+        raise ScenarioError(f"{where}: expected an object", field=where)
+    unknown = set(raw) - {"action", "exam"}
+    if unknown:
+        raise ScenarioError(f"{where}: unknown field(s) {', '.join(sorted(unknown))} (a preview applies changes now)", field=where)
+    action, exam_id, values = parse_exam_change(raw, where, id_optional_on_create=True)
+    return ExamChange(action, exam_id, values)
 
 
 def apply_changes(exams: dict[int, ExamIn], changes: list[ExamChange]) -> tuple[dict[int, ExamIn], list[int]]:
@@ -89,7 +83,7 @@ def apply_changes(exams: dict[int, ExamIn], changes: list[ExamChange]) -> tuple[
             end = to_ms(c.fields["end"]) if "end" in c.fields else e.end_ms
             after[exam_id] = ExamIn(exam_id, start, end, c.fields.get("students", e.students))
         if c.action != "delete" and after[exam_id].end_ms <= after[exam_id].start_ms:
-            raise ScenarioError("must be after start", field=f"{where}.end")
+            raise ScenarioError(rules.END_NOT_AFTER_START, field=f"{where}.end")
         named.append(exam_id)
     return after, named
 

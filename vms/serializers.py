@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.utils import timezone
 from rest_framework import serializers
 
+from exams import rules as exam_rules
 from vms.models import VM, VMState
 
 
@@ -46,8 +47,8 @@ class VMSerializer(serializers.ModelSerializer):
 class VMListQuerySerializer(serializers.Serializer):
     """Filters of GET /vms."""
 
-    # Exam ids are 32-bit (exams.services.INT32_MAX): a larger one is a 400, not an overflow.
-    exam = serializers.IntegerField(required=False, min_value=1, max_value=2**31 - 1)
+    # Exam ids are 32-bit (exams.rules): a larger one is a 400, not an overflow.
+    exam = serializers.IntegerField(required=False, min_value=exam_rules.ID_MIN, max_value=exam_rules.ID_MAX)
     state = serializers.ChoiceField(choices=VMState.values, required=False)
 
 

@@ -27,14 +27,16 @@ import uuid as uuid_module
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, NoReturn
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 
 from core.exceptions import DomainError
+from exams import rules
 from exams.models import Exam
+from exams.rules import ExamRuleError
 from vms.clock import VirtualClock
 from vms.models import VM, CallEndpoint, ProviderCall
 from vms.planner import PlannerConfig, from_ms, to_ms
@@ -77,149 +79,182 @@ class Scenario:
 
 # --- reading and validating a scenario -------------------------------------------
 
-EXAM_FIELDS = ("name", "start", "end", "students")
+EXAM_FIELDS = rules.EXAM_FIELDS
+EXAM_ACTIONS = ("create", "update", "delete")
 SCHEDULER_DOWN = "scheduler_down"
 
 
+def _fail(where: str | None, text: str) -> NoReturn:
+    """Every error names its place, in ``field`` and in the message (the
+    command prints the message alone)."""
+    raise ScenarioError(f"{where or 'scenario'}: {text}", field=where)
+
+
 def _time(value: Any, where: str) -> datetime:
-    if not isinstance(value, str):
-        raise ScenarioError(f"{where}: expected an ISO 8601 time string, got {value!r}", field=where)
+    """A scenario time (its start, a change's ``at``): read like an exam's times."""
     try:
-        parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise ScenarioError(f"{where}: {value!r} is not an ISO 8601 time", field=where) from None
-    if parsed.tzinfo is None or parsed.utcoffset() is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)  # the service's only time zone
-    return parsed.astimezone(timezone.utc)
+        return rules.as_utc(value, field=where)
+    except ExamRuleError as exc:
+        _fail(where, exc.message)
 
 
 def _int(value: Any, where: str, *, low: int, high: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ScenarioError(f"{where}: expected an integer, got {value!r}", field=where)
+        _fail(where, f"expected an integer, got {value!r}")
     if value < low or (high is not None and value > high):
         bound = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise ScenarioError(f"{where}: must be {bound}, got {value}", field=where)
+        _fail(where, f"must be {bound}, got {value}")
     return value
 
 
-def _exam_values(raw: Any, where: str, *, partial: bool) -> dict:
+def _object(raw: Any, where: str | None, allowed: set[str] | None = None, note: str = "") -> dict:
+    """``raw`` as an object with no keys but ``allowed`` (any keys: None)."""
     if not isinstance(raw, dict):
-        raise ScenarioError(f"{where}: expected an object", field=where)
-    unknown = set(raw) - {"id", *EXAM_FIELDS}
+        _fail(where, "expected a JSON object" if where is None else "expected an object")
+    unknown = set(raw) - allowed if allowed is not None else ()
     if unknown:
-        raise ScenarioError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}", field=where)
-    values: dict = {}
-    for name in EXAM_FIELDS:
-        if name not in raw:
-            if not partial:
-                raise ScenarioError(f"{where}.{name}: required", field=f"{where}.{name}")
-            continue
-        value = raw[name]
-        if name == "name":
-            if not isinstance(value, str) or not value.strip() or len(value) > 200:
-                raise ScenarioError(f"{where}.name: expected a non-empty string of at most 200 characters", field=f"{where}.name")
-            values[name] = value.strip()
-        elif name in ("start", "end"):
-            values[name] = _time(value, f"{where}.{name}")
-        else:
-            values[name] = _int(value, f"{where}.students", low=0, high=settings.EXAM_MAX_STUDENTS)
-    return values
+        _fail(where, f"unknown field(s) {', '.join(sorted(unknown))}{note}")
+    return raw
 
 
-def parse_scenario(data: Any) -> Scenario:
-    """Validate a scenario document; every error names the field (``exams[2].end``)."""
-    if not isinstance(data, dict):
-        raise ScenarioError("scenario: expected a JSON object")
-    unknown = set(data) - {"start", "exams", "changes", "provider"}
-    if unknown:
-        raise ScenarioError(f"scenario: unknown field(s) {', '.join(sorted(unknown))}")
-    if "start" not in data:
-        raise ScenarioError("start: required", field="start")
-    start = _time(data["start"], "start")
-    raw_exams = data.get("exams", [])
-    if not isinstance(raw_exams, list):
-        raise ScenarioError("exams: expected a list", field="exams")
+def _list(data: dict, key: str) -> list:
+    value = data.get(key, [])
+    if not isinstance(value, list):
+        _fail(key, "expected a list")
+    return value
+
+
+def exam_values(raw: Any, where: str, *, partial: bool) -> dict:
+    """The exam fields of a scenario or preview item, each through its exam
+    rule (``exams.rules``, the API's and the admin's too); start and end, when
+    both are given, in order. Errors name ``where.<field>``."""
+    raw = _object(raw, where, {"id", *EXAM_FIELDS})
+    if not partial:
+        missing = [name for name in EXAM_FIELDS if name not in raw]
+        if missing:
+            _fail(f"{where}.{missing[0]}", "required")
+    try:
+        return rules.check_exam({name: raw[name] for name in EXAM_FIELDS if name in raw})
+    except ExamRuleError as exc:
+        _fail(f"{where}.{exc.field}", exc.message)
+
+
+def _exam_id(value: Any, where: str) -> int:
+    try:
+        return rules.check_id(value)
+    except ExamRuleError as exc:
+        _fail(where, exc.message)
+
+
+def parse_exam_change(raw: dict, where: str, *, id_optional_on_create: bool = False) -> tuple[str, int | None, dict]:
+    """One exam change ``{"action", "exam": {...}}`` -> (action, exam id, fields):
+    the one validation of changes, for scenarios and for ``POST /exams/preview``."""
+    action = raw.get("action")
+    if action not in EXAM_ACTIONS:
+        _fail(f"{where}.action", f"must be create, update or delete, got {action!r}")
+    exam = raw.get("exam")
+    if not isinstance(exam, dict):
+        _fail(f"{where}.exam", "expected an object")
+    exam_id = exam.get("id")
+    if exam_id is None and (action != "create" or not id_optional_on_create):
+        _fail(f"{where}.exam.id", "required")
+    if exam_id is not None:
+        exam_id = _exam_id(exam_id, f"{where}.exam.id")
+    values = exam_values(exam, f"{where}.exam", partial=action != "create")
+    if action == "delete" and values:
+        _fail(f"{where}.exam", "a delete takes only the id")
+    return action, exam_id, values
+
+
+def check_change_applies(state: dict[int, dict], action: str, exam_id: int, fields: dict, where: str) -> None:
+    """Apply one change to ``state`` (exam id -> its start and end at least),
+    refusing what cannot apply then: a create of an existing id, a change of
+    a missing exam, an end no longer after the start."""
+    if action == "create":
+        if exam_id in state:
+            _fail(f"{where}.id", f"exam {exam_id} already exists")
+        state[exam_id] = dict(fields)
+    elif exam_id not in state:
+        _fail(f"{where}.id", f"no exam {exam_id}")
+    elif action == "delete":
+        del state[exam_id]
+        return
+    else:
+        state[exam_id].update(fields)
+    try:
+        rules.check_order(state[exam_id]["start"], state[exam_id]["end"])
+    except ExamRuleError as exc:
+        _fail(f"{where}.{exc.field}", exc.message)
+
+
+def _parse_exams(raw_exams: list) -> tuple[list[ScenarioExam], dict[int, dict]]:
     state: dict[int, dict] = {}
     exams = []
     for i, raw in enumerate(raw_exams):
         where = f"exams[{i}]"
-        values = _exam_values(raw, where, partial=False)
-        exam_id = _int(raw.get("id"), f"{where}.id", low=1, high=2**31 - 1)
+        values = exam_values(raw, where, partial=False)
+        exam_id = _exam_id(raw.get("id"), f"{where}.id")
         if exam_id in state:
-            raise ScenarioError(f"{where}.id: duplicate exam id {exam_id}", field=f"{where}.id")
-        if values["end"] <= values["start"]:
-            raise ScenarioError(f"{where}.end: must be after start", field=f"{where}.end")
+            _fail(f"{where}.id", f"duplicate exam id {exam_id}")
         state[exam_id] = values
         exams.append(ScenarioExam(id=exam_id, **values))
-    raw_changes = data.get("changes", [])
-    if not isinstance(raw_changes, list):
-        raise ScenarioError("changes: expected a list", field="changes")
-    parsed = []
-    downs: list[ScenarioChange] = []
+    return exams, state
+
+
+def _parse_down(raw: dict, where: str, at: datetime) -> ScenarioChange:
+    _object(raw, where, {"at", "action", "seconds"})
+    seconds = _int(raw.get("seconds"), f"{where}.seconds", low=1, high=7 * 86_400)
+    return ScenarioChange(at=at, action=SCHEDULER_DOWN, exam_id=0, fields={"seconds": seconds})
+
+
+def _parse_changes(raw_changes: list, start: datetime) -> tuple[list, list[ScenarioChange]]:
+    """(at, index, change, where) of the exam changes, and the scheduler downs."""
+    parsed, downs = [], []
     for i, raw in enumerate(raw_changes):
         where = f"changes[{i}]"
-        if not isinstance(raw, dict):
-            raise ScenarioError(f"{where}: expected an object", field=where)
+        raw = _object(raw, where)
         at = _time(raw.get("at"), f"{where}.at")
         if at < start:
-            raise ScenarioError(f"{where}.at: before the scenario's start", field=f"{where}.at")
+            _fail(f"{where}.at", "before the scenario's start")
         if raw.get("action") == SCHEDULER_DOWN:
-            unknown = set(raw) - {"at", "action", "seconds"}
-            if unknown:
-                raise ScenarioError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}", field=where)
-            seconds = _int(raw.get("seconds"), f"{where}.seconds", low=1, high=7 * 86_400)
-            downs.append(ScenarioChange(at=at, action=SCHEDULER_DOWN, exam_id=0, fields={"seconds": seconds}))
+            downs.append(_parse_down(raw, where, at))
             continue
-        unknown = set(raw) - {"at", "action", "exam"}
-        if unknown:
-            raise ScenarioError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}", field=where)
-        action = raw.get("action")
-        if action not in ("create", "update", "delete"):
-            raise ScenarioError(f"{where}.action: must be create, update or delete, got {action!r}", field=f"{where}.action")
-        exam = raw.get("exam")
-        if not isinstance(exam, dict):
-            raise ScenarioError(f"{where}.exam: expected an object", field=f"{where}.exam")
-        exam_id = _int(exam.get("id"), f"{where}.exam.id", low=1, high=2**31 - 1)
-        values = _exam_values(exam, f"{where}.exam", partial=action != "create")
-        if action == "delete" and values:
-            raise ScenarioError(f"{where}.exam: a delete takes only the id", field=f"{where}.exam")
+        _object(raw, where, {"at", "action", "exam"})
+        action, exam_id, values = parse_exam_change(raw, where)
         parsed.append((at, i, ScenarioChange(at=at, action=action, exam_id=exam_id, fields=values), where))
-    # Replay the changes in time order to check each one applies.
     parsed.sort(key=lambda item: (item[0], item[1]))
-    for _at, _i, change, where in parsed:
-        if change.action == "create":
-            if change.exam_id in state:
-                raise ScenarioError(f"{where}.exam.id: exam {change.exam_id} already exists then", field=f"{where}.exam.id")
-            state[change.exam_id] = dict(change.fields)
-        elif change.exam_id not in state:
-            raise ScenarioError(f"{where}.exam.id: no exam {change.exam_id} at that time", field=f"{where}.exam.id")
-        elif change.action == "update":
-            state[change.exam_id].update(change.fields)
-        else:
-            del state[change.exam_id]
-        if change.action != "delete" and state[change.exam_id]["end"] <= state[change.exam_id]["start"]:
-            raise ScenarioError(f"{where}.exam.end: must be after start", field=f"{where}.exam.end")
-    provider = data.get("provider") or {}
-    if not isinstance(provider, dict):
-        raise ScenarioError("provider: expected an object", field="provider")
-    unknown = set(provider) - {"allocation_interval_s", "requests_per_second"}
-    if unknown:
-        raise ScenarioError(f"provider: unknown field(s) {', '.join(sorted(unknown))}", field="provider")
+    return parsed, downs
+
+
+def _parse_provider(raw: Any) -> tuple[float, int]:
+    provider = _object(raw or {}, "provider", {"allocation_interval_s", "requests_per_second"})
     interval = provider.get("allocation_interval_s", settings.VM_ALLOCATION_INTERVAL_SECONDS)
     if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not 0 < interval <= 3600:
-        raise ScenarioError("provider.allocation_interval_s: expected a number of seconds in (0, 3600]", field="provider.allocation_interval_s")
+        _fail("provider.allocation_interval_s", "expected a number of seconds in (0, 3600]")
     rps = _int(provider.get("requests_per_second", settings.VM_REQUESTS_PER_SECOND), "provider.requests_per_second", low=1, high=1000)
     if interval * rps < 1:
-        raise ScenarioError(
-            "provider: allocation_interval_s * requests_per_second must be at least 1 (calls, not allocation, would limit)",
-            field="provider",
-        )
+        _fail("provider", "allocation_interval_s * requests_per_second must be at least 1 (calls, not allocation, would limit)")
+    return float(interval), rps
+
+
+def parse_scenario(data: Any) -> Scenario:
+    """Validate a scenario document; every error names the field (``exams[2].end``)."""
+    data = _object(data, None, {"start", "exams", "changes", "provider"})
+    if "start" not in data:
+        _fail("start", "required")
+    start = _time(data["start"], "start")
+    exams, state = _parse_exams(_list(data, "exams"))
+    changes, downs = _parse_changes(_list(data, "changes"), start)
+    # Replay the changes in time order to check each one applies.
+    for _at, _i, change, where in changes:
+        check_change_applies(state, change.action, change.exam_id, change.fields, f"{where}.exam")
+    interval, rps = _parse_provider(data.get("provider"))
     return Scenario(
         start=start,
         exams=tuple(exams),
-        changes=tuple(c for _a, _i, c, _w in parsed),
+        changes=tuple(c for _a, _i, c, _w in changes),
         downs=tuple(sorted(downs, key=lambda d: d.at)),
-        allocation_interval_s=float(interval),
+        allocation_interval_s=interval,
         requests_per_second=rps,
     )
 
@@ -525,53 +560,16 @@ def build_report(
     measured against.
     """
     rows = list(ProviderCall.objects.order_by("t", "id").values_list("t", "endpoint", "vm_uuid", "exam_ref", "outcome"))
-    calls = []
-    for t, endpoint, vm, exam, outcome in rows:
-        entry = {"t": _iso(t), "endpoint": endpoint, "vm": vm, "exam": exam}
-        if endpoint != CallEndpoint.ASSIGN:
-            entry["outcome"] = outcome
-        calls.append(entry)
     replay = replay_calls(
         ((t, endpoint, vm, outcome) for t, endpoint, vm, _exam, outcome in rows if endpoint != CallEndpoint.ASSIGN),
         allocation_interval_s=allocation_interval_s,
         requests_per_second=requests_per_second,
     )
-    bindings: dict[str, list[tuple[datetime, int]]] = {}
-    for t, endpoint, vm, exam, outcome in rows:
-        if vm and outcome == "ok" and endpoint in (CallEndpoint.START, CallEndpoint.ASSIGN):
-            bindings.setdefault(vm, []).append((t, exam))
     exams = list(Exam.objects.order_by("id").values_list("id", "name", "start", "end", "students"))
-    starts = {pk: start for pk, _n, start, _e, _s in exams}
-    ready_at_start = {pk: 0 for pk in starts}
-    for vm, history in bindings.items():
-        times = replay.get(vm)
-        if not times or times["ready_at"] is None:
-            continue
-        ready, stopped = times["ready_at"], times["stopped_at"]
-        for i, (t, exam_id) in enumerate(history):
-            start = starts.get(exam_id)
-            if start is None:
-                continue
-            bound_until = history[i + 1][0] if i + 1 < len(history) else None
-            if t <= start and (bound_until is None or bound_until > start):
-                if ready <= start and (stopped is None or stopped > start):
-                    ready_at_start[exam_id] += 1
-    vm_seconds = 0.0
-    for times in replay.values():
-        ready = times["ready_at"]
-        if ready is None:
-            continue
-        end = times["stopped_at"] or until
-        if end > ready:
-            vm_seconds += (end - ready).total_seconds()
-    counts = {"start": 0, "stop": 0, "assign": 0, "rate_limited": 0, "error": 0}
-    for _t, endpoint, _vm, _exam, outcome in rows:
-        counts[endpoint] += 1
-        if outcome in counts:
-            counts[outcome] += 1
+    ready_at_start = _ready_at_start(rows, replay, {pk: start for pk, _n, start, _e, _s in exams})
     at_start = {pk: (students_at_start or {}).get(pk, students) for pk, _n, _st, _e, students in exams}
     return {
-        "calls": calls,
+        "calls": _call_entries(rows),
         "exams": [
             {
                 "id": pk,
@@ -585,18 +583,79 @@ def build_report(
             }
             for pk, name, start, end, students in exams
         ],
-        "vm_seconds": round(vm_seconds, 3),
-        "summary": {
-            "calls": len(rows),
-            "starts": counts["start"],
-            "stops": counts["stop"],
-            "assigns": counts["assign"],
-            "rate_limited": counts["rate_limited"],
-            "errors": counts["error"],
-            "vms": len(replay),
-            "never_stopped": sum(1 for t in replay.values() if t["stopped_at"] is None),
-            "surplus_at_start": sum(max(0, ready_at_start[pk] - at_start[pk]) for pk in at_start),
-        },
+        "vm_seconds": round(_vm_seconds(replay, until), 3),
+        "summary": _call_summary(rows, replay, ready_at_start, at_start),
+    }
+
+
+def _call_entries(rows: list) -> list[dict]:
+    """The call log as the report shows it (an ``assign`` has no outcome)."""
+    calls = []
+    for t, endpoint, vm, exam, outcome in rows:
+        entry = {"t": _iso(t), "endpoint": endpoint, "vm": vm, "exam": exam}
+        if endpoint != CallEndpoint.ASSIGN:
+            entry["outcome"] = outcome
+        calls.append(entry)
+    return calls
+
+
+def _bindings(rows: list) -> dict[str, list[tuple[datetime, int]]]:
+    """Per VM, the exams it was bound to over time: its start, then each assign."""
+    bindings: dict[str, list[tuple[datetime, int]]] = {}
+    for t, endpoint, vm, exam, outcome in rows:
+        if vm and outcome == "ok" and endpoint in (CallEndpoint.START, CallEndpoint.ASSIGN):
+            bindings.setdefault(vm, []).append((t, exam))
+    return bindings
+
+
+def _ready_at_start(rows: list, replay: dict, starts: dict[int, datetime]) -> dict[int, int]:
+    """Per exam, the VMs bound to it at its start that were ready then and not stopped."""
+    ready_at_start = {pk: 0 for pk in starts}
+    for vm, history in _bindings(rows).items():
+        times = replay.get(vm)
+        if not times or times["ready_at"] is None:
+            continue
+        ready, stopped = times["ready_at"], times["stopped_at"]
+        for i, (t, exam_id) in enumerate(history):
+            start = starts.get(exam_id)
+            if start is None:
+                continue
+            bound_until = history[i + 1][0] if i + 1 < len(history) else None
+            if t <= start and (bound_until is None or bound_until > start):
+                if ready <= start and (stopped is None or stopped > start):
+                    ready_at_start[exam_id] += 1
+    return ready_at_start
+
+
+def _vm_seconds(replay: dict, until: datetime) -> float:
+    """VM time paid for: from ready to stopped (or ``until``)."""
+    vm_seconds = 0.0
+    for times in replay.values():
+        ready = times["ready_at"]
+        if ready is None:
+            continue
+        end = times["stopped_at"] or until
+        if end > ready:
+            vm_seconds += (end - ready).total_seconds()
+    return vm_seconds
+
+
+def _call_summary(rows: list, replay: dict, ready_at_start: dict[int, int], at_start: dict[int, int]) -> dict:
+    counts = {"start": 0, "stop": 0, "assign": 0, "rate_limited": 0, "error": 0}
+    for _t, endpoint, _vm, _exam, outcome in rows:
+        counts[endpoint] += 1
+        if outcome in counts:
+            counts[outcome] += 1
+    return {
+        "calls": len(rows),
+        "starts": counts["start"],
+        "stops": counts["stop"],
+        "assigns": counts["assign"],
+        "rate_limited": counts["rate_limited"],
+        "errors": counts["error"],
+        "vms": len(replay),
+        "never_stopped": sum(1 for t in replay.values() if t["stopped_at"] is None),
+        "surplus_at_start": sum(max(0, ready_at_start[pk] - at_start[pk]) for pk in at_start),
     }
 
 
