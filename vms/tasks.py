@@ -100,7 +100,9 @@ def queue_run(*, run_seconds: float | None = None, lock_wait_seconds: float = 0.
     """Queue one run of the loop now (the task cluster does at start-up)."""
     from django_q.tasks import async_task
 
-    async_task(TASK, run_seconds=run_seconds, chain=True, lock_wait_seconds=lock_wait_seconds, group="vm-scheduler")
+    # No ``chain=`` here: it is one of django-q2's own options (a list of
+    # follow-up tasks), not our keyword; the task chains by default.
+    async_task(TASK, run_seconds=run_seconds, lock_wait_seconds=lock_wait_seconds, group="vm-scheduler")
 
 
 def _queue_successor(run_seconds: float) -> None:
