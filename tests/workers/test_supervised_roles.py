@@ -10,7 +10,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ import pytest
 from config.dburl import current_database_url
 from core import health
 from jobs.models import Job, JobStatus
+from tests.e2e_helpers import session_pids
 from tests.helpers import wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -38,21 +38,8 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def _session_pids(sid: int) -> list[int]:
-    """Live processes of the session (runworkers, its children, theirs)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if os.getsid(int(entry.name)) == sid and _alive(int(entry.name)):
-                    found.append(int(entry.name))
-            except (ProcessLookupError, PermissionError):
-                pass
-    return found
-
-
 def _kill_session(sid: int) -> None:
-    for pid in _session_pids(sid):
+    for pid in session_pids(sid):
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -95,8 +82,8 @@ def test_a_killed_qpu_workers_child_is_restarted_and_the_work_goes_on(make_devic
         text = log.read_text()
         assert "QPU workers stopped" in text and "task cluster stopped" in text and text.rstrip().endswith("workers stopped")
         assert "Traceback" not in text, text
-        assert wait_until(lambda: not _session_pids(proc.pid), timeout=10), _session_pids(proc.pid)
+        assert wait_until(lambda: not session_pids(proc.pid), timeout=10), session_pids(proc.pid)
     finally:
-        if proc.poll() is None or _session_pids(proc.pid):
+        if proc.poll() is None or session_pids(proc.pid):
             _kill_session(proc.pid)
             proc.wait(timeout=10)
