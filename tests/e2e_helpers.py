@@ -1,10 +1,10 @@
 """Helpers for end-to-end tests that run the real service as a subprocess.
 
-``ServeProcess`` starts ``manage.py serve`` on a free port in its own process
-group (so a stray signal to pytest never reaches it, and so the test can check
-that the whole group, django-q2's forked cluster included, is gone after a
-stop), waits until HTTP answers, and always cleans up: a service still alive
-at teardown is killed by process group id.
+``ServeProcess`` starts ``manage.py serve`` on a free port in its own session
+(so a stray signal to pytest never reaches it, and so the test can check that
+every process of the session, the supervised roles and django-q2's forked
+cluster included, is gone after a stop), waits until HTTP answers, and always cleans up: a service still alive
+at teardown is killed, with every process of its session.
 """
 
 from __future__ import annotations
@@ -119,24 +119,19 @@ class ServeProcess:
         return code, time.monotonic() - t0
 
     def group_alive(self) -> bool:
-        """Whether any process of the service's process group still exists
-        (zombies included: they are not reaped by anyone we know)."""
+        """Whether any process of the service still runs: its session (serve
+        runs each supervised role in a process group of its own, all in the
+        session serve was started in). Zombies count as gone."""
         assert self.proc is not None
-        try:
-            os.killpg(self.proc.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+        return bool(session_pids(self.proc.pid))
 
     def kill(self) -> None:
-        """Teardown: kill whatever is left of the process group we started."""
+        """Teardown: kill whatever is left of the session we started."""
         if self.proc is None:
             return
-        if self.proc.poll() is None or self.group_alive():
+        for pid in session_pids(self.proc.pid):  # serve itself included
             try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
         try:
@@ -144,3 +139,21 @@ class ServeProcess:
         except subprocess.TimeoutExpired:
             pass
         self._log.close()
+
+
+def session_pids(sid: int) -> list[int]:
+    """Running (not zombie) processes of session ``sid`` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        try:
+            if os.getsid(pid) != sid:
+                continue
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state != "Z":
+            found.append(pid)
+    return found

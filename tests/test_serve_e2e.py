@@ -1,7 +1,8 @@
 """End to end: `manage.py serve` as a real program, driven over real HTTP.
 
-The service runs as a subprocess (waitress + QPU workers + django-q2 cluster +
-VM scheduler, exactly what `python3 dev.py run` starts) and is used the way
+The service runs as a subprocess (waitress, and the QPU workers and the
+django-q2 cluster with the VM scheduler loop as its supervised children,
+exactly what `python3 dev.py run` starts) and is used the way
 the brief's client uses it: JSON bodies sent with `curl -d`, i.e. labelled
 `application/x-www-form-urlencoded`, to paths without a trailing slash.
 
@@ -105,6 +106,9 @@ def test_serve_runs_jobs_by_priority_over_http_and_stops_on_ctrl_c(service_datab
         service.start()
         op = Client(service.base, tokens["e2e-operator"])
         me = Client(service.base, tokens["e2e-alice"])
+
+        # The background roles run as supervised child processes.
+        assert "role qpu-workers started" in service.log() and "role task-cluster started" in service.log(), service.log()
 
         # No token: 401, never a 500 or an HTML page.
         assert Client(service.base, None).get("/jobs").status_code == 401

@@ -83,7 +83,7 @@ def test_settings_have_no_default_key():
 # --- the services refuse to start ---------------------------------------------------
 
 
-@pytest.mark.parametrize("command", [["serve"], ["runworkers"], ["schedule_vms"]])
+@pytest.mark.parametrize("command", [["serve"], ["runworkers"], ["qpu_workers"], ["task_cluster"], ["schedule_vms"]])
 def test_services_refuse_to_start_without_a_configured_key(command):
     with override_settings(SECRET_KEY_CONFIGURED=False, DEBUG=False):
         with pytest.raises(CommandError, match="SECRET_KEY is not set: set SECRET_KEY"):

@@ -131,6 +131,44 @@ def test_the_task_runs_the_loop_and_queues_its_successor(default_fake):
     assert summary.startswith("1 starts")
     assert ProviderCall.objects.filter(endpoint="start", outcome="ok").count() == 1
     assert OrmQ.objects.count() == 1  # the next run is queued
+    queued = OrmQ.objects.get().task
+    # `chain` is django-q2's own option (follow-up tasks): passed by mistake it
+    # crashed the cluster's monitor when the run's result was saved.
+    assert "chain" not in queued and queued["func"] == "vms.tasks.schedule_vms_pass"
+    assert queued["kwargs"]["lock_wait_seconds"] == 10.0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_ends_promptly_when_the_task_cluster_stops_and_still_queues_its_successor(default_fake, monkeypatch):
+    from django_q.models import OrmQ
+
+    from vms import tasks
+
+    monkeypatch.setattr(tasks, "_cluster_stopping", None)
+    cluster_stops = tasks.arm_cluster_stop()
+    started = threading.Event()
+    original = tasks.vm_loop_run
+
+    def run_and_say(**kwargs):
+        started.set()
+        return original(**kwargs)
+
+    monkeypatch.setattr(tasks, "vm_loop_run", run_and_say)
+    result = {}
+    thread = threading.Thread(target=lambda: result.setdefault("summary", tasks.schedule_vms_pass(run_seconds=600)))
+    t0 = time.monotonic()
+    thread.start()
+    try:
+        assert started.wait(10)
+        cluster_stops()
+        thread.join(30)
+    finally:
+        cluster_stops()
+        connections.close_all()
+    assert not thread.is_alive()
+    assert time.monotonic() - t0 < 15  # not the 600 s it was given
+    assert "starts" in result["summary"]
+    assert OrmQ.objects.count() == 1  # the successor: another cluster (or this one, restarted) takes over
 
 
 @pytest.mark.django_db

@@ -79,8 +79,8 @@ def test_worker_killed_with_sigkill_mid_job_loses_nothing(make_device, make_prog
         "DEVICE_SIM_SECONDS": "60",  # the job is still running when we kill the worker
         "LOG_LEVEL": "WARNING",
     }
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "manage.py"), "runworkers", "--no-task-cluster", "--no-vm-scheduler"],
+    proc = subprocess.Popen(  # the qpu-workers role itself (runworkers would restart it)
+        [sys.executable, str(ROOT / "manage.py"), "qpu_workers"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     try:

@@ -1,5 +1,7 @@
-"""The whole service in one program: API + admin on waitress, the QPU
-workers, the django-q2 cluster and the VM scheduler.
+"""The whole service in one program: API + admin on waitress in this
+process, and the roles of ``runworkers`` (the QPU workers; the django-q2
+cluster, which runs the VM scheduler loop) as supervised child processes,
+restarted with backoff when one dies (config/supervisor.py).
 
 The HTTP server's configuration (connection limit, idle and request-read
 timeouts, poll loop, open-files limit, trusted proxy, heap freeze) and why:
@@ -9,14 +11,15 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
+from config.supervisor import Supervisor, service_roles, supervisor_options
 from core.secret_key import require_configured_secret_key
-from config.stack import start_stack
 from core.metrics import clear_metrics_dir
 
 logger = logging.getLogger(__name__)
@@ -39,11 +42,11 @@ class Command(BaseCommand):
         executor = MigrationExecutor(connection)
         if executor.migration_plan(executor.loader.graph.leaf_nodes()):
             self.stderr.write(self.style.WARNING("Unapplied migrations: run `python manage.py migrate` first."))
-        # The stack first: django-q2 forks its processes, which must not
-        # inherit the HTTP socket or the server's threads.
         clear_metrics_dir()  # before any child exists: only this run's processes are summed
-        stack = None if no_workers else start_stack()
         server = create_http_server(application, host=host, port=port, threads=threads)
+        # The children are new programs (fork + exec, close_fds): they inherit
+        # neither the HTTP socket nor this process's threads.
+        stop_roles, supervising = (None, None) if no_workers else _start_roles()
         base = f"http://{host}:{server.effective_port}"
         db = settings.DATABASES["default"]
         self.stdout.write(
@@ -65,7 +68,7 @@ class Command(BaseCommand):
         # so its sockets are never closed under a running loop.
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-        freeze_startup_heap()  # after the fork of django-q2's cluster: see its docstring
+        freeze_startup_heap()
         try:
             server.run()
         except KeyboardInterrupt:
@@ -76,9 +79,19 @@ class Command(BaseCommand):
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean stop short
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
             server.close()
-            if stack is not None:
-                stack.stop()
+            if supervising is not None:
+                stop_roles.set()
+                supervising.join()  # every child stopped (or killed after the grace)
             self.stdout.write("stopped.")
+
+
+def _start_roles() -> tuple[threading.Event, threading.Thread]:
+    """The background roles, supervised from a thread of this process (the
+    main thread runs the HTTP server). Set the event, join the thread: stopped."""
+    supervisor, stop = Supervisor(service_roles(), **supervisor_options()), threading.Event()
+    thread = threading.Thread(target=supervisor.run, args=(stop,), name="supervisor")
+    thread.start()
+    return stop, thread
 
 
 def _raise_keyboard_interrupt(signum, frame):

@@ -8,7 +8,7 @@ import threading
 import requests
 from django.core.management.base import BaseCommand, CommandError
 
-from config.stack import install_stop_signals
+from core.stopping import install_stop_signals
 from devices.simulator import SchedulerLink, SimulatedDeviceServer
 
 

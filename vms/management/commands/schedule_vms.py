@@ -1,6 +1,10 @@
 """Run the VM scheduler.
 
-    python manage.py schedule_vms                  # the live loop (Ctrl-C / SIGTERM stops it cleanly)
+The live loop is ``vms.tasks.vm_loop_run``, the one the task cluster runs as
+a chained django-q2 task; this command is its other way in, a process of its
+own (see vms/tasks.py).
+
+    python manage.py schedule_vms                  # the live loop alone (Ctrl-C / SIGTERM stops it cleanly)
     python manage.py schedule_vms --once           # one pass, then exit
     python manage.py schedule_vms --simulate SCENARIO.json --report REPORT.json
     python manage.py schedule_vms --make-scenario 24 --days 3 --vms 20000 --out big.json
@@ -9,7 +13,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import sys
 import threading
 from datetime import datetime
@@ -17,10 +20,12 @@ from datetime import datetime
 from django.core.management.base import BaseCommand, CommandError
 
 from core.secret_key import require_configured_secret_key
+from core.stopping import install_stop_signals
 from vms import signals
 from vms.planner import from_ms
 from vms.scheduler import live_scheduler
 from vms.simulation import Progress, ScenarioError, load_scenario, make_scenario, simulate
+from vms.tasks import vm_loop_run
 
 
 class Command(BaseCommand):
@@ -129,24 +134,9 @@ class Command(BaseCommand):
     def _live(self):
         require_configured_secret_key(stderr=self.stderr)  # the service; --once and --simulate are one-offs
         stop_event = threading.Event()
-
-        def _stop(signum, _frame):
-            self.stderr.write(f"signal {signum}: stopping the VM scheduler")
-            stop_event.set()
-            signals.wake_local()
-
-        previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-        listener = signals.Listener(stop_event)
-        listener.start()
-        scheduler = live_scheduler()
+        install_stop_signals(stop_event, on_stop=signals.wake_local)
         self.stdout.write("VM scheduler running (Ctrl-C to stop)")
         sys.stdout.flush()
-        try:
-            scheduler.run_forever(stop_event=stop_event)
-        finally:
-            scheduler.close()
-            stop_event.set()
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+        scheduler = vm_loop_run(stop_event=stop_event)  # as a standby while another scheduler holds the lock
         s = scheduler.stats
         self.stdout.write(f"VM scheduler stopped: {s.starts} starts, {s.stops} stops, {s.assigns} assigns in {s.passes} passes")
