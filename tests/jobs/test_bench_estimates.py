@@ -6,14 +6,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from config.dburl import current_database_url
 from jobs.bench_estimates import Sample, _figures
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import ROOT
+
 
 
 @pytest.mark.postgres
