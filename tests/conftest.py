@@ -27,7 +27,7 @@ def _fast_password_hashing(settings):
 
 
 @pytest.fixture(autouse=True)
-def _fresh_cache():
+def _fresh_cache(monkeypatch):
     # The submission throttle counts in the (process-wide) cache: each test
     # starts with a clean slate, as if its users had never submitted.
     from django.core.cache import cache
@@ -37,7 +37,7 @@ def _fresh_cache():
     cache.clear()
     # Recent run times per device type are kept per process for a few
     # seconds; one test's history must not be another's estimate.
-    estimates.clear_cache()
+    monkeypatch.setattr(estimates, "_cache", {})
 
 
 def is_postgres() -> bool:

@@ -16,6 +16,7 @@ from tests.helpers import ROOT
 
 @pytest.mark.postgres
 @pytest.mark.slow
+@pytest.mark.timeout(330)  # its subprocess may take up to 300 s
 @pytest.mark.django_db
 def test_bench_queue_small_run_prints_all_figures(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "DATABASE_URL": current_database_url(), "LOG_LEVEL": "WARNING"}
