@@ -147,11 +147,6 @@ def cached_run_seconds(device_type: str) -> float | None:
     return value
 
 
-def clear_cache() -> None:
-    with _cache_lock:
-        _cache.clear()
-
-
 # --- the estimate ---------------------------------------------------------------
 
 

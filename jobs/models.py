@@ -16,9 +16,6 @@ class JobStatus(models.TextChoices):
     CANCELLED = "cancelled", "cancelled"
 
 
-FINISHED_STATUSES = (JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED)
-
-
 class CallbackStatus(models.TextChoices):
     NONE = "", "no callback"
     PENDING = "pending", "pending"

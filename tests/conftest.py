@@ -27,7 +27,7 @@ def _fast_password_hashing(settings):
 
 
 @pytest.fixture(autouse=True)
-def _fresh_cache():
+def _fresh_cache(monkeypatch):
     # The submission throttle counts in the (process-wide) cache: each test
     # starts with a clean slate, as if its users had never submitted.
     from django.core.cache import cache
@@ -37,7 +37,7 @@ def _fresh_cache():
     cache.clear()
     # Recent run times per device type are kept per process for a few
     # seconds; one test's history must not be another's estimate.
-    estimates.clear_cache()
+    monkeypatch.setattr(estimates, "_cache", {})
 
 
 def is_postgres() -> bool:
@@ -59,27 +59,45 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture
-def user(django_user_model):
-    return django_user_model.objects.create_user(username="alice", password="pw-alice-123")
+def user(db):
+    from tests.factories import make_user
+
+    return make_user("alice", password="pw-alice-123")
 
 
 @pytest.fixture
-def other_user(django_user_model):
-    return django_user_model.objects.create_user(username="bob", password="pw-bob-123")
+def other_user(db):
+    from tests.factories import make_user
+
+    return make_user("bob", password="pw-bob-123")
 
 
 @pytest.fixture
-def staff_user(django_user_model):
-    return django_user_model.objects.create_user(username="operator", password="pw-op-123", is_staff=True)
+def staff_user(db):
+    from tests.factories import make_user
+
+    return make_user("operator", password="pw-op-123", is_staff=True)
+
+
+@pytest.fixture
+def admin_client_(db):
+    """A Django test client logged into the admin as a superuser."""
+    from django.test import Client
+
+    from tests.factories import make_user
+
+    client = Client()
+    client.force_login(make_user("root-op", password="pw-root-op", is_superuser=True))
+    return client
 
 
 def _client_for(u):
-    from rest_framework.authtoken.models import Token
     from rest_framework.test import APIClient
 
-    token, _ = Token.objects.get_or_create(user=u)
+    from tests.factories import make_token
+
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {make_token(u)}")
     client.user = u
     return client
 

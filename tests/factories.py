@@ -1,22 +1,39 @@
-"""Plain factory functions for tests: sensible defaults, override anything."""
+"""The one set of test factories: one plain function per entity, sensible
+defaults, every field overridable by keyword. They write straight to the
+database (no services, no signals): a test that is about an entry point calls
+that entry point itself."""
 
 from __future__ import annotations
 
 import itertools
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.contrib.auth import get_user_model
 from django.utils import timezone
+from rest_framework.authtoken.models import Token
 
 from devices.models import Device, DeviceStatus
+from exams.models import Exam
 from jobs.models import Job, JobStatus, Program
 
 _seq = itertools.count(1)
 
 
-def make_user(username: str | None = None, **fields):
+def make_user(username: str | None = None, *, password: str | None = None, **fields):
+    """A user; ``password`` defaults to ``"pw-" + username``. Pass
+    ``is_staff=True`` / ``is_superuser=True`` for operators and admins."""
     username = username or f"user{next(_seq)}"
-    return get_user_model().objects.create_user(username=username, password="pw-" + username, **fields)
+    if fields.get("is_superuser"):
+        fields.setdefault("is_staff", True)
+    return get_user_model().objects.create_user(
+        username=username, password=password if password is not None else "pw-" + username, **fields
+    )
+
+
+def make_token(user) -> str:
+    """The API token key of ``user`` (created on first use, like the login view does)."""
+    token, _ = Token.objects.get_or_create(user=user)
+    return token.key
 
 
 def make_device(
@@ -41,10 +58,28 @@ def make_device(
     )
 
 
-def make_program(owner, *, key: str | None = None, priority: int = 0, device_type: str = "analog", **fields) -> Program:
-    return Program.objects.create(
+def make_program(
+    owner,
+    *,
+    key: str | None = None,
+    priority: int = 0,
+    device_type: str = "analog",
+    jobs: int = 0,
+    shots: int = 1,
+    min_size: int | None = None,
+    **fields,
+) -> Program:
+    """A program of ``owner``; with ``jobs=n``, also n queued jobs (keys
+    ``<program key>-j<i>``, ``shots`` shots each, distinct instructions)."""
+    program = Program.objects.create(
         key=key or f"prog-{next(_seq)}", owner=owner, priority=priority, device_type=device_type, **fields
     )
+    Job.objects.bulk_create(
+        Job(key=f"{program.key}-j{i}", program=program, owner=owner, priority=priority, device_type=device_type,
+            instructions=[{"op": "x", "q": i}], shots=shots, min_size=min_size)
+        for i in range(jobs)
+    )
+    return program
 
 
 def make_job(
@@ -72,4 +107,22 @@ def make_job(
         status=status,
         device=device,
         **fields,
+    )
+
+
+def make_exam(
+    *,
+    id: int | None = None,
+    name: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    students: int = 10,
+) -> Exam:
+    """An exam straight in the table (no exam_changed signal: the VM tests
+    drive the scheduler themselves). ``start`` defaults to an hour from now,
+    ``end`` to an hour after ``start``."""
+    start = start or timezone.now() + timedelta(hours=1)
+    n = next(_seq)
+    return Exam.objects.create(
+        id=id, name=name or f"Exam {id or n}", start=start, end=end or start + timedelta(hours=1), students=students
     )

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
+
+# The checkout the tests belong to: where they find manage.py, dev.py and
+# config/ to run as subprocesses. Their data lives under tests/data.
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def wait_until(predicate, timeout: float = 20.0, interval: float = 0.02) -> bool:

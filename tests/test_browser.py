@@ -16,7 +16,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from tests.factories import make_device, make_job, make_program
+from tests.factories import make_device, make_job, make_program, make_user
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
@@ -63,11 +63,13 @@ def _fill(driver, name: str, value: str) -> None:
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_operator_creates_an_exam_and_sees_its_chart_and_the_queue(browser, live_server, django_user_model, tmp_path):
+def test_operator_creates_an_exam_and_sees_its_chart_and_the_queue(browser, live_server, tmp_path):
+    from selenium.webdriver.support.ui import WebDriverWait
+
     from exams.models import Exam
 
-    django_user_model.objects.create_superuser("op", "", PASSWORD)
-    owner = django_user_model.objects.create_user("alice")
+    make_user("op", password=PASSWORD, is_superuser=True)
+    owner = make_user("alice")
     make_device("qpu-1", type="analog")
     make_job(make_program(owner, device_type="analog"))
     make_job(make_program(owner, device_type="lonely"))
@@ -88,6 +90,8 @@ def test_operator_creates_an_exam_and_sees_its_chart_and_the_queue(browser, live
     _fill(browser, "end_1", end.strftime("%H:%M:%S"))
     _fill(browser, "students", "30")
     browser.find_element("name", "_continue").click()  # save and stay on its page
+    # the click returns before the POST is answered: wait for the saved exam's page
+    WebDriverWait(browser, 30).until(lambda driver: "/change/" in driver.current_url)
 
     exam = Exam.objects.get(name="Browser exam")
     assert (exam.start, exam.end, exam.students) == (start, end, 30)

@@ -14,10 +14,10 @@ import pytest
 import schemathesis
 from schemathesis.config import SchemathesisConfig
 from hypothesis import HealthCheck, settings
-from rest_framework.authtoken.models import Token
 
 import tests.api_conventions.st_hooks  # noqa: F401  (registers the exam-date hook)
 from config.wsgi import application
+from tests.factories import make_token, make_user
 
 # The repository's schemathesis.toml (the CLI's settings), minus the coverage
 # phase, whose exhaustive boundary cases are the full-budget run's job.
@@ -27,13 +27,11 @@ schema = schemathesis.openapi.from_wsgi("/api/schema/", application, config=CONF
 
 
 @pytest.fixture
-def tokens(db, django_user_model, settings):
+def tokens(db, settings):
     settings.THROTTLE_SUBMIT_RATE = ""  # the budget is spent on shapes, not on the rate limit
-    staff = django_user_model.objects.create_user(username="st-staff", is_staff=True)
-    user = django_user_model.objects.create_user(username="st-user")
     return {
-        "staff": Token.objects.create(user=staff).key,
-        "user": Token.objects.create(user=user).key,
+        "staff": make_token(make_user("st-staff", is_staff=True)),
+        "user": make_token(make_user("st-user")),
     }
 
 

@@ -32,6 +32,7 @@ import pytest
 import requests
 
 from tests.e2e_helpers import ServeProcess, create_user_tokens, manage, service_env
+from tests.helpers import wait_until
 
 DEVICE = "e2e-qpu-1"
 TYPE = "e2e-analog"
@@ -64,12 +65,15 @@ class Client:
 
 
 def _wait_job(client: Client, job_id: str, statuses: set[str], timeout: float) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        job = client.get(f"/jobs/{job_id}").json()
-        if job["status"] in statuses or time.monotonic() > deadline:
-            return job
-        time.sleep(0.01)
+    """The job as last seen: in one of ``statuses``, or as it was at the timeout."""
+    last: dict = {}
+
+    def settled() -> bool:
+        last.update(client.get(f"/jobs/{job_id}").json())
+        return last["status"] in statuses
+
+    wait_until(settled, timeout=timeout, interval=0.01)
+    return last
 
 
 @pytest.fixture
@@ -203,10 +207,9 @@ def test_serve_runs_jobs_by_priority_over_http_and_stops_on_ctrl_c(service_datab
         assert took < 20, log
         shutdown = log[log.rindex("stopping ..."):] if "stopping ..." in log else ""
         assert "stopped." in shutdown and "Traceback" not in shutdown, log
-        deadline = time.monotonic() + 5
-        while service.group_alive() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not service.group_alive(), "processes of the service (django-q2 cluster?) outlived it"
+        assert wait_until(lambda: not service.group_alive(), timeout=5), (
+            "processes of the service (django-q2 cluster?) outlived it"
+        )
     finally:
         service.kill()
         print(f"---- serve log ({service.log_path}) ----\n{service.log()[-20000:]}")  # shown when the test fails

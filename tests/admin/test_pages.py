@@ -36,9 +36,6 @@ def _done(program, device, seconds: float, **fields):
 
 def test_job_page_shows_queue_position_and_estimated_start(admin_client_, user):
     """The page shows the API's own estimate (jobs.estimates), to the second."""
-    from jobs import estimates
-
-    estimates.clear_cache()
     program = make_program(user, device_type="analog")
     device = make_device("qpu-1", type="analog")
     _done(program, device, 60)
@@ -59,9 +56,6 @@ def test_job_page_shows_queue_position_and_estimated_start(admin_client_, user):
 
 
 def test_estimated_start_is_unknown_without_a_device_with_the_reason(admin_client_, user):
-    from jobs import estimates
-
-    estimates.clear_cache()
     program = make_program(user, device_type="digital")
     make_device("small", type="digital", size=2)
     _done(program, Device.objects.get(pk="small"), 30)

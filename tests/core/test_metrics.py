@@ -7,7 +7,7 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from core import metrics
-from tests.factories import make_device, make_job, make_program
+from tests.factories import make_device, make_exam, make_job, make_program
 
 pytestmark = pytest.mark.django_db
 
@@ -68,12 +68,11 @@ def test_event_metrics_appear_after_they_happen(staff_api):
 
 
 def test_vm_state_calls_and_predicted_shortfall(staff_api):
-    from exams.models import Exam
     from vms.models import VM, ProviderCall
 
     now = timezone.now()
     # Too close to its start for 50 VMs at 10 per minute: a shortfall is predicted.
-    exam = Exam.objects.create(name="Soon", start=now + timedelta(seconds=60), end=now + timedelta(hours=1), students=50)
+    exam = make_exam(name="Soon", start=now + timedelta(seconds=60), end=now + timedelta(hours=1), students=50)
     vm = VM.objects.create(state="ready", requested_at=now, ready_at=now, exam=exam, exam_ref=exam.id, uuid="u-1")
     ProviderCall.objects.create(t=now, endpoint="start", vm=vm, vm_uuid="u-1", exam_ref=exam.id, outcome="ok")
     ProviderCall.objects.create(t=now, endpoint="stop", outcome="rate_limited")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from django.test import Client
 
 from devices.accounts import device_account_ensure
 from devices.models import Device
@@ -11,13 +10,6 @@ from tests.conftest import _client_for
 from tests.factories import make_device
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def admin_client_(django_user_model):
-    client = Client()
-    client.force_login(django_user_model.objects.create_superuser(username="root-op", password="pw-root-op"))
-    return client
 
 
 def test_changelist_shows_the_owner_and_the_change_form_hands_a_device_to_an_account(admin_client_):

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from devices.models import Device, DeviceStatus
 from jobs.models import JobStatus
-from tests.factories import make_device, make_job, make_program, make_user  # noqa: F401
+from tests.factories import make_device, make_job, make_program, make_user
 
 pytestmark = pytest.mark.django_db
 

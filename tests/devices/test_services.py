@@ -9,7 +9,7 @@ from devices.exceptions import DeviceNotFound
 from devices.models import Device, DeviceStatus
 from jobs import notify
 from jobs.models import JobStatus
-from tests.factories import make_device, make_job, make_program  # noqa: F401
+from tests.factories import make_device, make_job, make_program
 
 pytestmark = pytest.mark.django_db
 

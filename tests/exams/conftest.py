@@ -9,12 +9,6 @@ from exams.services import exam_create
 from vms.signals import on_exam_changed
 
 
-@pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    # the shared user fixtures hash passwords; PBKDF2 would dominate these tests
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def make_exam(db):
     def make(**overrides):

@@ -10,23 +10,15 @@ from django.utils import timezone
 
 from devices.models import Device, DeviceStatus
 from jobs.models import Job, JobStatus
-from tests.factories import make_device, make_job, make_program  # noqa: F401
+from tests.factories import make_device, make_job, make_program, make_user
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def admin_client_(django_user_model):
-    admin = django_user_model.objects.create_superuser(username="root-op", password="pw-root-op")
-    client = Client()
-    client.force_login(admin)
-    return client
 
 
 def test_changelists_and_change_pages_render(admin_client_, user):
     device = make_device("dev-1")
     program = make_program(user, key="p1")
-    job = make_job(program, key="j1", status=JobStatus.RUNNING, device=device)
+    make_job(program, key="j1", status=JobStatus.RUNNING, device=device)
     for url in (
         "/admin/",
         "/admin/devices/device/",
@@ -146,8 +138,8 @@ def test_admin_add_and_edit_device(admin_client_):
     assert bad.status_code == 200 and not Device.objects.filter(pk="new-2").exists()
 
 
-def test_staff_without_permissions_cannot_use_the_actions(django_user_model, user):
-    staff = django_user_model.objects.create_user(username="viewer", password="pw-viewer", is_staff=True)
+def test_staff_without_permissions_cannot_use_the_actions(user):
+    staff = make_user("viewer", password="pw-viewer", is_staff=True)
     client = Client()
     client.force_login(staff)
     job = make_job(make_program(user))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from tests.factories import make_device, make_job, make_program  # noqa: F401
+from tests.factories import make_device, make_job, make_program
 
 pytestmark = pytest.mark.django_db
 

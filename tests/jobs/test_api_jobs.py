@@ -5,7 +5,7 @@ import json
 import pytest
 
 from jobs.models import CallbackStatus, Job, JobStatus, Program
-from tests.factories import make_device, make_job, make_program  # noqa: F401
+from tests.factories import make_device, make_job, make_program, make_token
 
 pytestmark = pytest.mark.django_db
 
@@ -136,15 +136,13 @@ def test_unauthenticated_job_requests_are_401(anon_api):
 def test_the_briefs_request_with_a_token_header(user):
     """Exactly what `curl -H 'Authorization: Token …' -d '{…}' localhost:PORT/jobs` sends."""
     from django.test import Client
-    from rest_framework.authtoken.models import Token
-
-    token = Token.objects.create(user=user)
+    token = make_token(user)
     client = Client()
     response = client.post(
         "/jobs",
         data=json.dumps(FLAT),
         content_type="application/x-www-form-urlencoded",
-        HTTP_AUTHORIZATION=f"Token {token.key}",
+        HTTP_AUTHORIZATION=f"Token {token}",
     )
     assert response.status_code == 201, response.content
     assert response.json()["id"] == "job-1"

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from jobs.models import Job, JobStatus, Program
-from tests.factories import make_device, make_job, make_program  # noqa: F401
+from tests.factories import make_device, make_job, make_program
 
 pytestmark = pytest.mark.django_db
 

@@ -6,18 +6,19 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from core.dburl import current_database_url
 from jobs.bench_estimates import Sample, _figures
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import ROOT
+
 
 
 @pytest.mark.postgres
 @pytest.mark.slow
+@pytest.mark.timeout(330)  # its subprocess may take up to 300 s
 @pytest.mark.django_db
 def test_bench_estimates_small_run_prints_its_figures():
     env = {"PATH": "/usr/bin:/bin", "DATABASE_URL": current_database_url(), "LOG_LEVEL": "WARNING"}

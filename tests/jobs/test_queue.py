@@ -77,10 +77,10 @@ def test_blocking_pop_waits_for_a_push_from_another_thread():
 
     t = threading.Thread(target=consumer)
     t.start()
-    waiting.wait(5)
+    assert waiting.wait(30)
     q.push("job", 7)
     t.join(30)
-    assert got == ["job"]
+    assert not t.is_alive() and got == ["job"]
 
 
 def test_concurrent_producers_and_consumers_lose_and_duplicate_nothing():

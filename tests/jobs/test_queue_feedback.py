@@ -20,13 +20,6 @@ FLAT = {"priority": 3, "device_type": "analog"}
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=dt_timezone.utc)
 
 
-@pytest.fixture(autouse=True)
-def _fresh_estimates():
-    estimates.clear_cache()
-    yield
-    estimates.clear_cache()
-
-
 # --- warnings -------------------------------------------------------------------
 
 

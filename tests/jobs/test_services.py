@@ -11,7 +11,7 @@ from jobs.exceptions import DuplicateId, JobNotCancellable, ProgramMismatch
 from jobs.models import Job, JobStatus, Program
 from jobs.selectors import job_queue_position
 from jobs.services import JobSpec
-from tests.factories import make_device, make_job, make_program, make_user  # noqa: F401
+from tests.factories import make_device, make_job, make_program, make_user
 
 pytestmark = pytest.mark.django_db
 

@@ -4,16 +4,14 @@ server in a thread, so the tests see exactly what reached it."""
 
 from __future__ import annotations
 
-import itertools
 import socket
 import threading
 
 import pytest
 from django.utils import timezone
 
-from jobs.models import CallbackStatus, Job, JobStatus, Program
-
-_seq = itertools.count(1)
+from jobs.models import CallbackStatus, Job, JobStatus
+from tests.factories import make_job, make_program
 
 
 class Peer:
@@ -134,15 +132,9 @@ def finished_job(db, user):
     """A done job of a program with ``callback_url``, its delivery pending."""
 
     def make(callback_url: str, *, owner=None) -> Job:
-        owner = owner or user
-        n = next(_seq)
-        program = Program.objects.create(key=f"sec-p{n}", owner=owner, priority=0, device_type="analog",
-                                         callback_url=callback_url)
-        now = timezone.now()
-        return Job.objects.create(
-            key=f"sec-j{n}", program=program, owner=owner, priority=0, device_type="analog", status=JobStatus.DONE,
-            result=["01"], attempts=1, started_at=now, finished_at=now, callback_status=CallbackStatus.PENDING,
-        )
+        program = make_program(owner or user, callback_url=callback_url)
+        return make_job(program, status=JobStatus.DONE, result=["01"], attempts=1, started_at=timezone.now(),
+                        callback_status=CallbackStatus.PENDING)
 
     return make
 

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 from io import StringIO
-from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -17,10 +16,9 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from devices.models import Device
-from tests.helpers import wait_until
+from tests.helpers import ROOT, wait_until
 
 pytestmark = pytest.mark.django_db
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def create(*args) -> str:

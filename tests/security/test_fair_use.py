@@ -21,6 +21,7 @@ from jobs.exceptions import QueuedJobsLimit
 from jobs.limits import queued_jobs_of
 from jobs.models import Job, JobStatus
 from jobs.services import JobSpec
+from tests.factories import make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -152,9 +153,9 @@ def test_the_count_walks_the_partial_index_on_postgres(user, other_user):
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_submissions_by_one_user_never_overshoot_the_cap(django_user_model, settings):
+def test_concurrent_submissions_by_one_user_never_overshoot_the_cap(settings):
     settings.USER_MAX_QUEUED_JOBS = 10
-    owner = django_user_model.objects.create_user(username="racer", password="x-racer-pass-1")
+    owner = make_user("racer")
     start = threading.Barrier(4)
     outcomes: list[str] = []
 
@@ -222,8 +223,8 @@ def test_the_default_rate_allows_a_burst(api):
 
 
 @pytest.fixture
-def person(django_user_model):
-    return django_user_model.objects.create_user(username="carol", password="correct-horse-battery", is_staff=True)
+def person(db):
+    return make_user("carol", password="correct-horse-battery", is_staff=True)
 
 
 def token(client, password, username="carol", addr="10.0.0.1"):
@@ -330,17 +331,17 @@ def test_cache_url_choices():
 
 @pytest.mark.parametrize("rate, ok", [("120/minute", True), ("", True), ("5/s", True), ("abc", False),
                                       ("120 per minute", False), ("1.5/minute", False)])
-def test_a_malformed_throttle_rate_stops_start_up(rate, ok):
+def test_a_malformed_throttle_rate_stops_start_up(rate, ok, tmp_path):
     import subprocess
     import sys
-    from pathlib import Path
 
-    root = Path(__file__).resolve().parents[2]
+    from tests.helpers import ROOT
+
     out = subprocess.run(
         [sys.executable, "-c", "import django; django.setup()"],
-        cwd=root, capture_output=True, text=True, timeout=60,
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
         env={"PATH": "/usr/bin:/bin", "DJANGO_SETTINGS_MODULE": "config.settings", "THROTTLE_SUBMIT_RATE": rate,
-             "SQLITE_PATH": "/tmp/unused-wd.sqlite3", "LOG_LEVEL": "WARNING", "SECRET_KEY": "k" * 60},
+             "SQLITE_PATH": str(tmp_path / "unused.sqlite3"), "LOG_LEVEL": "WARNING", "SECRET_KEY": "k" * 60},
     )
     assert (out.returncode == 0) == ok, out.stderr[-500:]
     if not ok:

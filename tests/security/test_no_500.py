@@ -99,9 +99,8 @@ def test_visible_non_ascii_ids_are_fine(api, staff_api):
     assert api.get("/jobs/tâche-1").status_code == 200
 
 
-def test_admin_device_form_applies_the_id_rules(client, django_user_model):
-    admin_user = django_user_model.objects.create_superuser(username="root", password="x-root-pass-9")
-    client.force_login(admin_user)
+def test_admin_device_form_applies_the_id_rules(admin_client_):
+    client = admin_client_
     form = {"id": "qpu\u200b7", "address": "sim", "type": "a", "size": "2"}
     r = client.post("/admin/devices/device/add/", form)
     assert r.status_code == 200 and b"invisible" in r.content
@@ -152,10 +151,8 @@ def test_admin_exam_form_applies_the_window(admin_client):
 
 
 @pytest.fixture
-def admin_client(client, django_user_model):
-    user = django_user_model.objects.create_superuser("root", "root@example.com", "x-root-pass-9")
-    client.force_login(user)
-    return client
+def admin_client(admin_client_):
+    return admin_client_
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ import time
 import pytest
 
 from devices.clients import DeviceError, DeviceRef, HttpQPU, JobPayload
-from jobs.models import Job
 from jobs.webhooks import callback_deliver
+from tests.factories import make_device, make_job, make_program
 from tests.helpers import wait_until
 from tests.security.conftest import answer, hold, trickle
 
@@ -121,17 +121,12 @@ def test_a_receivers_error_body_never_reaches_the_jobs_owner(api, finished_job, 
     ],
 )
 def test_a_devices_answer_never_reaches_the_jobs_owner(api, user, peer, settings, status, body, reason):
-    from jobs.models import Program
     from jobs.runner import Worker
-    from devices.models import Device
-    from django.utils import timezone
 
     settings.JOB_MAX_ATTEMPTS = 1
     device = peer(answer(status, body))
-    now = timezone.now()
-    Device.objects.create(id="qpu-x", type="analog", size=2, address=device.url, registered_at=now, last_seen_at=now)
-    program = Program.objects.create(key="p", owner=user, priority=0, device_type="analog")
-    job = Job.objects.create(key="j", program=program, owner=user, priority=0, device_type="analog")
+    make_device("qpu-x", size=2, address=device.url)
+    job = make_job(make_program(user, key="p"), key="j")
     Worker(listen=False).run_once()
     assert wait_until(lambda: device.got_request.is_set())
     response = api.get("/jobs/j").content

@@ -12,7 +12,6 @@ import stat
 import subprocess
 import sys
 from io import StringIO
-from pathlib import Path
 from unittest import mock
 
 import pytest
@@ -21,7 +20,8 @@ from django.test import override_settings
 
 from core.secret_key import require_configured_secret_key, secret_key_from_env
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import ROOT
+
 KEY = "k" * 10 + "Zq9-_x7Lw3Pv2Rt8Ys5Bn1Mc4Jd6Hf0Ga" + "e" * 20  # 64 characters, varied enough for Django
 
 # The production environment docs/security.md ("Production checklist") documents: behind a

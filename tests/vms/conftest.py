@@ -1,5 +1,6 @@
 """Fixtures for the VM scheduler's tests: a virtual clock, the fake provider,
-exams, a scheduler on both, and a driver that runs it through virtual time."""
+a scheduler on both, and a driver that runs it through virtual time (exams
+come from tests/factories.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from exams.models import Exam
 from vms.clock import VirtualClock
 from vms.planner import PlannerConfig, from_ms, to_ms
 from vms.providers import FakeProvider
@@ -28,12 +28,6 @@ def vclock():
 @pytest.fixture
 def fake_provider(vclock):
     return FakeProvider(clock=vclock, allocation_interval_s=6, requests_per_second=3)
-
-
-def make_exam(id: int, start: datetime, students: int, *, end: datetime | None = None, name: str | None = None) -> Exam:
-    return Exam.objects.create(
-        id=id, name=name or f"Exam {id}", start=start, end=end or start + timedelta(hours=1), students=students
-    )
 
 
 def make_scheduler(clock, provider, *, lock: SchedulerLock | None = None, **overrides) -> Scheduler:

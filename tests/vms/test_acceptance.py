@@ -20,8 +20,8 @@ Checks (``check_report``):
 - hand-computed expectations per scenario (first request time, ready counts,
   VM-seconds).
 
-The shared example (``../shared/scenarios/example.json``) is run and checked
-too (skipped, with the reason, when the file is absent).
+The brief's example (``tests/data/scenarios/example.json``, carried with the
+tests) is run and checked too.
 """
 
 from __future__ import annotations
@@ -29,10 +29,8 @@ from __future__ import annotations
 import json
 from collections import OrderedDict, defaultdict, deque
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
-from django.conf import settings as dj_settings
 from django.core.management import call_command
 
 from vms.simulation import parse_scenario, simulate
@@ -1022,10 +1020,9 @@ def test_command_line_simulation(tmp_path):
 
 
 def test_shared_example_scenario():
-    path = Path(dj_settings.BASE_DIR).parent / "shared" / "scenarios" / "example.json"
-    if not path.exists():
-        pytest.skip(f"shared example scenario not found at {path}")
-    scn = json.loads(path.read_text())
+    from tests.data import EXAMPLE_SCENARIO
+
+    scn = json.loads(EXAMPLE_SCENARIO.read_text())
     report = simulate(parse_scenario(scn))
     o = check_report(report, scn)
     fin = final_exams(scn)

@@ -10,7 +10,8 @@ import logging
 import pytest
 
 from core.logs import JsonFormatter
-from tests.vms.conftest import at, drive, make_exam
+from tests.factories import make_exam
+from tests.vms.conftest import at, drive
 from vms.models import VM, CallEndpoint, ProviderCall
 from vms.simulation import parse_scenario, simulate
 
@@ -29,7 +30,7 @@ def vm_lines(caplog):
 
 
 def test_starts_and_stops_are_logged_with_exam_and_vm(vclock, scheduler_factory, vm_lines):
-    make_exam(7, at(10), 3, end=at(20))
+    make_exam(id=7, start=at(10), students=3, end=at(20))
     drive(scheduler_factory(), vclock, at(25))
     vms = {vm.id: vm for vm in VM.objects.all()}
     assert len(vms) == 3
@@ -44,12 +45,12 @@ def test_a_re_binding_is_logged_with_both_exams(vclock, scheduler_factory, vm_li
     # At 07:59 in the acceptance scenario's terms: exam 1 drops from 60 to 20
     # students and exam 2 appears 2 minutes after exam 1: surplus fresh VMs
     # of exam 1 are re-bound to exam 2.
-    first = make_exam(1, at(30), 60, end=at(90))
+    first = make_exam(id=1, start=at(30), students=60, end=at(90))
     scheduler = scheduler_factory()
     drive(scheduler, vclock, at(29))
     first.students = 20
     first.save()
-    make_exam(2, at(31), 30, end=at(90))
+    make_exam(id=2, start=at(31), students=30, end=at(90))
     drive(scheduler, vclock, at(35))
     assigns = list(ProviderCall.objects.filter(endpoint=CallEndpoint.ASSIGN).values_list("vm_id", "exam_ref"))
     assert assigns, "the scenario must re-bind VMs"

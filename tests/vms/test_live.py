@@ -13,13 +13,13 @@ from django.core.management import call_command
 from django.db import connection, connections
 from django.utils import timezone
 
-from exams.models import Exam
 from vms import signals
 from vms.clock import SystemClock
 from vms.models import VM, ProviderCall
 from vms.providers import FakeProvider, reset_default_provider
 from vms.scheduler import SchedulerLock
-from tests.helpers import wait_until
+from tests.factories import make_exam
+from tests.helpers import ROOT, wait_until
 
 
 @pytest.fixture
@@ -126,7 +126,7 @@ def test_the_task_runs_the_loop_and_queues_its_successor(default_fake):
 
     from vms.tasks import schedule_vms_pass
 
-    Exam.objects.create(name="Soon", start=timezone.now() + timedelta(seconds=3), end=timezone.now() + timedelta(hours=1), students=1)
+    make_exam(name="Soon", start=timezone.now() + timedelta(seconds=3), end=timezone.now() + timedelta(hours=1), students=1)
     summary = schedule_vms_pass(run_seconds=0.3, chain=True)
     assert summary.startswith("1 starts")
     assert ProviderCall.objects.filter(endpoint="start", outcome="ok").count() == 1
@@ -175,7 +175,7 @@ def test_a_run_ends_promptly_when_the_task_cluster_stops_and_still_queues_its_su
 def test_the_task_does_nothing_while_another_scheduler_holds_the_lock(default_fake):
     from vms.tasks import schedule_vms_pass
 
-    Exam.objects.create(name="Soon", start=timezone.now() + timedelta(seconds=3), end=timezone.now() + timedelta(hours=1), students=1)
+    make_exam(name="Soon", start=timezone.now() + timedelta(seconds=3), end=timezone.now() + timedelta(hours=1), students=1)
     other = None
     holder = SchedulerLock()
     if connection.vendor == "postgresql":
@@ -222,8 +222,8 @@ def test_schedule_vms_process_is_woken_by_notify_and_stops_cleanly_on_sigterm():
     import signal
     import subprocess
     import sys
-    from pathlib import Path
 
+    from core.heartbeats import VM_SCHEDULER, heartbeat_age
     from exams.services import exam_create
 
     s = connection.settings_dict
@@ -231,7 +231,7 @@ def test_schedule_vms_process_is_woken_by_notify_and_stops_cleanly_on_sigterm():
     env = {**os.environ, "DATABASE_URL": url, "VM_PROVIDER_URL": "", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         [sys.executable, "manage.py", "schedule_vms"],
-        cwd=Path(__file__).resolve().parents[2],
+        cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -239,7 +239,8 @@ def test_schedule_vms_process_is_woken_by_notify_and_stops_cleanly_on_sigterm():
     )
     try:
         assert "VM scheduler running" in proc.stdout.readline()
-        time.sleep(0.5)  # let it settle into its sleep (nothing is due)
+        # its first pass is over (it beats right before sleeping; nothing is due)
+        assert wait_until(lambda: heartbeat_age(name=VM_SCHEDULER) is not None, timeout=20)
         t0 = time.monotonic()
         exam_create(name="Now", start=timezone.now() + timedelta(seconds=3), end=timezone.now() + timedelta(hours=1), students=1)
         # woken by NOTIFY, not by its 5-second table check

@@ -7,14 +7,15 @@ that broke the rate limit), never from the scheduler's own beliefs.
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from datetime import timedelta
 
 import pytest
 
 from exams.models import Exam
-from tests.vms.conftest import at, drive, make_exam, make_scheduler
+from tests.factories import make_exam
+from tests.helpers import wait_until
+from tests.vms.conftest import at, drive, make_scheduler
 from vms.exceptions import ProviderError, RateLimitExceeded
 from vms.models import VM, CallEndpoint, CallOutcome, ProviderCall, VMState
 from vms.planner import PlannerConfig, to_ms
@@ -43,9 +44,9 @@ def max_calls_per_second(endpoint: str) -> int:
 
 
 def test_exactly_enough_vms_are_ready_at_each_start_and_all_are_stopped_after(vclock, fake_provider, scheduler_factory):
-    make_exam(1, at(30), 40, end=at(50))
-    make_exam(2, at(30), 25, end=at(40))  # same start
-    make_exam(3, at(33), 30, end=at(60))  # overlaps: pushes the others back
+    make_exam(id=1, start=at(30), students=40, end=at(50))
+    make_exam(id=2, start=at(30), students=25, end=at(40))  # same start
+    make_exam(id=3, start=at(33), students=30, end=at(60))  # overlaps: pushes the others back
     scheduler = scheduler_factory()
     drive(scheduler, vclock, at(75))
     rep = report(vclock.now())
@@ -58,7 +59,7 @@ def test_exactly_enough_vms_are_ready_at_each_start_and_all_are_stopped_after(vc
 
 
 def test_requests_go_out_as_late_as_the_allocation_rate_allows(vclock, scheduler_factory):
-    make_exam(1, at(30), 20)
+    make_exam(id=1, start=at(30), students=20)
     drive(scheduler_factory(), vclock, at(31))
     starts = list(ProviderCall.objects.filter(endpoint="start").order_by("t").values_list("t", flat=True))
     assert starts[0] == at(30) - timedelta(seconds=20 * 6)  # the first request 2 minutes before
@@ -69,8 +70,8 @@ def test_requests_go_out_as_late_as_the_allocation_rate_allows(vclock, scheduler
 
 
 def test_stops_begin_at_the_end_earliest_end_first_as_fast_as_the_rate_allows(vclock, scheduler_factory):
-    make_exam(1, at(20), 9, end=at(40))
-    make_exam(2, at(20), 6, end=at(30))
+    make_exam(id=1, start=at(20), students=9, end=at(40))
+    make_exam(id=2, start=at(20), students=6, end=at(30))
     drive(scheduler_factory(), vclock, at(45))
     stops = list(ProviderCall.objects.filter(endpoint="stop").order_by("t", "id").values_list("t", "exam_ref"))
     assert [e for _t, e in stops] == [2] * 6 + [1] * 9
@@ -81,7 +82,7 @@ def test_stops_begin_at_the_end_earliest_end_first_as_fast_as_the_rate_allows(vc
 
 
 def test_fewer_students_stops_the_surplus_at_once(vclock, scheduler_factory):
-    exam = make_exam(1, at(30), 60)
+    exam = make_exam(id=1, start=at(30), students=60)
     scheduler = scheduler_factory()
     drive(scheduler, vclock, at(27))  # 30 of 60 ready
     exam.students = 10
@@ -95,18 +96,18 @@ def test_fewer_students_stops_the_surplus_at_once(vclock, scheduler_factory):
 
 
 def test_more_students_and_a_new_exam_replan_at_once(vclock, scheduler_factory):
-    exam = make_exam(1, at(30), 20)
+    exam = make_exam(id=1, start=at(30), students=20)
     scheduler = scheduler_factory()
     drive(scheduler, vclock, at(20))
     exam.students = 50
     exam.save()
-    make_exam(2, at(35), 30)
+    make_exam(id=2, start=at(35), students=30)
     drive(scheduler, vclock, at(50))
     assert ready_at_start(report(vclock.now())) == {1: 50, 2: 30}
 
 
 def test_a_deleted_exam_has_all_its_vms_stopped(vclock, fake_provider, scheduler_factory):
-    exam = make_exam(1, at(30), 40)
+    exam = make_exam(id=1, start=at(30), students=40)
     scheduler = scheduler_factory()
     drive(scheduler, vclock, at(28))
     assert VM.objects.filter(exam_id=1).count() > 10
@@ -118,8 +119,8 @@ def test_a_deleted_exam_has_all_its_vms_stopped(vclock, fake_provider, scheduler
 
 
 def test_a_moved_exam_is_served_at_its_new_time(vclock, scheduler_factory):
-    exam = make_exam(1, at(30), 20)
-    make_exam(2, at(40), 10)
+    exam = make_exam(id=1, start=at(30), students=20)
+    make_exam(id=2, start=at(40), students=10)
     scheduler = scheduler_factory()
     drive(scheduler, vclock, at(10))
     exam.start, exam.end = at(20), at(50)
@@ -159,7 +160,7 @@ def test_rate_limited_and_failing_calls_are_retried_without_crashing(vclock, fak
                 raise ProviderError("timeout")
             return fake_provider.stop(vm_id)
 
-    make_exam(1, at(30), 20, end=at(40))
+    make_exam(id=1, start=at(30), students=20, end=at(40))
     scheduler = scheduler_factory(provider=Flaky(), planner=PlannerConfig(ready_margin_ms=60_000))
     drive(scheduler, vclock, at(50))
     rep = report(vclock.now())
@@ -185,7 +186,7 @@ def test_an_ambiguous_start_error_is_recorded_as_lost_and_planned_around(vclock,
         def stop(self, vm_id):
             return fake_provider.stop(vm_id)
 
-    make_exam(1, at(10), 10, end=at(20))
+    make_exam(id=1, start=at(10), students=10, end=at(20))
     scheduler = scheduler_factory(provider=TimesOutOnce(), planner=PlannerConfig(ready_margin_ms=30_000))
     drive(scheduler, vclock, at(25))
     assert VM.objects.filter(state=VMState.LOST).count() == 1
@@ -194,8 +195,8 @@ def test_an_ambiguous_start_error_is_recorded_as_lost_and_planned_around(vclock,
 
 
 def test_restart_in_the_middle_neither_leaks_nor_allocates_twice(vclock, fake_provider):
-    make_exam(1, at(30), 50, end=at(45))
-    make_exam(2, at(31), 30, end=at(40))
+    make_exam(id=1, start=at(30), students=50, end=at(45))
+    make_exam(id=2, start=at(31), students=30, end=at(40))
     first = make_scheduler(vclock, fake_provider)
     drive(first, vclock, at(25))
     started_before = ProviderCall.objects.filter(endpoint="start").count()
@@ -217,7 +218,7 @@ def test_restart_in_the_middle_neither_leaks_nor_allocates_twice(vclock, fake_pr
 
 
 def test_restart_during_pending_stops_finishes_them(vclock, fake_provider):
-    make_exam(1, at(10), 12, end=at(20))
+    make_exam(id=1, start=at(10), students=12, end=at(20))
     first = make_scheduler(vclock, fake_provider)
     drive(first, vclock, at(20))  # the end: the first 3 stops went out
     assert 0 < VM.objects.filter(state=VMState.STOPPED).count() < 12
@@ -251,7 +252,7 @@ def test_a_crash_between_start_and_its_record_loses_exactly_one_vm_and_says_so(v
         def stop(self, vm_id):
             return fake_provider.stop(vm_id)
 
-    make_exam(1, at(10), 10, end=at(20))
+    make_exam(id=1, start=at(10), students=10, end=at(20))
     first = make_scheduler(vclock, DiesAfterFifthStart(), planner=PlannerConfig(ready_margin_ms=30_000))
     with pytest.raises(CrashInTheWindow):
         drive(first, vclock, at(25))
@@ -272,7 +273,7 @@ def test_a_crash_between_start_and_its_record_loses_exactly_one_vm_and_says_so(v
 def test_recovery_restores_a_start_whose_call_was_logged_but_not_applied(db):
     from vms import services
 
-    exam = make_exam(1, at(10), 1)
+    exam = make_exam(id=1, start=at(10), students=1)
     vm = VM.objects.create(exam=exam, exam_ref=1, state=VMState.REQUESTING, requested_at=at(0), ready_at=at(0, 6))
     ProviderCall.objects.create(t=at(0), endpoint=CallEndpoint.START, vm=vm, vm_uuid="abc", exam_ref=1, outcome=CallOutcome.OK)
     rec = services.vms_recover(now=at(1))
@@ -285,7 +286,7 @@ def test_a_scheduler_without_the_lock_does_nothing(vclock, fake_provider, schedu
 
     if connection.vendor == "postgresql":
         pytest.skip("one connection holds a session lock re-entrantly; see the postgres test")
-    make_exam(1, at(1), 5)
+    make_exam(id=1, start=at(1), students=5)
     active = scheduler_factory()
     idle = scheduler_factory()
     assert active.run_pass() is not None
@@ -305,7 +306,7 @@ def test_postgres_advisory_lock_lets_only_one_scheduler_act(vclock, fake_provide
     import psycopg2
     from django.db import connection
 
-    make_exam(1, at(2), 10)
+    make_exam(id=1, start=at(2), students=10)
     settings = connection.settings_dict
     other = psycopg2.connect(
         dbname=settings["NAME"], user=settings["USER"], host=settings["HOST"], port=settings["PORT"] or 5432,
@@ -324,9 +325,7 @@ def test_postgres_advisory_lock_lets_only_one_scheduler_act(vclock, fake_provide
         # it dies: its session ends, the lock with it (the server notices
         # the disconnect asynchronously: give it a moment of real time)
         other.close()
-        deadline = time.monotonic() + 5
-        while not scheduler.lock.acquire()[0] and time.monotonic() < deadline:
-            time.sleep(0.02)
+        assert wait_until(lambda: scheduler.lock.acquire()[0], timeout=5)
         drive(scheduler, vclock, at(5))
         assert scheduler.lock.held
         assert ProviderCall.objects.filter(endpoint="start").count() == 10
@@ -359,7 +358,7 @@ def test_one_pass_command_makes_the_due_calls(db, settings):
 
     reset_default_provider()
     settings.VM_PROVIDER_URL = ""
-    Exam.objects.create(name="Now", start=timezone.now() + timedelta(seconds=3), end=timezone.now() + timedelta(hours=1), students=1)
+    make_exam(name="Now", start=timezone.now() + timedelta(seconds=3), end=timezone.now() + timedelta(hours=1), students=1)
     out = StringIO()
     call_command("schedule_vms", "--once", stdout=out)
     assert "1 starts" in out.getvalue()
@@ -369,7 +368,7 @@ def test_one_pass_command_makes_the_due_calls(db, settings):
 
 def test_a_planned_shortfall_and_a_short_start_are_logged_as_warnings(vclock, scheduler_factory, caplog):
     # at 06:00, 10 slots before 06:01: 30 students cannot all be ready
-    make_exam(1, at(1), 30, end=at(60))
+    make_exam(id=1, start=at(1), students=30, end=at(60))
     s = scheduler_factory()
     with caplog.at_level("WARNING", logger="vms.scheduler"):
         drive(s, vclock, at(2))
@@ -429,7 +428,7 @@ class _Outage:
 
 def test_a_refused_connection_is_retried_within_a_second_and_logged_once(vclock, fake_provider, scheduler_factory, caplog):
     # requests run 06:20..06:30; the provider is unreachable 06:25:00-06:26:00
-    make_exam(1, at(30), 100, end=at(40))
+    make_exam(id=1, start=at(30), students=100, end=at(40))
     down, up = at(25), at(26)
     provider = _Outage(fake_provider, vclock, down, up)
     s = scheduler_factory(provider=provider)

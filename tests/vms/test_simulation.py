@@ -6,7 +6,6 @@ import io
 import json
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -16,25 +15,12 @@ from vms.models import VM, ProviderCall, VMState
 from vms.providers import replay_calls
 from vms.simulation import Progress, ScenarioError, make_scenario, parse_scenario, simulate
 
+from tests.data import EXAMPLE_SCENARIO as EXAMPLE
+from tests.factories import make_exam
+
 pytestmark = pytest.mark.django_db
 
-EXAMPLE = Path("/work/shared/scenarios/example.json")
-EXAMPLE_DATA = {
-    "start": "2026-03-02T00:00:00Z",
-    "exams": [
-        {"id": 1, "name": "Maths", "start": "2026-03-02T08:00:00Z", "end": "2026-03-02T10:00:00Z", "students": 300},
-        {"id": 2, "name": "Physics", "start": "2026-03-02T08:00:00Z", "end": "2026-03-02T09:00:00Z", "students": 120},
-        {"id": 3, "name": "History", "start": "2026-03-02T08:30:00Z", "end": "2026-03-02T09:30:00Z", "students": 200},
-    ],
-    "changes": [
-        {"at": "2026-03-02T03:00:00Z", "action": "update", "exam": {"id": 2, "students": 150}},
-        {
-            "at": "2026-03-02T07:55:00Z",
-            "action": "create",
-            "exam": {"id": 4, "name": "Late", "start": "2026-03-02T08:20:00Z", "end": "2026-03-02T09:00:00Z", "students": 400},
-        },
-    ],
-}
+EXAMPLE_DATA = json.loads(EXAMPLE.read_text())
 
 
 def t(iso: str) -> datetime:
@@ -90,8 +76,6 @@ def test_the_example_scenario(tmp_path):
 
 
 def test_the_example_file_through_the_command(tmp_path):
-    if not EXAMPLE.exists():
-        pytest.skip("shared example scenario not present")
     out = tmp_path / "report.json"
     stdout = io.StringIO()
     call_command("schedule_vms", "--simulate", str(EXAMPLE), "--report", str(out), "--quiet", stdout=stdout)
@@ -222,7 +206,7 @@ def test_the_scenarios_provider_settings_are_used():
 
 def test_existing_exams_and_vms_are_left_untouched():
     now = datetime(2030, 1, 1, tzinfo=timezone.utc)
-    exam = Exam.objects.create(id=1, name="Real", start=now, end=now + timedelta(hours=1), students=7)
+    exam = make_exam(id=1, name="Real", start=now, end=now + timedelta(hours=1), students=7)
     vm = VM.objects.create(exam=exam, exam_ref=1, uuid="real-vm", state=VMState.READY, requested_at=now, ready_at=now)
     ProviderCall.objects.create(t=now, endpoint="start", vm=vm, vm_uuid="real-vm", exam_ref=1, outcome="ok")
     report = simulate(parse_scenario(EXAMPLE_DATA))

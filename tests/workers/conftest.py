@@ -1,46 +1,26 @@
-"""Factories for the worker tests: devices and queued jobs straight in the DB."""
+"""Fixtures for the worker tests: ``make_device`` and ``make_program`` are
+tests/factories.py with the defaults these tests share (simulated 4-qubit
+devices; programs of the ``user`` fixture with one queued job)."""
 
 from __future__ import annotations
 
-import itertools
-
 import pytest
-from django.utils import timezone
 
-from devices.models import Device
-from jobs.models import Job, Program
-
-_seq = itertools.count(1)
+from tests import factories
 
 
 @pytest.fixture
 def make_device(db):
-    def make(device_id: str | None = None, *, type: str = "analog", size: int = 4, address: str = "sim", status: str = "online"):
-        now = timezone.now()
-        return Device.objects.create(
-            id=device_id or f"dev-{next(_seq)}", type=type, size=size, address=address, status=status,
-            registered_at=now, last_seen_at=now,
-        )
+    def make(device_id: str | None = None, *, size: int = 4, address: str = "sim", **fields):
+        return factories.make_device(device_id, size=size, address=address, **fields)
 
     return make
 
 
 @pytest.fixture
 def make_program(db, user):
-    def make(*, priority: int = 0, device_type: str = "analog", jobs: int = 1, owner=None, callback_url: str = "",
-             shots: int = 1, min_size: int | None = None):
-        owner = owner or user
-        program = Program.objects.create(
-            key=f"p-{next(_seq)}", owner=owner, priority=priority, device_type=device_type, callback_url=callback_url
-        )
-        Job.objects.bulk_create(
-            [
-                Job(key=f"{program.key}-j{i}", program=program, owner=owner, priority=priority, device_type=device_type,
-                    instructions=[{"op": "x", "q": i}], shots=shots, min_size=min_size)
-                for i in range(jobs)
-            ]
-        )
-        return program
+    def make(*, owner=None, jobs: int = 1, **fields):
+        return factories.make_program(owner or user, jobs=jobs, **fields)
 
     return make
 

@@ -5,17 +5,18 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from core.dburl import current_database_url
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import ROOT
+
 
 
 @pytest.mark.postgres
 @pytest.mark.slow
+@pytest.mark.timeout(330)  # its subprocess may take up to 300 s
 @pytest.mark.django_db
 def test_bench_queue_small_run_prints_all_figures(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "DATABASE_URL": current_database_url(), "LOG_LEVEL": "WARNING"}
@@ -33,9 +34,9 @@ def test_bench_queue_small_run_prints_all_figures(tmp_path):
     assert figures["wake_started"] == 3  # every submitted job started through a wake-up
 
 
-def test_bench_queue_refuses_sqlite(settings):
+def test_bench_queue_refuses_sqlite(settings, tmp_path):
     if not settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"):
         pytest.skip("checks the SQLite refusal")
     out = subprocess.run([sys.executable, str(ROOT / "manage.py"), "bench_queue"], cwd=ROOT, capture_output=True,
-                         text=True, timeout=60, env={"PATH": "/usr/bin:/bin", "SQLITE_PATH": "/tmp/unused.sqlite3"})
+                         text=True, timeout=60, env={"PATH": "/usr/bin:/bin", "SQLITE_PATH": str(tmp_path / "unused.sqlite3")})
     assert out.returncode != 0 and "PostgreSQL" in out.stderr

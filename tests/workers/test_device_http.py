@@ -6,10 +6,10 @@ from __future__ import annotations
 import threading
 
 import pytest
-from rest_framework.authtoken.models import Token
 
 from devices.clients import DeviceBusy, DeviceError, DeviceRef, HttpQPU, JobPayload, client_for, SimulatedQPU
 from devices.simulator import SchedulerLink, SimulatedDeviceServer
+from tests.factories import make_token
 
 
 @pytest.fixture
@@ -85,7 +85,7 @@ def test_client_choice_follows_the_address():
 def test_simulated_device_registers_heartbeats_and_leaves(qpu, live_server, staff_user):
     from devices.models import Device
 
-    token = Token.objects.create(user=staff_user).key
+    token = make_token(staff_user)
     server = qpu(device_id="sim-http-7")
     link = SchedulerLink(scheduler_url=live_server.url, token=token)
     assert link.register(device_id="sim-http-7", address=server.address, type="analog", size=5).status_code in (200, 201)

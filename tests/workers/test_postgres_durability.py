@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from django.db import connections
@@ -17,11 +16,10 @@ from core.dburl import current_database_url
 from devices.models import Device
 from jobs.models import Job, JobStatus
 from jobs.runner import Worker
-from tests.helpers import wait_until
+from tests.helpers import ROOT, wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _claim_all(device_id: str, out) -> None:
