@@ -9,6 +9,7 @@ import pytest
 from django.utils import timezone
 
 from exams.models import Exam
+from tests.vms.plan_helpers import store_plan
 from vms.models import VM, VMState
 
 pytestmark = pytest.mark.django_db
@@ -36,6 +37,7 @@ def test_plan_of_a_future_exam(staff_api, now):
     exam = Exam.objects.create(name="Maths", start=now + timedelta(minutes=15), end=now + timedelta(hours=1), students=100)
     vm(exam, VMState.WAITING, ready_in_s=-30, uuid="a")  # ready by now
     vm(exam, VMState.WAITING, ready_in_s=3, uuid="b")  # allocating
+    store_plan()
     response = staff_api.get(f"/exams/{exam.id}/plan")
     assert response.status_code == 200
     body = response.json()
@@ -54,6 +56,7 @@ def test_plan_of_a_future_exam(staff_api, now):
 
 def test_plan_shows_the_shortfall_of_an_exam_at_risk(staff_api, now):
     exam = Exam.objects.create(name="Soon", start=now + timedelta(minutes=10), end=now + timedelta(hours=1), students=500)
+    store_plan()
     body = staff_api.get(f"/exams/{exam.id}/plan").json()
     assert body["at_risk"] and 0 < body["expected_ready_at_start"] <= 100
     assert body["shortfall"] == 500 - body["expected_ready_at_start"]
@@ -70,6 +73,7 @@ def test_plan_of_a_started_exam_counts_what_was_ready_at_its_start(staff_api, no
     exam = Exam.objects.create(name="Running", start=now - timedelta(minutes=5), end=now + timedelta(hours=1), students=3)
     vm(exam, VMState.READY, ready_in_s=-600, uuid="x", used_at=now)
     vm(exam, VMState.READY, ready_in_s=-60, uuid="y", used_at=now)  # came late
+    store_plan()
     body = staff_api.get(f"/exams/{exam.id}/plan").json()
     assert body["started"] and body["expected_ready_at_start"] == 1 and body["shortfall"] == 2
 
@@ -79,6 +83,7 @@ def test_a_vm_the_provider_no_longer_knows_stops_counting_as_ready(staff_api, ad
     vm(exam, VMState.READY, ready_in_s=-600, uuid="x", used_at=now)
     # ready before the start, then a stop answered 404: gone
     vm(exam, VMState.GONE, ready_in_s=-600, uuid="ghost", used_at=now, stopped_at=now)
+    store_plan()
     body = staff_api.get(f"/exams/{exam.id}/plan").json()
     assert body["vms"] == {"requested": 2, "ready": 1, "stopped": 0, "gone": 1}
     assert body["expected_ready_at_start"] == 1 and body["shortfall"] == 1
@@ -169,6 +174,7 @@ def admin_client(client, django_user_model):
 def test_exam_admin_lists_vm_columns_and_warns_about_a_shortfall(admin_client, now):
     Exam.objects.create(name="Fine", start=now + timedelta(hours=5), end=now + timedelta(hours=6), students=10)
     Exam.objects.create(name="Tight", start=now + timedelta(minutes=5), end=now + timedelta(hours=1), students=400)
+    store_plan()
     page = admin_client.get("/admin/exams/exam/")
     assert page.status_code == 200
     html = page.content.decode()
@@ -180,6 +186,7 @@ def test_exam_admin_lists_vm_columns_and_warns_about_a_shortfall(admin_client, n
 def test_exam_admin_change_page_draws_the_plan_chart(admin_client, now):
     exam = Exam.objects.create(name="Chart", start=now + timedelta(hours=1), end=now + timedelta(hours=2), students=50)
     vm(exam, VMState.WAITING, ready_in_s=-5, uuid="c1")
+    store_plan()
     page = admin_client.get(f"/admin/exams/exam/{exam.id}/change/")
     assert page.status_code == 200
     html = page.content.decode()
@@ -201,6 +208,7 @@ def test_vm_and_call_admins_are_read_only_lists(admin_client, now):
 def test_plan_of_a_past_exam_has_no_planned_timeline_but_its_actual_one(staff_api, now):
     exam = Exam.objects.create(name="Over", start=now - timedelta(hours=2), end=now - timedelta(hours=1), students=2)
     vm(exam, VMState.STOPPED, ready_in_s=-7500, requested_s_ago=7800, uuid="o1", stopped_at=exam.end + timedelta(seconds=5))
+    store_plan()
     body = staff_api.get(f"/exams/{exam.id}/plan").json()
     assert body["timeline"]["planned"] == []  # no stray {t: now, ready: 0}
     assert [p["ready"] for p in body["timeline"]["actual"]] == [1, 0]
@@ -211,6 +219,7 @@ def test_plan_of_a_past_exam_has_no_planned_timeline_but_its_actual_one(staff_ap
 def test_plan_of_a_running_exam_still_plans_from_now(staff_api, now):
     exam = Exam.objects.create(name="Running", start=now - timedelta(minutes=5), end=now + timedelta(hours=1), students=1)
     vm(exam, VMState.READY, ready_in_s=-600, uuid="r1", used_at=now)
+    store_plan()
     planned = staff_api.get(f"/exams/{exam.id}/plan").json()["timeline"]["planned"]
     assert planned and planned[0]["ready"] == 1
 
