@@ -91,11 +91,13 @@ def test_operator_creates_an_exam_and_sees_its_chart_and_the_queue(browser, live
     _fill(browser, "students", "30")
     browser.find_element("name", "_continue").click()  # save and stay on its page
     # the click returns before the POST is answered: wait for the saved exam's page
-    WebDriverWait(browser, 30).until(lambda driver: "/change/" in driver.current_url)
+    WebDriverWait(browser, 60).until(lambda driver: "/change/" in driver.current_url)
 
     exam = Exam.objects.get(name="Browser exam")
     assert (exam.start, exam.end, exam.students) == (start, end, 30)
     assert f"/admin/exams/exam/{exam.pk}/change/" in browser.current_url
+    _scheduler_pass()  # as the running service's scheduler does on the change: plans and stores the summary
+    browser.refresh()
     chart = browser.find_element("css selector", "svg.vm-plan-chart")
     assert chart.is_displayed()
     assert chart.size["width"] > 300 and chart.size["height"] > 100
@@ -115,3 +117,16 @@ def test_operator_creates_an_exam_and_sees_its_chart_and_the_queue(browser, live
     if os.environ.get("BROWSER_SCREENSHOTS"):
         for name in ("exam.png", "queue.png"):
             shutil.copy(tmp_path / name, os.path.join(os.environ["BROWSER_SCREENSHOTS"], name))
+
+
+def _scheduler_pass() -> None:
+    from tests.vms.conftest import make_scheduler
+    from vms.clock import SystemClock
+    from vms.providers import FakeProvider
+
+    clock = SystemClock()
+    scheduler = make_scheduler(clock, FakeProvider(clock=clock, allocation_interval_s=6, requests_per_second=3))
+    try:
+        scheduler.run_pass()
+    finally:
+        scheduler.close()

@@ -16,15 +16,20 @@ so nothing else has to change.
 
 from __future__ import annotations
 
+import re
 import threading
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone as dt_timezone
 
 from django import forms
 from django.contrib import admin
 from django.core.exceptions import ValidationError
+from django.template.loader import render_to_string
 from django.utils import timezone
-from django.utils.html import escape, format_html
+from django.utils.html import format_html
 from django.utils.safestring import mark_safe
+
+from vms.plan_summary import ExamPlanReport
 
 _request_cache = threading.local()
 
@@ -78,17 +83,17 @@ class ExamVmPlanAdminMixin:
         finally:
             _request_cache.overview = None
 
-    def _overview(self, exam) -> dict:
+    def _overview(self, exam) -> ExamPlanReport | None:
         from exams.models import Exam
-        from vms.selectors import exams_overview
+        from vms.selectors import exam_plan_reports
 
         cache = getattr(_request_cache, "overview", None)
         if cache is None or exam.pk not in cache:
             ids = list(Exam.objects.values_list("id", flat=True)) if cache is None else [exam.pk]
-            fresh = exams_overview(exam_ids=ids, now=timezone.now())
+            fresh = exam_plan_reports(exam_ids=ids, now=timezone.now())
             cache = {**(cache or {}), **fresh}
             _request_cache.overview = cache
-        return cache.get(exam.pk, {})
+        return cache.get(exam.pk)
 
     @admin.display(description=_header("start", "start (UTC)"), ordering="start")
     def start_utc(self, exam):
@@ -98,49 +103,50 @@ class ExamVmPlanAdminMixin:
     def end_utc(self, exam):
         return _fmt_html(exam.end)
 
+    def _counts(self, exam) -> tuple[int, int, int]:
+        o = self._overview(exam)
+        return (0, 0, 0) if o is None else (o.vms.requested, o.vms.ready, o.vms.stopped)
+
     @admin.display(description=_header("VMs req / ready / stopped", "VMs requested / VMs ready now / VMs stopped"))
     def vm_counts(self, exam):
-        o = self._overview(exam)
+        counts = self._counts(exam)
         return format_html(
-            '<span title="requested {} / ready now {} / stopped {}">{} / {} / {}</span>',
-            *(o.get(k, 0) for k in ("requested", "ready", "stopped")),
-            *(o.get(k, 0) for k in ("requested", "ready", "stopped")),
+            '<span title="requested {} / ready now {} / stopped {}">{} / {} / {}</span>', *counts, *counts
         )
 
     # The single counts, for admins that list them separately.
     @admin.display(description=_header("VMs req", "VMs requested"))
     def vms_requested(self, exam):
-        return self._overview(exam).get("requested", 0)
+        return self._counts(exam)[0]
 
     @admin.display(description=_header("ready", "VMs ready now"))
     def vms_ready(self, exam):
-        return self._overview(exam).get("ready", 0)
+        return self._counts(exam)[1]
 
     @admin.display(description=_header("stopped", "VMs stopped"))
     def vms_stopped(self, exam):
-        return self._overview(exam).get("stopped", 0)
+        return self._counts(exam)[2]
 
     @admin.display(description=_header("requesting starts", "requesting starts (UTC)"))
     def requesting_starts(self, exam):
-        t = self._overview(exam).get("requesting_starts_at")
-        return _fmt_html(t) if t else "-"
+        o = self._overview(exam)
+        return _fmt_html(o.requesting_starts_at) if o is not None and o.requesting_starts_at else "-"
 
     @admin.display(description=_header("at start", "ready at start (expected; actual once started)"))
     def ready_at_start(self, exam):
-        overview = self._overview(exam)
-        n = overview.get("expected_ready_at_start")
-        if n is None:
-            return "-"
-        if overview.get("started"):
-            return format_html('<span title="actual: ready when the exam started">{}</span>', n)
-        return format_html('<span title="expected at the start">~{}</span>', n)
+        o = self._overview(exam)
+        if o is None or o.expected_ready_at_start is None:
+            return format_html('<span title="{}">-</span>', o.plan_note) if o is not None else "-"
+        if o.started:
+            return format_html('<span title="actual: ready when the exam started">{}</span>', o.expected_ready_at_start)
+        return format_html('<span title="expected at the start">~{}</span>', o.expected_ready_at_start)
 
     @admin.display(description=_header("risk", "shortfall at the start"))
     def at_risk(self, exam):
-        overview = self._overview(exam)
-        short = overview.get("shortfall")
+        o = self._overview(exam)
+        short = None if o is None else o.shortfall
         if short:
-            tip = "was short at the start" if overview.get("started") else "expected to be short at the start"
+            tip = "was short at the start" if o.started else "expected to be short at the start"
             return format_html(
                 '<strong style="color:#ba2121;white-space:nowrap" title="{}">&#9888; short by {}</strong>', tip, short
             )
@@ -150,11 +156,10 @@ class ExamVmPlanAdminMixin:
     def vm_plan(self, exam):
         if exam is None or exam.pk is None:
             return "-"
-        from vms.selectors import exam_plan_summary
+        from vms.selectors import exam_plan_report
 
         now = timezone.now()
-        summary = exam_plan_summary(exam=exam, now=now)
-        return render_plan_panel(summary, now=now)
+        return render_plan_panel(exam_plan_report(exam=exam, now=now), now=now)
 
 
 CONFIRM_FIELD = "confirm_vm_impact"
@@ -250,84 +255,87 @@ def _parse(iso: str | None) -> datetime | None:
     return None if iso is None else datetime.fromisoformat(iso.replace("Z", "+00:00"))
 
 
-def render_plan_panel(summary: dict, *, now: datetime | None = None) -> str:
-    """The change page's panel: warning, figures, chart."""
+def render_plan_panel(report: ExamPlanReport, *, now: datetime | None = None) -> str:
+    """The change page's panel: warning, figures, where the plan comes from, chart."""
     now = now or timezone.now()
-    start, end = _parse(summary["start"]), _parse(summary["end"])
-    ended = end <= now
     parts = []
-    if summary["shortfall"]:
-        figures = (summary["expected_ready_at_start"], summary["students"], summary["shortfall"])
-        if not summary["started"]:
+    if report.shortfall:
+        figures = (report.expected_ready_at_start, report.students, report.shortfall)
+        if not report.started:
             text = format_html(
-                "&#9888; At risk: {} of {} VMs can be ready at the start (short by {}); {}.",
-                *figures,
-                _note(summary),
+                "&#9888; At risk: {} of {} VMs can be ready at the start (short by {}); {}.", *figures, _note(report)
             )
-        elif not ended:
+        elif not report.ended:
             text = format_html(
                 "&#9888; Short at the start: {} of {} VMs were ready when the exam started (short by {}); {}.",
                 *figures,
-                _note(summary),
+                _note(report),
             )
         else:
-            late = _late_ready(summary, start, end)
             text = format_html(
                 "&#9888; Was short at the start: {} of {} VMs were ready when the exam started (short by {}); "
                 "{} more became ready during the exam, which ended at {}.",
                 *figures,
-                late,
-                _fmt(end),
+                _late_ready(report),
+                _fmt(report.end),
             )
         parts.append(format_html('<p class="vm-plan-warning" style="color:#ba2121;font-weight:bold">{}</p>', text))
-    vms = summary["vms"]
-    requesting = _parse(summary["requesting_starts_at"])
+    vms = report.vms
+    expected = report.expected_ready_at_start
     parts.append(
         format_html(
             "<p>Students: <b>{}</b> &middot; VMs requested {}, ready now {}, stopped {}{} &middot; "
             "requesting starts: {} &middot; ready at start ({}): <b>{}</b></p>",
-            summary["students"],
-            vms["requested"],
-            vms["ready"],
-            vms["stopped"],
-            format_html(", gone (unknown to the provider) {}", vms["gone"]) if vms.get("gone") else "",
-            _fmt(requesting) if requesting else "-",
-            "actual" if summary["started"] else "expected",
-            summary["expected_ready_at_start"],
+            report.students,
+            vms.requested,
+            vms.ready,
+            vms.stopped,
+            format_html(", gone (unknown to the provider) {}", vms.gone) if vms.gone else "",
+            _fmt(report.requesting_starts_at) if report.requesting_starts_at else "-",
+            "actual" if report.started else "expected",
+            "-" if expected is None else expected,
         )
     )
-    if ended:
+    if report.ended:
         parts.append(mark_safe('<p style="color:#666">The exam is over: nothing is planned for it any more '
                                "(the chart shows what was actually ready).</p>"))
-    parts.append(plan_chart_svg(summary, now=now))
+    else:
+        style = "color:#ba2121" if report.planned_at is None or report.stale else "color:#666"
+        parts.append(format_html('<p class="vm-plan-source" style="{}">Plan: {}.</p>', style, _times_as_shown(report.plan_note)))
+    parts.append(plan_chart_svg(report, now=now))
     return mark_safe("".join(str(p) for p in parts))
 
 
-def _note(summary: dict) -> str:
+def _times_as_shown(text: str) -> str:
+    """Times inside the selectors' notes (API format) as the rest of the admin shows them."""
+    return _API_TIME.sub(lambda m: _fmt(datetime.fromisoformat(m.group(0).replace("Z", "+00:00"))), text)
+
+
+_API_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z")
+
+
+def _note(report: ExamPlanReport) -> str:
     """The plan's words about late VMs, times shown as in the rest of the admin."""
-    note = summary.get("shortfall_note") or ""
-    last = _parse(summary.get("last_late_ready_at"))
-    return note.replace(summary["last_late_ready_at"], _fmt(last)) if last else note
+    return _times_as_shown(report.shortfall_note or "")
 
 
-def _late_ready(summary: dict, start: datetime, end: datetime) -> int:
+def _late_ready(report: ExamPlanReport) -> int:
     """VMs that became ready after the start, before the end (from the actual timeline)."""
-    peak = summary["expected_ready_at_start"]
-    for p in summary["timeline"]["actual"]:
-        t = _parse(p["t"])
-        if start < t < end:
-            peak = max(peak, p["ready"])
-    return min(summary["shortfall"], max(0, peak - summary["expected_ready_at_start"]))
+    expected = report.expected_ready_at_start or 0
+    peak = expected
+    for p in report.timeline.actual:
+        if report.start < p.t < report.end:
+            peak = max(peak, p.ready)
+    return min(report.shortfall or 0, max(0, peak - expected))
 
 
 _TICK_STEPS_S = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 172800, 604800]
 
 
-def chart_range(summary: dict) -> tuple[datetime, datetime]:
+def chart_range(report: ExamPlanReport) -> tuple[datetime, datetime]:
     """The chart's time axis: from the first request (or the start, whichever
     is earlier) to the end, with a little room either side; "now" plays no part."""
-    start, end = _parse(summary["start"]), _parse(summary["end"])
-    requesting = _parse(summary.get("requesting_starts_at"))
+    start, end, requesting = report.start, report.end, report.requesting_starts_at
     first = min(requesting, start) if requesting else start
     pad = max((end - first) * 0.05, timedelta(seconds=30))
     return first - pad, end + pad
@@ -370,101 +378,102 @@ def _clip(
     return out
 
 
-def plan_chart_svg(summary: dict, *, now: datetime | None = None, width: int = 680, height: int = 250) -> str:
-    """Planned and actual ready VMs over time, with the exam's start and end.
+@dataclass(frozen=True, slots=True)
+class _Axes:
+    """Maps times and VM counts to SVG coordinates."""
 
-    The time axis spans the first request to a little after the end (see
-    ``chart_range``); a "now" marker is drawn only when now is inside it.
-    Marker labels sit in a band above the plot, time ticks and the legend below.
-    """
-    now = now or timezone.now()
-    start, end = _parse(summary["start"]), _parse(summary["end"])
-    t0, t1 = chart_range(summary)
-    # planned up to the end (the plan stops the exam's VMs then)
-    planned = _clip([(_parse(p["t"]), p["ready"]) for p in summary["timeline"]["planned"]], t0, min(t1, end), step=False)
-    # what was actually ready: known up to now only
-    actual_points = [(_parse(p["t"]), p["ready"]) for p in summary["timeline"]["actual"]]
-    actual = _clip(actual_points, t0, min(t1, now), step=True, zero_before=True)
-    students = int(summary["students"])
-    top = max([students, 1] + [n for _, n in planned + actual])
-    left, right, pad_top, bottom = 40, 16, 34, 40
-    plot_w, plot_h = width - left - right, height - pad_top - bottom
-    span = (t1 - t0).total_seconds()
+    t0: datetime
+    span_s: float
+    left: int
+    plot_w: int
+    pad_top: int
+    plot_h: int
+    top: int
 
-    def x(t: datetime) -> float:
-        return left + (t - t0).total_seconds() / span * plot_w
+    def x(self, t: datetime) -> float:
+        return self.left + (t - self.t0).total_seconds() / self.span_s * self.plot_w
 
-    def y(n: float) -> float:
-        return pad_top + plot_h - n / (top * 1.1) * plot_h
+    def y(self, n: float) -> float:
+        return self.pad_top + self.plot_h - n / (self.top * 1.1) * self.plot_h
 
-    def poly(points, *, step: bool) -> str:
+    def polyline(self, points: list[tuple[datetime, float]], *, step: bool) -> str:
         coords = []
         prev = None
         for t, n in points:
             if prev is not None and not _ramps(prev, (t, n), step=step):
-                coords.append(f"{x(t):.1f},{y(prev[1]):.1f}")
-            coords.append(f"{x(t):.1f},{y(n):.1f}")
+                coords.append(f"{self.x(t):.1f},{self.y(prev[1]):.1f}")
+            coords.append(f"{self.x(t):.1f},{self.y(n):.1f}")
             prev = (t, n)
         return " ".join(coords)
 
-    svg = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="vm-plan-chart" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" data-t0="{_fmt(t0)}" data-t1="{_fmt(t1)}" data-x0="{left}" '
-        f'data-x1="{width - right}" role="img" aria-label="planned and actual ready VMs" '
-        'style="background:#fff;border:1px solid #ddd;font-family:sans-serif">',
-        f'<line x1="{left}" y1="{y(0):.1f}" x2="{width - right}" y2="{y(0):.1f}" stroke="#999"/>',
-        f'<line x1="{left}" y1="{pad_top}" x2="{left}" y2="{y(0):.1f}" stroke="#999"/>',
-        f'<text x="{left - 4}" y="{y(0) + 3:.1f}" font-size="10" text-anchor="end">0</text>',
-        f'<line x1="{left}" y1="{y(students):.1f}" x2="{width - right}" y2="{y(students):.1f}" '
-        f'stroke="#888" stroke-dasharray="4 3"/>',
-        f'<text x="{left - 4}" y="{y(students) + 3:.1f}" font-size="10" text-anchor="end">'
-        f'<title>students</title>{students}</text>',
-    ]
-    # Time ticks (HH:MM[:SS]) on "nice" steps, about six across.
-    step_s = next((s for s in _TICK_STEPS_S if span / s <= 7), _TICK_STEPS_S[-1])
-    first_tick = int(t0.timestamp() // step_s + 1) * step_s
+
+def _ticks(axes: _Axes, t1: datetime) -> list[dict]:
+    """Time ticks (HH:MM[:SS]) on "nice" steps, about six across."""
+    step_s = next((s for s in _TICK_STEPS_S if axes.span_s / s <= 7), _TICK_STEPS_S[-1])
+    first_tick = int(axes.t0.timestamp() // step_s + 1) * step_s
     tick_fmt = "%H:%M:%S" if step_s < 60 else ("%H:%M" if step_s < 86400 else "%m-%d")
+    y0 = axes.y(0)
+    out = []
     for k in range(first_tick, int(t1.timestamp()) + 1, step_s):
         t = datetime.fromtimestamp(k, dt_timezone.utc)
-        svg.append(f'<line x1="{x(t):.1f}" y1="{y(0):.1f}" x2="{x(t):.1f}" y2="{y(0) + 4:.1f}" stroke="#999"/>')
-        svg.append(
-            f'<text x="{x(t):.1f}" y="{y(0) + 14:.1f}" font-size="10" fill="#555" text-anchor="middle">'
-            f"{t.strftime(tick_fmt)}</text>"
-        )
-    # Markers, with labels in two rows above the plot so they never overlap.
-    markers = [("start", start, "#2b6cb0", _fmt(start)[10:]), ("end", end, "#555", _fmt(end)[10:])]
-    if t0 <= now <= t1:
+        out.append({"x": f"{axes.x(t):.1f}", "y1": f"{y0 + 4:.1f}", "ty": f"{y0 + 14:.1f}", "label": t.strftime(tick_fmt)})
+    return out
+
+
+def _markers(report: ExamPlanReport, axes: _Axes, *, now: datetime, t1: datetime, width: int) -> list[dict]:
+    """Start, end (and now, when inside the axis), with labels in two rows
+    above the plot so they never overlap."""
+    markers = [("start", report.start, "#2b6cb0", _fmt(report.start)[10:]), ("end", report.end, "#555", _fmt(report.end)[10:])]
+    if axes.t0 <= now <= t1:
         markers.append(("now", now, "#b7791f", ""))
     rows: list[float] = [float("-inf"), float("-inf")]  # right edge of the last label in each row
+    out = []
     for name, t, colour, time in sorted(markers, key=lambda m: m[1]):
-        label = name + time
-        dash = ' stroke-dasharray="2 2"' if name == "now" else ""
-        svg.append(
-            f'<line class="marker-{name}" x1="{x(t):.1f}" y1="{pad_top}" x2="{x(t):.1f}" y2="{y(0):.1f}" '
-            f'stroke="{colour}"{dash}/>'
-        )
-        w = 5.6 * len(label)
-        lx = min(max(x(t), 2 + w / 2), width - 2 - w / 2)
+        w = 5.6 * len(name + time)
+        lx = min(max(axes.x(t), 2 + w / 2), width - 2 - w / 2)
         row = next((i for i, edge in enumerate(rows) if lx - w / 2 > edge + 4), len(rows) - 1)
         rows[row] = lx + w / 2
-        svg.append(
-            f'<text class="label-{name}" x="{lx:.1f}" y="{12 + 12 * row}" font-size="10" fill="{colour}" '
-            f'text-anchor="middle">{name}<tspan>{escape(time)}</tspan></text>'
-        )
-    if planned:
-        svg.append(f'<polyline fill="none" stroke="#3182ce" stroke-width="2" points="{poly(planned, step=False)}"/>')
-    if actual:
-        svg.append(f'<polyline fill="none" stroke="#38a169" stroke-width="2" points="{poly(actual, step=True)}"/>')
-    days = sorted({t0.strftime("%Y-%m-%d"), t1.strftime("%Y-%m-%d")})
-    svg.append(f'<text x="{left}" y="{height - 7}" font-size="10" fill="#555">UTC, {" – ".join(days)}</text>')
-    planned_label = "planned ready" if end > now else "planned ready (none: exam over)"
-    svg.append(
-        f'<text x="{width - right}" y="{height - 7}" font-size="10" text-anchor="end">'
-        f'<tspan fill="#3182ce">&#9644; {planned_label}</tspan>  <tspan fill="#38a169">&#9644; actual ready</tspan></text>'
-    )
-    svg.append("</svg>")
-    return mark_safe("".join(svg))
+        out.append({"name": name, "x": f"{axes.x(t):.1f}", "colour": colour, "dashed": name == "now",
+                    "label_x": f"{lx:.1f}", "label_y": 12 + 12 * row, "time": time})
+    return out
 
+
+def plan_chart_context(report: ExamPlanReport, *, now: datetime, width: int = 680, height: int = 250) -> dict:
+    """Every number the chart template draws: planned and actual ready VMs
+    over time, with the exam's start and end (the markup is in
+    ``vms/plan_chart.svg``).
+
+    The time axis spans the first request to a little after the end (see
+    ``chart_range``); a "now" marker is drawn only when now is inside it.
+    """
+    t0, t1 = chart_range(report)
+    # planned up to the end (the plan stops the exam's VMs then)
+    planned = _clip([(p.t, p.ready) for p in report.timeline.planned], t0, min(t1, report.end), step=False)
+    # what was actually ready: known up to now only
+    actual = _clip([(p.t, p.ready) for p in report.timeline.actual], t0, min(t1, now), step=True, zero_before=True)
+    students = int(report.students)
+    left, right, pad_top, bottom = 40, 16, 34, 40
+    axes = _Axes(t0=t0, span_s=(t1 - t0).total_seconds(), left=left, plot_w=width - left - right, pad_top=pad_top,
+                 plot_h=height - pad_top - bottom, top=max([students, 1] + [n for _, n in planned + actual]))
+    return {
+        "width": width, "height": height, "left": left, "x1": width - right, "pad_top": pad_top,
+        "t0": _fmt(t0), "t1": _fmt(t1),
+        "y0": f"{axes.y(0):.1f}", "y0_label": f"{axes.y(0) + 3:.1f}", "label_x": left - 4,
+        "students": students, "y_students": f"{axes.y(students):.1f}", "y_students_label": f"{axes.y(students) + 3:.1f}",
+        "ticks": _ticks(axes, t1),
+        "markers": _markers(report, axes, now=now, t1=t1, width=width),
+        "planned": axes.polyline(planned, step=False) if planned else "",
+        "actual": axes.polyline(actual, step=True) if actual else "",
+        "days": " – ".join(sorted({t0.strftime("%Y-%m-%d"), t1.strftime("%Y-%m-%d")})),
+        "text_y": height - 7,
+        "planned_label": "planned ready" if report.end > now else "planned ready (none: exam over)",
+    }
+
+
+def plan_chart_svg(report: ExamPlanReport, *, now: datetime | None = None, width: int = 680, height: int = 250) -> str:
+    """The chart as inline SVG (template ``vms/plan_chart.svg``)."""
+    context = plan_chart_context(report, now=now or timezone.now(), width=width, height=height)
+    return mark_safe(render_to_string("vms/plan_chart.svg", context).strip())
 
 class ExamPlanAdmin(ExamVmPlanAdminMixin, admin.ModelAdmin):
     """A stand-alone exam admin with the VM columns, should the exams app's

@@ -104,3 +104,40 @@ class ProviderCall(models.Model):
 
     def __str__(self) -> str:
         return f"{self.t:%Y-%m-%d %H:%M:%S.%f} {self.endpoint} {self.vm_uuid or '-'} {self.outcome}"
+
+
+class ExamPlanSummary(models.Model):
+    """The VM scheduler's latest plan for one exam, as the readers show it.
+
+    Written by the scheduler when it (re)plans, only for exams whose figures
+    changed, so the admin and ``GET /exams/<id>/plan`` never run the planner.
+    One row per exam of the latest plan (exams over and without live VMs, or
+    deleted, have none). No foreign key: the row is the scheduler's record,
+    and the simulation empties the exams table under it inside its rolled-back
+    transaction. ``start``/``end``/``students`` are the inputs the figures
+    were planned for: an exam edited since reads as stale until the next pass.
+    """
+
+    exam_id = models.IntegerField(primary_key=True)
+    planned_at = models.DateTimeField(help_text="When the scheduler computed these figures.")
+    start = models.DateTimeField()
+    end = models.DateTimeField()
+    students = models.IntegerField()
+    started = models.BooleanField()
+    expected_ready_at_start = models.IntegerField()
+    shortfall = models.IntegerField()
+    late_planned = models.IntegerField()
+    planned_requests = models.IntegerField()
+    requesting_starts_at = models.DateTimeField(null=True)
+    last_late_ready_at = models.DateTimeField(null=True)
+    shortfall_note = models.TextField(blank=True, default="")
+    # [[first_request_ms, count, interval_ms, first_ready_ms, last_ready_ms, late], ...]
+    runs = models.JSONField(default=list)
+    # planned ready VMs over time, thinned: [[t_ms, ready], ...]; the first point is planned_at
+    timeline = models.JSONField(default=list)
+
+    class Meta:
+        verbose_name = "exam plan summary"
+
+    def __str__(self) -> str:
+        return f"plan of exam {self.exam_id} at {self.planned_at:%Y-%m-%d %H:%M:%S}"

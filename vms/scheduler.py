@@ -43,6 +43,7 @@ from vms import selectors, services, signals
 from vms.clock import Clock
 from vms.exceptions import ProviderError, RateLimitExceeded, UnknownVM
 from vms.models import CallOutcome, VMState
+from vms.plan_summary import summarize
 from vms.planner import Plan, PlannerConfig, from_ms, plan, to_ms
 from vms.selectors import LiveVM
 
@@ -280,6 +281,9 @@ class Scheduler:
         self._recovered_at = 0
         self._shortfalls: dict[tuple[int, bool], int] = {}
         self._unreachable_since: dict[str, int] = {}
+        # exam id -> the summary last stored for it, valid while the lock is held
+        self._stored_summaries: dict = {}
+        self._summaries_acquisition = -1
 
     # --- public ------------------------------------------------------------
 
@@ -420,6 +424,30 @@ class Scheduler:
         self._next_event_ms = self.plan.next_event_ms
         self._dirty = False
         self._report_shortfalls(self.plan)
+        self._store_summary(now)
+
+    def _store_summary(self, now: int) -> None:
+        """Store the plan's per-exam figures for the readers (admin, API),
+        only for exams whose figures changed since the last store: most
+        replans change a few exams, and the rest is not written again."""
+        alive = (VMState.WAITING, VMState.READY)
+        summaries = summarize(self.plan, vms=[(v.id, v.exam_id, v.ready_ms) for v in self.vms.values() if v.state in alive])
+        stored = self._stored_summaries
+        fresh = self._summaries_acquisition != self.lock.acquisitions
+        if fresh:
+            stored = {}
+        changed = [s for exam_id, s in summaries.items() if not s.same_figures(stored.get(exam_id))]
+        dropped = [exam_id for exam_id in stored if exam_id not in summaries]
+        if changed or dropped or fresh:
+            services.exam_plan_summaries_store(
+                summaries=changed, planned_at=from_ms(now), drop=dropped, keep_only=list(summaries) if fresh else None
+            )
+        for s in changed:
+            stored[s.exam_id] = s
+        for exam_id in dropped:
+            del stored[exam_id]
+        self._stored_summaries = stored
+        self._summaries_acquisition = self.lock.acquisitions
 
     def _report_shortfalls(self, plan_: Plan) -> None:
         """Every planned shortfall is logged (WARNING) when it appears or

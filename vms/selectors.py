@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from django.conf import settings
@@ -10,8 +10,9 @@ from django.db.models import Count, F, Max, Min, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 
 from exams.models import Exam
-from vms.models import ALIVE_STATES, VM, ProviderCall, VMState
-from vms.planner import ExamIn, Plan, PlannerConfig, VmIn, from_ms, plan, timeline, to_ms, to_ms_floor
+from vms.models import ALIVE_STATES, VM, ExamPlanSummary, ProviderCall, VMState
+from vms.plan_summary import ExamPlanReport, PlannedRun, PlanTimeline, ReadyPoint, VmCounts, iso_ms, thin
+from vms.planner import ExamIn, Plan, PlannerConfig, VmIn, from_ms, plan, to_ms, to_ms_floor
 
 
 def planner_config_from_settings(**overrides) -> PlannerConfig:
@@ -153,73 +154,87 @@ def current_plan(*, now: datetime, config: PlannerConfig | None = None) -> Plan:
 
 
 def _iso(ms: int | None) -> str | None:
-    return None if ms is None else from_ms(ms).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return None if ms is None else iso_ms(from_ms(ms))
 
 
-def exam_plan_summary(*, exam: Exam, now: datetime, plan_: Plan | None = None, max_points: int = 200) -> dict:
-    """Everything an operator needs about one exam's VMs (API and admin)."""
-    config = planner_config_from_settings()
-    if plan_ is None:
-        plan_ = current_plan(now=now, config=config)
-    ep = plan_.exam(exam.id)
+def exam_plan_report(*, exam: Exam, now: datetime) -> ExamPlanReport:
+    """Everything an operator needs about one exam's VMs (API and admin
+    change page), from the scheduler's stored plan summary and the VM
+    records: never runs the planner."""
+    row = ExamPlanSummary.objects.filter(exam_id=exam.id).first()
     counts = exam_vm_counts(exam_ids=[exam.id], now=now).get(exam.id, {})
-    start_ms, end_ms = to_ms_floor(exam.start), to_ms(exam.end)
-    if end_ms <= to_ms(now):
-        # Over: nothing is planned for it any more (and past plans are not
-        # kept), so the planned timeline is empty; ``actual`` tells the story.
-        planned = []
-    else:
-        alive = VM.objects.filter(state__in=[VMState.WAITING, VMState.READY], ready_at__isnull=False).values_list(
-            "id", "exam_id", "ready_at"
-        )
-        planned = timeline(plan_, exam.id, vms=[(pk, exam_id, to_ms(ready)) for pk, exam_id, ready in alive])
-    actual = _actual_timeline(exam_id=exam.id, until=now)
-    first_requested = counts.get("first_requested")
-    requesting_starts = ep.requesting_starts_ms if ep else None
-    if first_requested is not None:
-        fr = to_ms(first_requested)
-        requesting_starts = fr if requesting_starts is None else min(fr, requesting_starts)
-    started = start_ms <= to_ms(now)
-    ready_at_start = ep.expected_ready_at_start if ep else 0
-    if started:
-        ready_at_start = ready_at_start_from_records(exam_ids=[exam.id]).get(exam.id, 0)
-    shortfall = max(0, exam.students - ready_at_start)
+    at_start = ready_at_start_from_records(exam_ids=[exam.id]) if exam.start <= now else {}
+    report = _report(exam.id, exam.name, exam.start, exam.end, exam.students, row=row, counts=counts,
+                     at_start=at_start.get(exam.id, 0), now=now)
+    # Over: nothing is planned for it any more; ``actual`` tells the story.
+    planned = () if row is None or report.ended else tuple(ReadyPoint(from_ms(t), n) for t, n in row.timeline)
+    actual = tuple(ReadyPoint(from_ms(t), n) for t, n in thin(_actual_timeline(exam_id=exam.id, until=now)))
+    runs = () if row is None else tuple(PlannedRun.from_stored(r) for r in row.runs)
+    return replace(report, runs=runs, timeline=PlanTimeline(planned=planned, actual=actual))
+
+
+def exam_plan_reports(*, exam_ids: list[int], now: datetime) -> dict[int, ExamPlanReport]:
+    """The admin list's columns for many exams, without runs and timelines:
+    one query each for the exams, the stored summaries, the VM counts and
+    what was ready at the starts. Never runs the planner."""
+    exams = list(Exam.objects.filter(id__in=exam_ids).values_list("id", "name", "start", "end", "students"))
+    rows = {r.exam_id: r for r in ExamPlanSummary.objects.filter(exam_id__in=exam_ids).defer("runs", "timeline")}
+    counts = exam_vm_counts(exam_ids=exam_ids, now=now)
+    # Started exams (running or over): what was ready at the start, from the
+    # VM records (the plan forgets exams once over).
+    started_ids = [pk for pk, _, start, _, _ in exams if start <= now]
+    at_start = ready_at_start_from_records(exam_ids=started_ids) if started_ids else {}
     return {
-        **_late_fields(ep, shortfall=shortfall, started=started, ended=end_ms <= to_ms(now)),
-        "id": exam.id,
-        "name": exam.name,
-        "start": _iso(start_ms),
-        "end": _iso(end_ms),
-        "students": exam.students,
-        "started": started,
-        "vms": {
-            "requested": counts.get("requested", 0),
-            "ready": counts.get("ready", 0),
-            "stopped": counts.get("stopped", 0),
-            "gone": counts.get("gone", 0),
-        },
-        "requesting_starts_at": _iso(requesting_starts),
-        "expected_ready_at_start": ready_at_start,
-        "shortfall": shortfall,
-        "at_risk": shortfall > 0,
-        "planned_requests": sum(r.count for r in ep.runs) if ep else 0,
-        "late_planned": ep.late_planned if ep else 0,
-        "runs": [
-            {
-                "first_request_at": _iso(r.first_request_ms),
-                "count": r.count,
-                "spacing_s": r.interval_ms / 1000,
-                "first_ready_at": _iso(r.ready_ms(0)),
-                "last_ready_at": _iso(r.ready_ms(r.count - 1)),
-                "late": r.late,
-            }
-            for r in (ep.runs if ep else ())
-        ],
-        "timeline": {
-            "planned": [{"t": _iso(t), "ready": n} for t, n in _thin(planned, max_points)],
-            "actual": [{"t": _iso(t), "ready": n} for t, n in _thin(actual, max_points)],
-        },
+        pk: _report(pk, name, start, end, students, row=rows.get(pk), counts=counts.get(pk, {}),
+                    at_start=at_start.get(pk, 0), now=now)
+        for pk, name, start, end, students in exams
     }
+
+
+def _report(pk, name, start, end, students, *, row, counts: dict, at_start: int, now: datetime) -> ExamPlanReport:
+    started, ended = start <= now, end <= now
+    requesting = None if row is None else row.requesting_starts_at
+    first_requested = counts.get("first_requested")
+    if first_requested is not None:
+        requesting = first_requested if requesting is None else min(first_requested, requesting)
+    if started:
+        expected, shortfall = at_start, max(0, students - at_start)
+    else:
+        expected = None if row is None else row.expected_ready_at_start
+        shortfall = None if row is None else row.shortfall
+    return ExamPlanReport(
+        id=pk, name=name, start=start, end=end, students=students, started=started, ended=ended,
+        planned_at=None if row is None else row.planned_at,
+        stale=row is not None and not _planned_as_is(row, start=start, end=end, students=students),
+        plan_note=_plan_note(row, start=start, end=end, students=students, ended=ended),
+        vms=VmCounts(*(counts.get(k, 0) for k in ("requested", "ready", "stopped", "gone"))),
+        requesting_starts_at=requesting,
+        expected_ready_at_start=expected,
+        shortfall=shortfall,
+        planned_requests=0 if row is None else row.planned_requests,
+        late_planned=0 if row is None else row.late_planned,
+        last_late_ready_at=None if row is None else row.last_late_ready_at,
+        shortfall_note=_shortfall_note(row, shortfall=shortfall, started=started, ended=ended),
+    )
+
+
+def _planned_as_is(row, *, start: datetime, end: datetime, students: int) -> bool:
+    """Whether the stored figures were planned for the exam as it is now
+    (times as the planner rounds them: starts down, ends up, to the ms)."""
+    return (to_ms(row.start), to_ms(row.end), row.students) == (to_ms_floor(start), to_ms(end), students)
+
+
+def _plan_note(row, *, start: datetime, end: datetime, students: int, ended: bool) -> str:
+    """Where the plan figures come from and how fresh they are, in words."""
+    if ended:
+        return "the exam is over: nothing is planned for it any more"
+    if row is None:
+        return ("not planned yet: the VM scheduler has not planned this exam (it plans when it runs and "
+                "whenever an exam changes)")
+    if not _planned_as_is(row, start=start, end=end, students=students):
+        return (f"planned by the VM scheduler at {iso_ms(row.planned_at)} for the exam before its last change; "
+                "it replans at its next pass")
+    return f"as planned by the VM scheduler at {iso_ms(row.planned_at)}"
 
 
 def exam_plan_brief(*, exam_id: int, now: datetime) -> dict:
@@ -245,60 +260,16 @@ def exam_plan_brief(*, exam_id: int, now: datetime) -> dict:
     }
 
 
-def _late_fields(ep, *, shortfall: int, started: bool, ended: bool) -> dict:
+def _shortfall_note(row, *, shortfall: int | None, started: bool, ended: bool) -> str:
     """What is planned about an exam's missing VMs, promising nothing more."""
-    last = _iso(ep.last_late_ready_ms) if ep is not None else None
     if not shortfall or ended:
-        note = ""
-    elif not started:
-        note = ep.shortfall_note() if ep is not None else "nothing is planned for this exam"
-    elif ep is not None and ep.late_planned:
-        note = f"{ep.late_planned} late VM{'s' if ep.late_planned != 1 else ''} planned, the last ready at {last}"
-    else:
-        note = "no further late VM is planned"
-    return {"last_late_ready_at": last, "shortfall_note": note}
-
-
-def exams_overview(*, exam_ids: list[int], now: datetime, plan_: Plan | None = None) -> dict[int, dict]:
-    """The admin list's columns for many exams: one plan, one aggregate."""
-    if plan_ is None:
-        plan_ = current_plan(now=now)
-    counts = exam_vm_counts(exam_ids=exam_ids, now=now)
-    exams = {pk: (start, end, students) for pk, start, end, students in
-             Exam.objects.filter(id__in=exam_ids).values_list("id", "start", "end", "students")}
-    # Started exams (running or over): what was ready at the start, from the
-    # VM records, as on the change page (the plan forgets exams once over).
-    started_ids = [pk for pk, (start, _, _) in exams.items() if start <= now]
-    at_start = ready_at_start_from_records(exam_ids=started_ids) if started_ids else {}
-    out = {}
-    for exam_id in exam_ids:
-        ep = plan_.exam(exam_id)
-        c = counts.get(exam_id, {})
-        requesting = ep.requesting_starts_ms if ep else None
-        if c.get("first_requested") is not None:
-            fr = to_ms(c["first_requested"])
-            requesting = fr if requesting is None else min(requesting, fr)
-        expected = ep.expected_ready_at_start if ep else None
-        shortfall = ep.shortfall if ep else None
-        started = ep.started if ep else None
-        ended = None
-        if exam_id in exams:
-            start, end, students = exams[exam_id]
-            started, ended = start <= now, end <= now
-            if started:
-                expected = at_start.get(exam_id, 0)
-                shortfall = max(0, students - expected)
-        out[exam_id] = {
-            "requested": c.get("requested", 0),
-            "ready": c.get("ready", 0),
-            "stopped": c.get("stopped", 0),
-            "requesting_starts_at": None if requesting is None else from_ms(requesting),
-            "expected_ready_at_start": expected,
-            "shortfall": shortfall,
-            "started": started,
-            "ended": ended,
-        }
-    return out
+        return ""
+    if not started:
+        return row.shortfall_note if row is not None else "nothing is planned for this exam"
+    if row is not None and row.late_planned:
+        n = row.late_planned
+        return f"{n} late VM{'s' if n != 1 else ''} planned, the last ready at {iso_ms(row.last_late_ready_at)}"
+    return "no further late VM is planned"
 
 
 def ready_at_start_from_records(*, exam_ids: list[int]) -> dict[int, int]:
@@ -346,14 +317,6 @@ def _actual_timeline(*, exam_id: int, until: datetime) -> list[tuple[int, int]]:
         else:
             points.append((t, count))
     return points
-
-
-def _thin(points: list[tuple[int, int]], limit: int) -> list[tuple[int, int]]:
-    """At most ``limit`` points, always keeping the first and the last."""
-    if len(points) <= limit:
-        return points
-    step = (len(points) - 1) / (limit - 1)
-    return [points[round(i * step)] for i in range(limit)]
 
 
 def calls_in_order() -> QuerySet[ProviderCall]:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timezone as dt_timezone
+
 from django.utils import timezone
 from rest_framework import serializers
 
 from exams import rules as exam_rules
 from vms.models import VM, VMState
+from vms.plan_summary import iso_ms
 
 
 def effective_state(vm: VM, now) -> str:
@@ -52,59 +55,87 @@ class VMListQuerySerializer(serializers.Serializer):
     state = serializers.ChoiceField(choices=VMState.values, required=False)
 
 
-# --- GET /exams/<id>/plan (documentation of the response shape) -----------------
+# --- GET /exams/<id>/plan: the stored plan summary (vms.plan_summary.ExamPlanReport) ----
+
+
+class MsDateTimeField(serializers.DateTimeField):
+    """UTC with milliseconds and ``Z``, as every time the scheduler reports."""
+
+    def to_representation(self, value):
+        return iso_ms(value.astimezone(dt_timezone.utc)) if value is not None else None
 
 
 class _VMCountsSerializer(serializers.Serializer):
-    requested = serializers.IntegerField()
-    ready = serializers.IntegerField()
+    requested = serializers.IntegerField(help_text="VMs requested for the exam, ever (failed starts excluded).")
+    ready = serializers.IntegerField(help_text="VMs ready now.")
     stopped = serializers.IntegerField()
     gone = serializers.IntegerField(help_text="VMs the provider answered 404 for: unknown to it, never counted as ready.")
 
 
 class _RunSerializer(serializers.Serializer):
-    first_request_at = serializers.DateTimeField()
+    first_request_at = MsDateTimeField()
     count = serializers.IntegerField()
-    spacing_s = serializers.FloatField()
-    first_ready_at = serializers.DateTimeField()
-    last_ready_at = serializers.DateTimeField()
+    spacing_s = serializers.FloatField(help_text="Seconds between the ready times of the run's VMs.")
+    first_ready_at = MsDateTimeField()
+    last_ready_at = MsDateTimeField()
     late = serializers.BooleanField(help_text="Ready only after the start (shortfall), before the end.")
 
 
 class _PointSerializer(serializers.Serializer):
-    t = serializers.DateTimeField()
+    t = MsDateTimeField()
     ready = serializers.IntegerField()
 
 
 class _TimelineSerializer(serializers.Serializer):
     planned = _PointSerializer(
         many=True,
-        help_text="Planned ready VMs from now on (first point: now). Empty once the exam is over: nothing is "
-        "planned for it any more and past plans are not kept; `actual` shows what happened.",
+        help_text="Planned ready VMs from the plan's time (`planned_at`, the first point) on. Empty once the exam is "
+        "over (nothing is planned for it any more and past plans are not kept; `actual` shows what happened) and "
+        "before the scheduler has planned it. At most 200 points.",
     )
-    actual = _PointSerializer(many=True, help_text="Ready VMs over time so far, from the VM records.")
+    actual = _PointSerializer(many=True, help_text="Ready VMs over time so far, from the VM records. At most 200 points.")
 
 
 class ExamPlanSerializer(serializers.Serializer):
+    """The exam's VM plan. Plan figures come from the summary the VM scheduler
+    stores whenever it (re)plans: this read never plans. VM counts, the actual
+    timeline and (once started) what was ready at the start come from the VM
+    records, as of now."""
+
     id = serializers.IntegerField()
     name = serializers.CharField()
-    start = serializers.DateTimeField()
-    end = serializers.DateTimeField()
+    start = MsDateTimeField()
+    end = MsDateTimeField()
     students = serializers.IntegerField()
     started = serializers.BooleanField()
+    ended = serializers.BooleanField(help_text="Over: nothing is planned for it any more.")
+    planned_at = MsDateTimeField(
+        allow_null=True,
+        help_text="When the VM scheduler computed the plan figures shown (it stores them when it plans, rewriting "
+        "an exam's only when they change). Null: it has not planned this exam yet (see `plan_note`).",
+    )
+    stale = serializers.BooleanField(
+        help_text="The exam was changed after `planned_at` (start, end or students): the figures are for the exam "
+        "before the change until the scheduler's next pass."
+    )
+    plan_note = serializers.CharField(help_text="In words: where the plan figures come from and how fresh they are.")
     vms = _VMCountsSerializer()
-    requesting_starts_at = serializers.DateTimeField(allow_null=True)
-    expected_ready_at_start = serializers.IntegerField(help_text="After the start: how many were ready at it.")
-    shortfall = serializers.IntegerField()
-    at_risk = serializers.BooleanField()
-    planned_requests = serializers.IntegerField()
-    late_planned = serializers.IntegerField()
-    last_late_ready_at = serializers.DateTimeField(allow_null=True, help_text="When the last planned late VM should be ready.")
+    requesting_starts_at = MsDateTimeField(allow_null=True, help_text="The first VM request (made or planned).")
+    expected_ready_at_start = serializers.IntegerField(
+        allow_null=True,
+        help_text="Before the start: VMs the plan has ready by it. After the start: how many were ready at it (VM "
+        "records). Null: not planned yet.",
+    )
+    shortfall = serializers.IntegerField(allow_null=True, help_text="Students without a VM at the start. Null: not planned yet.")
+    at_risk = serializers.BooleanField(allow_null=True, help_text="A shortfall. Null: not planned yet.")
+    planned_requests = serializers.IntegerField(help_text="VM requests still planned for the exam.")
+    late_planned = serializers.IntegerField(help_text="Late VMs planned for the shortfall (ready after the start).")
+    last_late_ready_at = MsDateTimeField(allow_null=True, help_text="When the last planned late VM should be ready.")
     shortfall_note = serializers.CharField(
         help_text="In words: how many late VMs are planned and when the last should be ready, or that none can be "
         "provided (a late VM must be ready VM_LATE_MIN_USEFUL_SECONDS before the end). Empty without a shortfall."
     )
-    runs = _RunSerializer(many=True)
+    runs = _RunSerializer(many=True, help_text="The planned requests, as runs of back-to-back VMs.")
     timeline = _TimelineSerializer()
 
 

@@ -26,7 +26,9 @@ from datetime import datetime
 from django.db import connection
 from django.db.models import Case, Exists, F, OuterRef, Value, When
 
-from vms.models import VM, CallEndpoint, CallOutcome, ProviderCall, VMState
+from vms.models import VM, CallEndpoint, CallOutcome, ExamPlanSummary, ProviderCall, VMState
+from vms.plan_summary import ExamSummary
+from vms.planner import from_ms
 
 logger = logging.getLogger(__name__)
 
@@ -201,3 +203,41 @@ def vms_recover(*, now: datetime) -> Recovery:
     lost = VM.objects.filter(state=VMState.LOST).count()
     pending = VM.objects.filter(state=VMState.STOPPING).count()
     return Recovery(restored=restored, lost=lost, pending_stops=pending)
+
+
+def exam_plan_summaries_store(
+    *, summaries: list[ExamSummary], planned_at: datetime, drop: list[int] = (), keep_only: list[int] | None = None
+) -> None:
+    """Store the scheduler's plan summary: upsert ``summaries`` (exams whose
+    figures changed), delete the rows of exams ``drop`` (no longer planned)
+    and, with ``keep_only``, every row of an exam not in it (a scheduler that
+    has just taken the lock does not know what its predecessor wrote)."""
+    if keep_only is not None:
+        ExamPlanSummary.objects.exclude(exam_id__in=keep_only).delete()
+    elif drop:
+        ExamPlanSummary.objects.filter(exam_id__in=drop).delete()
+    if not summaries:
+        return
+    rows = [_summary_row(s, planned_at) for s in summaries]
+    fields = [f.name for f in ExamPlanSummary._meta.concrete_fields if not f.primary_key]
+    ExamPlanSummary.objects.bulk_create(rows, update_conflicts=True, unique_fields=["exam_id"], update_fields=fields)
+
+
+def _summary_row(s: ExamSummary, planned_at: datetime) -> ExamPlanSummary:
+    return ExamPlanSummary(
+        exam_id=s.exam_id,
+        planned_at=planned_at,
+        start=from_ms(s.start_ms),
+        end=from_ms(s.end_ms),
+        students=s.students,
+        started=s.started,
+        expected_ready_at_start=s.expected_ready_at_start,
+        shortfall=s.shortfall,
+        late_planned=s.late_planned,
+        planned_requests=s.planned_requests,
+        requesting_starts_at=None if s.requesting_starts_ms is None else from_ms(s.requesting_starts_ms),
+        last_late_ready_at=None if s.last_late_ready_ms is None else from_ms(s.last_late_ready_ms),
+        shortfall_note=s.shortfall_note,
+        runs=[list(r) for r in s.runs],
+        timeline=[list(p) for p in s.timeline],
+    )

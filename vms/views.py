@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 from exams.selectors import exam_get
 from core.pagination import non_empty_params
 from vms.preview import parse_changes
-from vms.selectors import exam_changes_preview, exam_plan_summary, vm_list
+from vms.selectors import exam_changes_preview, exam_plan_report, vm_list
 from vms.serializers import ExamPlanSerializer, ExamPreviewRequestSerializer, ExamPreviewSerializer, VMListQuerySerializer, VMSerializer
 
 
@@ -24,14 +24,16 @@ R404 = OpenApiResponse(description="No such exam.")
 class ExamPlanView(APIView):
     """GET /exams/<id>/plan: students, VM counts, when requesting starts, the
     expected ready count at the start and shortfall, and the planned and
-    actual ready-VM timelines (``planned`` is empty once the exam is over)."""
+    actual ready-VM timelines (``planned`` is empty once the exam is over).
+    Plan figures are the VM scheduler's stored summary (``planned_at``): a
+    read never runs the planner."""
 
     permission_classes = [IsAdminUser]
 
     @extend_schema(responses={200: ExamPlanSerializer, 403: R403, 404: R404})
     def get(self, request, pk: int):
         exam = exam_get(exam_id=pk)
-        return Response(exam_plan_summary(exam=exam, now=timezone.now()))
+        return Response(ExamPlanSerializer(exam_plan_report(exam=exam, now=timezone.now())).data)
 
 
 class ExamPreviewView(APIView):

@@ -11,7 +11,9 @@ from django.utils import timezone
 
 from exams.models import Exam
 from vms.admin_exam import chart_range, fmt_utc, plan_chart_svg
+from tests.vms.plan_helpers import store_plan
 from vms.models import VM, VMState
+from vms.plan_summary import ExamPlanReport, PlanTimeline, ReadyPoint, VmCounts
 
 pytestmark = pytest.mark.django_db
 
@@ -87,6 +89,7 @@ def axis(svg: str) -> tuple[float, float, datetime, datetime]:
 
 def test_list_shows_the_shortfall_of_a_past_exam(admin_client, now):
     exam = past_exam_short_by_one(now)
+    store_plan()
     html = admin_client.get("/admin/exams/exam/").content.decode()
     row = row_of(html, exam)
     assert cell(row, "ready_at_start") == "9"
@@ -101,6 +104,7 @@ def test_list_and_change_page_agree_on_a_running_exam(admin_client, now):
             exam=exam, exam_ref=exam.id, uuid=f"r{i}", state=VMState.READY, used_at=now,
             requested_at=now - timedelta(seconds=ready_s_ago + 240), ready_at=now - timedelta(seconds=ready_s_ago),
         )
+    store_plan()
     row = row_of(admin_client.get("/admin/exams/exam/").content.decode(), exam)
     assert cell(row, "ready_at_start") == "1" and cell(row, "at_risk") == "⚠ short by 2"
     page = text(admin_client.get(f"/admin/exams/exam/{exam.id}/change/").content.decode())
@@ -114,6 +118,7 @@ def test_list_and_change_page_agree_on_a_running_exam(admin_client, now):
 def test_running_exam_with_nothing_planned_promises_nothing(admin_client, now):
     # 5 minutes left, less than VM_LATE_MIN_USEFUL_SECONDS: no late VM is useful
     exam = Exam.objects.create(name="Ending", start=now - timedelta(minutes=55), end=now + timedelta(minutes=5), students=3)
+    store_plan()
     page = text(admin_client.get(f"/admin/exams/exam/{exam.id}/change/").content.decode())
     assert "0 of 3 VMs were ready when the exam started (short by 3); no further late VM is planned." in page
     assert "follow" not in page
@@ -122,6 +127,7 @@ def test_running_exam_with_nothing_planned_promises_nothing(admin_client, now):
 def test_list_shows_future_exams_expected_and_fine(admin_client, now):
     fine = Exam.objects.create(name="Fine", start=now + timedelta(hours=5), end=now + timedelta(hours=6), students=10)
     risky = Exam.objects.create(name="Tight", start=now + timedelta(minutes=5), end=now + timedelta(hours=1), students=400)
+    store_plan()
     html = admin_client.get("/admin/exams/exam/").content.decode()
     assert cell(row_of(html, fine), "ready_at_start") == "~10" and cell(row_of(html, fine), "at_risk") == "ok"
     assert cell(row_of(html, risky), "at_risk").startswith("⚠ short by ")
@@ -129,6 +135,7 @@ def test_list_shows_future_exams_expected_and_fine(admin_client, now):
 
 def test_list_times_are_utc_with_seconds(admin_client, now):
     exam = past_exam_short_by_one(now)
+    store_plan()
     row = row_of(admin_client.get("/admin/exams/exam/").content.decode(), exam)
     assert cell(row, "start_utc") == fmt_utc(exam.start) and UTC_SECONDS.fullmatch(cell(row, "start_utc"))
     assert cell(row, "end_utc") == fmt_utc(exam.end)
@@ -148,6 +155,7 @@ def row_of_vm(html: str, vm: VM) -> str:
 
 def test_list_is_compact(admin_client, now):
     Exam.objects.create(name="Fine", start=now + timedelta(hours=5), end=now + timedelta(hours=6), students=10)
+    store_plan()
     html = admin_client.get("/admin/exams/exam/").content.decode()
     headers = re.findall(r'<th scope="col" class="([^"]*)"', html)
     columns = [re.search(r"column-(\S+)", h).group(1) for h in headers if "column-" in h]
@@ -164,6 +172,7 @@ def test_list_is_compact(admin_client, now):
 
 def test_change_page_of_a_past_exam_speaks_in_the_past_and_frames_the_exam(admin_client, now):
     exam = past_exam_short_by_one(now)
+    store_plan()
     html = admin_client.get(f"/admin/exams/exam/{exam.id}/change/").content.decode()
     page = text(html)
     assert "9 of 10 VMs were ready when the exam started (short by 1)" in page
@@ -182,6 +191,7 @@ def test_change_page_of_a_past_exam_speaks_in_the_past_and_frames_the_exam(admin
 
 def test_change_page_of_an_exam_at_risk(admin_client, now):
     exam = Exam.objects.create(name="Tight", start=now + timedelta(minutes=10), end=now + timedelta(hours=1), students=500)
+    store_plan()
     html = admin_client.get(f"/admin/exams/exam/{exam.id}/change/").content.decode()
     assert "VMs can be ready at the start (short by" in text(html)
     assert re.search(r"late VMs planned, the last ready at " + UTC_SECONDS.pattern, text(html))
@@ -195,6 +205,7 @@ def test_change_page_of_an_exam_at_risk(admin_client, now):
 
 def test_change_page_of_a_fine_future_exam_does_not_squeeze_it(admin_client, now):
     exam = Exam.objects.create(name="Fine", start=now + timedelta(hours=5), end=now + timedelta(hours=6), students=20)
+    store_plan()
     html = admin_client.get(f"/admin/exams/exam/{exam.id}/change/").content.decode()
     assert "At risk" not in html
     svg = svg_of(html)
@@ -207,13 +218,16 @@ def test_change_page_of_a_fine_future_exam_does_not_squeeze_it(admin_client, now
 
 def test_chart_labels_stay_inside_and_apart():
     start = datetime(2030, 5, 1, 9, tzinfo=dt_timezone.utc)
-    summary = {
-        "start": "2030-05-01T09:00:00.000Z",
-        "end": "2030-05-01T09:01:00.000Z",  # a one-minute exam: start and end labels would collide
-        "students": 3,
-        "requesting_starts_at": "2030-05-01T08:59:30.000Z",
-        "timeline": {"planned": [], "actual": [{"t": "2030-05-01T08:59:50.000Z", "ready": 3}]},
-    }
+    t = lambda s: datetime.fromisoformat(s.replace("Z", "+00:00"))  # noqa: E731
+    summary = ExamPlanReport(
+        id=1, name="Short", students=3, started=False, ended=False,
+        start=t("2030-05-01T09:00:00.000Z"),
+        end=t("2030-05-01T09:01:00.000Z"),  # a one-minute exam: start and end labels would collide
+        requesting_starts_at=t("2030-05-01T08:59:30.000Z"),
+        timeline=PlanTimeline(planned=(), actual=(ReadyPoint(t("2030-05-01T08:59:50.000Z"), 3),)),
+        planned_at=None, stale=False, plan_note="", vms=VmCounts(0, 0, 0, 0), expected_ready_at_start=None,
+        shortfall=None, planned_requests=0, late_planned=0, last_late_ready_at=None, shortfall_note="",
+    )
     svg = str(plan_chart_svg(summary, now=start + timedelta(seconds=30)))
     width = float(re.search(r'width="(\d+)"', svg).group(1))
     labels = {
