@@ -1040,7 +1040,7 @@ def test_live_scheduler_plans_with_a_lead_not_a_later_deadline(settings):
     """Live, the first request of a run goes out VM_LIVE_LEAD_SECONDS early;
     the deadline stays the exam start minus VM_READY_MARGIN_SECONDS."""
     from vms.clock import VirtualClock
-    from vms.providers import FakeProvider
+    from vms.providers.fake import FakeProvider
     from vms.scheduler import live_scheduler
 
     settings.VM_LIVE_LEAD_SECONDS = 0.25

@@ -17,7 +17,8 @@ from exams.models import Exam
 from vms import signals
 from vms.clock import SystemClock
 from vms.models import VM, ProviderCall
-from vms.providers import FakeProvider, reset_default_provider
+from vms.providers.fake import FakeProvider
+from vms.providers.selection import reset_default_provider
 from vms.scheduler import SchedulerLock
 from tests.helpers import wait_until
 
