@@ -264,6 +264,7 @@ class FakeProvider:
         while self._queued:
             head = self._first_live()
             vm = slots[head]
+            assert vm is not None  # _first_live skips the removed slots
             ready = max(vm.requested, self._free_at) + interval
             if ready > t:
                 return
