@@ -514,65 +514,88 @@ class Scheduler:
         self._assigns = []
 
     def _do_stops(self, now: int) -> None:
+        batch = self._take_stop_batch(now)
+        if not batch:
+            return
+        services.vms_mark_stopping(vm_ids=[v.id for v in batch if v.state != VMState.STOPPING], now=from_ms(now))
+        for v in batch:
+            v.state = VMState.STOPPING
+        calls = self._call_stops(batch)
+        services.vms_record_stop_calls(calls=calls)
+        self._forget_stopped(calls, now)
+
+    def _take_stop_batch(self, now: int) -> list[LiveVM]:
+        """The due stops the pacer allows now, in queue order. A VM without a
+        provider id (lost, or its start still unanswered) has nothing to stop."""
         queue = self._stop_queue
         if not queue or now < self._retry_at["stop"]:
-            return
-        pacer = self.pacers["stop"]
+            return []
         batch = []
-        budget = pacer.available(now)
+        budget = self.pacers["stop"].available(now)
         while queue and len(batch) < budget:
             s = queue.popleft()
             v = self.vms.get(s.vm_id)
             if v is None or v.uuid is None or v.state in (VMState.LOST, VMState.REQUESTING):
                 continue
             batch.append(v)
-        if not batch:
-            return
-        services.vms_mark_stopping(vm_ids=[v.id for v in batch if v.state != VMState.STOPPING], now=from_ms(now))
-        for v in batch:
-            v.state = VMState.STOPPING
+        return batch
+
+    def _call_stops(self, batch: list[LiveVM]) -> list[services.StopCall]:
+        """One ``provider.stop`` per VM, in order. After a refusal or a failure
+        the rest of the batch goes back to the front of the queue, untried."""
         calls: list[services.StopCall] = []
-        queue_moved = False
         for i, v in enumerate(batch):
-            t = self.now_ms()
-            try:
-                self.provider.stop(v.uuid)
-            except RateLimitExceeded as exc:
-                calls.append(services.StopCall(v.id, v.uuid, v.exam_ref, from_ms(t), CallOutcome.RATE_LIMITED, str(exc)))
-                self.stats.rate_limited += 1
-                self._retry("stop", t, exc.retry_after)
-                queue.extendleft(reversed([_PendingStop(x.id) for x in batch[i:]]))
+            call, go_on = self._call_stop(v)
+            calls.append(call)
+            if not go_on:
+                self._stop_queue.extendleft(reversed([_PendingStop(x.id) for x in batch[i:]]))
                 break
-            except UnknownVM as exc:
-                # nothing to stop: the provider never had (or no longer has)
-                # it - but it counted the call toward its limit
-                pacer.record(self.now_ms())
-                self._reachable("stop")
-                calls.append(
-                    services.StopCall(v.id, v.uuid, v.exam_ref, from_ms(t), CallOutcome.ERROR, str(exc), gone=True, unknown=True)
-                )
-                self.stats.errors += 1
-                logger.warning("VM %s (provider id %s, exam %s) is unknown to the provider: marked gone", v.id,
-                               v.uuid, v.exam_ref, extra={"event": "vm_gone", "vm": v.id, "uuid": v.uuid,
-                                                          "exam": v.exam_ref})
-            except ProviderError as exc:
-                self._failed("stop", t, exc)
-                calls.append(services.StopCall(v.id, v.uuid, v.exam_ref, from_ms(t), CallOutcome.ERROR, str(exc)))
-                self.stats.errors += 1
-                queue.extendleft(reversed([_PendingStop(x.id) for x in batch[i:]]))
-                break
-            else:
-                pacer.record(self.now_ms())
-                self._reachable("stop")
-                calls.append(services.StopCall(v.id, v.uuid, v.exam_ref, from_ms(t), CallOutcome.OK, gone=True))
-                self.stats.stops += 1
-                self._backoff["stop"] = self.config.backoff_initial_ms
-        services.vms_record_stop_calls(calls=calls)
+        return calls
+
+    def _call_stop(self, v: LiveVM) -> tuple[services.StopCall, bool]:
+        """Stop one VM; returns what to record and whether the batch may go on."""
+        t = self.now_ms()
+        try:
+            self.provider.stop(v.uuid)
+        except RateLimitExceeded as exc:
+            call = services.StopCall(v.id, v.uuid, v.exam_ref, from_ms(t), CallOutcome.RATE_LIMITED, str(exc))
+            self.stats.rate_limited += 1
+            self._retry("stop", t, exc.retry_after)
+            return call, False
+        except UnknownVM as exc:
+            # nothing to stop: the provider never had (or no longer has)
+            # it - but it counted the call toward its limit
+            self.pacers["stop"].record(self.now_ms())
+            self._reachable("stop")
+            call = services.StopCall(
+                v.id, v.uuid, v.exam_ref, from_ms(t), CallOutcome.ERROR, str(exc), gone=True, unknown=True
+            )
+            self.stats.errors += 1
+            logger.warning("VM %s (provider id %s, exam %s) is unknown to the provider: marked gone", v.id,
+                           v.uuid, v.exam_ref, extra={"event": "vm_gone", "vm": v.id, "uuid": v.uuid,
+                                                      "exam": v.exam_ref})
+            return call, True
+        except ProviderError as exc:
+            self._failed("stop", t, exc)
+            call = services.StopCall(v.id, v.uuid, v.exam_ref, from_ms(t), CallOutcome.ERROR, str(exc))
+            self.stats.errors += 1
+            return call, False
+        self.pacers["stop"].record(self.now_ms())
+        self._reachable("stop")
+        call = services.StopCall(v.id, v.uuid, v.exam_ref, from_ms(t), CallOutcome.OK, gone=True)
+        self.stats.stops += 1
+        self._backoff["stop"] = self.config.backoff_initial_ms
+        return call, True
+
+    def _forget_stopped(self, calls: list[services.StopCall], now: int) -> None:
+        """Drop the VMs the provider no longer has. One that was still in its
+        queue moves the later ones up: recompute their ready times, replan."""
         if self.config.log_calls:
             for c in calls:
                 if c.gone and not c.unknown:
                     logger.info("VM %s (provider id %s) stopped, exam %s", c.vm_id, c.uuid, c.exam_id,
                                 extra={"event": "vm_stopped", "vm": c.vm_id, "uuid": c.uuid, "exam": c.exam_id})
+        queue_moved = False
         for c in calls:
             if c.gone:
                 v = self.vms.pop(c.vm_id, None)

@@ -162,7 +162,7 @@ def test_the_acting_vm_scheduler_beats(settings):
 
     from tests.helpers import wait_until
     from vms.clock import SystemClock
-    from vms.providers import FakeProvider
+    from vms.providers.fake import FakeProvider
     from vms.scheduler import live_scheduler
 
     stop = threading.Event()

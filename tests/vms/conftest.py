@@ -10,7 +10,7 @@ import pytest
 
 from vms.clock import VirtualClock
 from vms.planner import PlannerConfig, from_ms, to_ms
-from vms.providers import FakeProvider
+from vms.providers.fake import FakeProvider
 from vms.scheduler import Scheduler, SchedulerConfig, SchedulerLock
 
 T0 = datetime(2030, 5, 1, 6, 0, tzinfo=timezone.utc)

@@ -97,64 +97,82 @@ class Oracle:
         self._queue: OrderedDict[str, int] = OrderedDict()
         self._cur: tuple[str, int] | None = None  # (vm, ready time) being allocated
         self._free = -(10**18)
-        windows = {"start": deque(), "stop": deque()}
+        self._windows: dict[str, deque] = {"start": deque(), "stop": deque()}
         last_t = None
         for c in calls:
             t = ms(c["t"])
             if last_t is not None and t < last_t:
                 raise OracleError(f"calls out of time order at {c}")
             last_t = t
-            ep = c["endpoint"]
-            if ep == "assign":
-                vm = self.vms.get(c["vm"])
-                if vm is None:
-                    raise OracleError(f"assign of a VM never started: {c}")
-                vm["bindings"].append((t, c["exam"]))
-                continue
-            if ep not in ("start", "stop"):
-                raise OracleError(f"unknown endpoint {ep!r}")
-            outcome = c.get("outcome")
-            if outcome == "rate_limited":
-                self.refused += 1
-                continue
-            if outcome == "error":
-                self.errors += 1
-                continue
-            if outcome != "ok":
-                raise OracleError(f"unknown outcome {outcome!r} in {c}")
-            w = windows[ep]
-            while w and w[0] <= t - WINDOW_MS:
-                w.popleft()
-            if len(w) >= rps:
-                self.rate_violations.append((ep, c["t"], [x for x in w]))
-            w.append(t)
-            self._advance(t)
-            if ep == "start":
-                if c["vm"] in self.vms:
-                    raise OracleError(f"VM {c['vm']} started twice")
-                self.vms[c["vm"]] = {
-                    "requested": t, "alloc": None, "ready": None, "stopped": None,
-                    "bindings": [(t, c["exam"])], "stop_exam": None,
-                }
-                self._queue[c["vm"]] = t
-                self._advance(t)
-            else:
-                vm = self.vms.get(c["vm"])
-                if vm is None:
-                    raise OracleError(f"stop of a VM never started: {c}")
-                self.stop_calls.append((t, c["vm"]))
-                if vm["stopped"] is not None:
-                    continue  # idempotent
-                vm["stopped"] = t
-                vm["stop_exam"] = c["exam"]
-                if c["vm"] in self._queue:
-                    del self._queue[c["vm"]]
-                elif self._cur is not None and self._cur[0] == c["vm"]:
-                    vm["ready"] = None
-                    self._cur = None
-                    self._free = t
-                    self._advance(t)
+            self._take(c, t)
         self._advance(10**18)
+
+    def _take(self, c: dict, t: int) -> None:
+        """One entry of the log: a binding, a refused or failed call (no
+        effect on the provider), or an accepted start/stop."""
+        ep = c["endpoint"]
+        if ep == "assign":
+            self._assign(c, t)
+            return
+        if ep not in ("start", "stop"):
+            raise OracleError(f"unknown endpoint {ep!r}")
+        outcome = c.get("outcome")
+        if outcome == "rate_limited":
+            self.refused += 1
+            return
+        if outcome == "error":
+            self.errors += 1
+            return
+        if outcome != "ok":
+            raise OracleError(f"unknown outcome {outcome!r} in {c}")
+        self._count_rate(ep, c, t)
+        self._advance(t)
+        if ep == "start":
+            self._start(c, t)
+        else:
+            self._stop(c, t)
+
+    def _assign(self, c: dict, t: int) -> None:
+        vm = self.vms.get(c["vm"])
+        if vm is None:
+            raise OracleError(f"assign of a VM never started: {c}")
+        vm["bindings"].append((t, c["exam"]))
+
+    def _count_rate(self, ep: str, c: dict, t: int) -> None:
+        """An accepted call beyond ``rps`` in the rolling second ``(t - 1 s, t]`` is a violation."""
+        w = self._windows[ep]
+        while w and w[0] <= t - WINDOW_MS:
+            w.popleft()
+        if len(w) >= self.rps:
+            self.rate_violations.append((ep, c["t"], [x for x in w]))
+        w.append(t)
+
+    def _start(self, c: dict, t: int) -> None:
+        if c["vm"] in self.vms:
+            raise OracleError(f"VM {c['vm']} started twice")
+        self.vms[c["vm"]] = {
+            "requested": t, "alloc": None, "ready": None, "stopped": None,
+            "bindings": [(t, c["exam"])], "stop_exam": None,
+        }
+        self._queue[c["vm"]] = t
+        self._advance(t)
+
+    def _stop(self, c: dict, t: int) -> None:
+        vm = self.vms.get(c["vm"])
+        if vm is None:
+            raise OracleError(f"stop of a VM never started: {c}")
+        self.stop_calls.append((t, c["vm"]))
+        if vm["stopped"] is not None:
+            return  # idempotent
+        vm["stopped"] = t
+        vm["stop_exam"] = c["exam"]
+        if c["vm"] in self._queue:
+            del self._queue[c["vm"]]
+        elif self._cur is not None and self._cur[0] == c["vm"]:
+            vm["ready"] = None
+            self._cur = None
+            self._free = t
+            self._advance(t)
 
     def _advance(self, t: int) -> None:
         while True:
@@ -287,38 +305,72 @@ def check_report(report: dict, scn: dict, *, stop_tolerance_ms: int = 1_000) -> 
     interval = round(prov.get("allocation_interval_s", I_MS / 1000) * 1000)
     rps = prov.get("requests_per_second", RPS)
     oracle = Oracle(calls, interval_ms=interval, rps=rps)
+    hist = exam_history(scn)
+    dues = stop_dues(oracle, scn, hist)
+    problems = [
+        *check_rates(oracle, calls, rps),
+        *check_leaks(oracle),
+        *check_ready_at_start(oracle, report, scn),
+        *check_early_stops(oracle, scn, hist),
+        *check_stop_speed(dues, rps, stop_tolerance_ms),
+        *check_stop_order(oracle, dues),
+    ]
+    if problems:
+        raise AssertionError("report check failed:\n  " + "\n  ".join(problems))
+    return oracle
+
+
+def check_rates(oracle: Oracle, calls: list, rps: int) -> list[str]:
+    """Rate limits: no accepted call beyond ``rps``/s; refusals rare; no errors."""
     problems = []
-    # rate limits
     if oracle.rate_violations:
         problems.append(f"{len(oracle.rate_violations)} accepted calls beyond {rps}/s, first: {oracle.rate_violations[0]}")
     if oracle.refused > max(3, len(calls) // 1000):
         problems.append(f"{oracle.refused} refused calls (should be rare)")
     if oracle.errors:
         problems.append(f"{oracle.errors} calls with outcome=error in a simulation")
-    # leaks
+    return problems
+
+
+def check_leaks(oracle: Oracle) -> list[str]:
+    """Every VM stopped by the end."""
     never = [k for k, v in oracle.vms.items() if v["stopped"] is None]
-    if never:
-        problems.append(f"{len(never)} VMs never stopped (leak), e.g. {never[:3]}")
-    # readiness at each start
+    return [f"{len(never)} VMs never stopped (leak), e.g. {never[:3]}"] if never else []
+
+
+def check_ready_at_start(oracle: Oracle, report: dict, scn: dict) -> list[str]:
+    """Readiness at each start: never more than the students, and the report agrees with the oracle."""
+    problems = []
     fin = final_exams(scn)
     rep = {e["id"]: e for e in report["exams"]}
     if set(rep) != set(fin):
         problems.append(f"report exams {sorted(rep)} != surviving scenario exams {sorted(fin)}")
-    for exam_id, (start, end, students) in fin.items():
+    for exam_id, (start, _end, students) in fin.items():
         mine = oracle.ready_at(exam_id, start)
-        r = rep.get(exam_id)
         if mine > students:
             problems.append(f"exam {exam_id}: {mine} VMs ready at start for {students} students (one more is too many)")
+        r = rep.get(exam_id)
         if r is not None:
-            if r["ready_at_start"] != mine:
-                problems.append(f"exam {exam_id}: report ready_at_start {r['ready_at_start']} != oracle {mine}")
-            if r["shortfall"] != max(0, students - mine):
-                problems.append(f"exam {exam_id}: report shortfall {r['shortfall']} != oracle {max(0, students - mine)}")
-            if r.get("students_at_start", students) != students:
-                problems.append(f"exam {exam_id}: students_at_start {r.get('students_at_start')} != scenario's {students}")
-    # stops before the end: only for changed exams, or VMs that were never ready
+            problems.extend(report_exam_problems(exam_id, r, mine, students))
+    return problems
+
+
+def report_exam_problems(exam_id, r: dict, mine: int, students: int) -> list[str]:
+    """One exam of the report against the oracle's count of VMs ready at its start."""
+    problems = []
+    if r["ready_at_start"] != mine:
+        problems.append(f"exam {exam_id}: report ready_at_start {r['ready_at_start']} != oracle {mine}")
+    if r["shortfall"] != max(0, students - mine):
+        problems.append(f"exam {exam_id}: report shortfall {r['shortfall']} != oracle {max(0, students - mine)}")
+    if r.get("students_at_start", students) != students:
+        problems.append(f"exam {exam_id}: students_at_start {r.get('students_at_start')} != scenario's {students}")
+    return problems
+
+
+def check_early_stops(oracle: Oracle, scn: dict, hist: dict) -> list[str]:
+    """Stops before the end: only for changed exams, or VMs that were never ready."""
+    problems = []
     changed = changed_ids(scn)
-    hist = exam_history(scn)
     for vm_id, v in oracle.vms.items():
         t = v["stopped"]
         if t is None:
@@ -329,13 +381,18 @@ def check_report(report: dict, scn: dict, *, stop_tolerance_ms: int = 1_000) -> 
             continue
         if t < st["end"] and v["ready"] is not None:
             problems.append(f"VM {vm_id} of unchanged exam {exam_id} stopped at {t} before its end {st['end']}")
-    # Stops as fast as 3/s allows, in two classes. *Urgent*: a stop of a VM
-    # whose exam has not started at that moment, or was deleted - it protects
-    # an upcoming start (issue 9); due at the latest change of that exam up to
-    # the stop (the moment it became surplus), else at the stop itself.
-    # *Teardown*: due at the bound exam's end for VMs stopped at or after it,
-    # else at the stop itself (a running exam's surplus). The ideal serves
-    # urgent stops first, then earliest due first, 3 in any rolling second.
+    return problems
+
+
+def stop_dues(oracle: Oracle, scn: dict, hist: dict) -> list[tuple]:
+    """(class, due, stop time, exam, vm) of every stop, in two classes.
+
+    *Urgent* (0): a stop of a VM whose exam has not started at that moment, or
+    was deleted - it protects an upcoming start (issue 9); due at the latest
+    change of that exam up to the stop (the moment it became surplus), else at
+    the stop itself. *Teardown* (1): due at the bound exam's end for VMs
+    stopped at or after it, else at the stop itself (a running exam's surplus).
+    """
     change_times: dict = defaultdict(list)
     for c in scn.get("changes", []):
         if "exam" in c:
@@ -354,6 +411,13 @@ def check_report(report: dict, scn: dict, *, stop_tolerance_ms: int = 1_000) -> 
             dues.append((0, max(changes) if changes else t, t, exam_id, vm_id))
         else:
             dues.append((1, t, t, exam_id, vm_id))
+    return dues
+
+
+def check_stop_speed(dues: list[tuple], rps: int, stop_tolerance_ms: int) -> list[str]:
+    """Stops as fast as 3/s allows: the ideal serves urgent stops first, then
+    earliest due first, 3 in any rolling second; per (class, due) group the
+    last actual stop may lag the ideal's last by at most the tolerance."""
     ideal = ideal_stop_times([(cls, due) for cls, due, *_r in dues], rps)
     done: dict = {}
     for k, (cls, due, t, _e, _v) in enumerate(dues):
@@ -361,16 +425,20 @@ def check_report(report: dict, scn: dict, *, stop_tolerance_ms: int = 1_000) -> 
         done[(cls, due)] = (max(actual, t), max(best, ideal[k]))
     worst = max([actual - best for actual, best in done.values()], default=0)
     if worst > stop_tolerance_ms:
-        problems.append(f"stops lag the 3/s ideal by up to {worst} ms")
-    # earliest end first among teardown stops: no stop for a later end while
-    # an earlier-ended exam's VM waits (urgent stops may go ahead of both)
+        return [f"stops lag the 3/s ideal by up to {worst} ms"]
+    return []
+
+
+def check_stop_order(oracle: Oracle, dues: list[tuple]) -> list[str]:
+    """Earliest end first among teardown stops: no stop for a later end while
+    an earlier-ended exam's VM waits (urgent stops may go ahead of both)."""
     ends_pending = []  # (due, stop time) of teardown stops
-    for cls, due, t, exam_id, vm_id in dues:
+    for cls, due, t, _exam_id, vm_id in dues:
         if cls == 1 and t >= due and oracle.vms[vm_id]["ready"] is not None:
             ends_pending.append((due, t))
     by_t = sorted(ends_pending, key=lambda x: x[1])
     # for each stop at t with due d, any VM with due d' < d must be stopped by t
-    max_t_for_due = {}
+    max_t_for_due: dict = {}
     for due, t in ends_pending:
         max_t_for_due[due] = max(max_t_for_due.get(due, 0), t)
     dues_sorted = sorted(max_t_for_due)
@@ -381,10 +449,8 @@ def check_report(report: dict, scn: dict, *, stop_tolerance_ms: int = 1_000) -> 
         running = max(running, max_t_for_due[d])
     out_of_order = [(d, t) for d, t in by_t if prefix_max[d] > t]
     if out_of_order:
-        problems.append(f"{len(out_of_order)} stops of later-ended exams before earlier-ended ones, e.g. {out_of_order[:2]}")
-    if problems:
-        raise AssertionError("report check failed:\n  " + "\n  ".join(problems))
-    return oracle
+        return [f"{len(out_of_order)} stops of later-ended exams before earlier-ended ones, e.g. {out_of_order[:2]}"]
+    return []
 
 
 def ideal_stop_times(items: list[tuple[int, int]], rps: int) -> list[int]:
@@ -1037,7 +1103,7 @@ def test_live_scheduler_plans_with_a_lead_not_a_later_deadline(settings):
     """Live, the first request of a run goes out VM_LIVE_LEAD_SECONDS early;
     the deadline stays the exam start minus VM_READY_MARGIN_SECONDS."""
     from vms.clock import VirtualClock
-    from vms.providers import FakeProvider
+    from vms.providers.fake import FakeProvider
     from vms.scheduler import live_scheduler
 
     settings.VM_LIVE_LEAD_SECONDS = 0.25

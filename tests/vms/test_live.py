@@ -16,7 +16,8 @@ from django.utils import timezone
 from vms import signals
 from vms.clock import SystemClock
 from vms.models import VM, ProviderCall
-from vms.providers import FakeProvider, reset_default_provider
+from vms.providers.fake import FakeProvider
+from vms.providers.selection import reset_default_provider
 from vms.scheduler import SchedulerLock
 from tests.factories import make_exam
 from tests.helpers import ROOT, wait_until

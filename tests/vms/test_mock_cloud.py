@@ -20,7 +20,9 @@ from django.core.management import CommandError, call_command
 
 from vms.clock import VirtualClock
 from vms.exceptions import ProviderError, RateLimitExceeded, UnknownVM
-from vms.providers import FakeProvider, HttpProvider, MockCloudServer
+from vms.providers.fake import FakeProvider
+from vms.providers.http import HttpProvider
+from vms.providers.mock_server import MockCloudServer
 
 T0 = datetime(2030, 5, 1, 9, 0, tzinfo=timezone.utc)
 ROOT = Path(__file__).resolve().parents[2]

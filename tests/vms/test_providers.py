@@ -11,14 +11,11 @@ import pytest
 
 from vms.clock import SystemClock, VirtualClock
 from vms.exceptions import ProviderError, RateLimitExceeded, UnknownVM
-from vms.providers import (
-    CloudProvider,
-    FakeProvider,
-    HttpProvider,
-    provider_from_settings,
-    replay_calls,
-    reset_default_provider,
-)
+from vms.providers.fake import FakeProvider
+from vms.providers.http import HttpProvider
+from vms.providers.protocol import CloudProvider
+from vms.providers.replay import replay_calls
+from vms.providers.selection import provider_from_settings, reset_default_provider
 
 T0 = datetime(2030, 5, 1, 9, 0, tzinfo=timezone.utc)
 
@@ -573,6 +570,130 @@ def test_replay_agrees_with_the_fake_that_produced_the_log():
     for vm, times in result.items():
         assert times["ready_at"] == fake.ready_at(vm)
         assert times["allocation_started_at"] == fake.allocation_started_at(vm)
+
+
+class PublicOnly:
+    """A FakeProvider seen only through its public names: touching a private one fails the test."""
+
+    def __init__(self, fake: FakeProvider):
+        object.__setattr__(self, "_fake", fake)
+        object.__setattr__(self, "used", set())
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AssertionError(f"replay reached into the fake's private {name!r}")
+        self.used.add(name)
+        return getattr(self._fake, name)
+
+    def __setattr__(self, name, value):
+        raise AssertionError(f"replay set {name!r} on the fake")
+
+
+def test_replay_drives_the_fake_through_its_public_interface_only(monkeypatch):
+    import vms.providers.replay as replay_module
+
+    built: list[PublicOnly] = []
+
+    def public_fake(**kwargs):
+        built.append(PublicOnly(FakeProvider(**kwargs)))
+        return built[-1]
+
+    monkeypatch.setattr(replay_module, "FakeProvider", public_fake)
+    calls = [
+        (at(0), "start", "a", "ok"),
+        (at(0.5), "start", "b", "ok"),
+        (at(1), "assign", "a", "ok"),
+        (at(2), "stop", "a", "ok"),
+        (at(3), "stop", "a", "ok"),  # idempotent
+    ]
+    result = replay_calls(calls)
+    assert len(built) == 1
+    assert built[0].used == {"start_with_id", "stop", "timeline"}
+    assert result["a"] == {"requested_at": at(0), "allocation_started_at": at(0), "ready_at": None, "stopped_at": at(2)}
+    assert result["b"]["allocation_started_at"] == at(2) and result["b"]["ready_at"] == at(8)
+    # the refusals are found through the public interface too
+    with pytest.raises(ValueError, match="call 3 .*would refuse"):
+        replay_calls([(at(0.1 * i), "start", f"v{i}", "ok") for i in range(4)])
+    with pytest.raises(ValueError, match="never started"):
+        replay_calls([(at(0), "stop", "ghost", "ok")])
+
+
+def test_replay_without_strict_ignores_what_the_provider_would_refuse():
+    calls = [
+        (at(0), "start", "a", "ok"),
+        (at(0), "start", "b", "ok"),
+        (at(0), "start", "c", "ok"),
+        (at(0), "start", "d", "ok"),  # a fourth start in one second: not judged
+        (at(1), "stop", "ghost", "ok"),  # never started: ignored
+        (at(2), "start", "a", "ok"),  # id reused: ignored, "a" keeps its first request
+        (at(3), "start", "", "ok"),  # no id: ignored
+    ]
+    result = replay_calls(calls, strict=False)
+    assert list(result) == ["a", "b", "c", "d"]
+    assert [result[v]["ready_at"] for v in "abcd"] == [at(6), at(12), at(18), at(24)]
+    assert result["a"]["requested_at"] == at(0)
+    with pytest.raises(ValueError, match="needs the VM id"):
+        replay_calls(calls[6:])
+
+
+def test_timeline_gives_recorded_and_projected_times(clock, fake):
+    a, b, c = (fake.start() for _ in range(3))
+    clock.advance_to(at(7))
+    fake.stop(c)  # waiting: never allocated
+    timeline = fake.timeline()
+    assert list(timeline) == [a, b, c]
+    assert timeline[a] == {"requested_at": at(0), "allocation_started_at": at(0), "ready_at": at(6), "stopped_at": None}
+    assert timeline[b] == {"requested_at": at(0), "allocation_started_at": at(6), "ready_at": at(12), "stopped_at": None}
+    assert timeline[c] == {"requested_at": at(0), "allocation_started_at": None, "ready_at": None, "stopped_at": at(7)}
+    # the same times as the debugging listing, as datetimes instead of strings
+    for vm in fake.vms():
+        times = timeline[vm["id"]]
+        assert {k: None if v is None else v.isoformat() for k, v in times.items()} == {k: vm[k] for k in times}
+
+
+def test_timeline_of_a_random_run_is_its_replay(clock):
+    rng = random.Random(11)
+    fake = FakeProvider(clock=clock, allocation_interval_s=6, requests_per_second=3, record_calls=True)
+    live: list[str] = []
+    for _ in range(300):
+        clock.sleep(rng.choice([0.0, 0.3, 2.0, 7.0]))
+        try:
+            if live and rng.random() < 0.4:
+                fake.stop(live.pop(rng.randrange(len(live))))
+            else:
+                live.append(fake.start())
+        except RateLimitExceeded:
+            pass
+    assert replay_calls(fake.calls) == fake.timeline()
+
+
+def test_a_fake_without_rate_limit_accepts_every_call(clock):
+    fake = FakeProvider(
+        clock=clock, allocation_interval_s=6, requests_per_second=1, record_calls=True, enforce_rate_limit=False
+    )
+    ids = [fake.start() for _ in range(5)]
+    fake.stop(ids[0])
+    fake.stop(ids[0])
+    with pytest.raises(UnknownVM):
+        fake.stop("ghost")
+    assert [c["outcome"] for c in fake.calls] == ["ok"] * 7 + ["error"]
+    assert fake.ready_at(ids[1]) == at(6) and fake.ready_at(ids[4]) == at(24)
+    limited = FakeProvider(clock=clock, allocation_interval_s=6, requests_per_second=1)
+    limited.start()
+    with pytest.raises(RateLimitExceeded):
+        limited.start()
+
+
+def test_the_package_reexports_the_owning_modules_names():
+    import vms.providers as package
+    from vms.providers import mock_server, protocol
+
+    assert package.FakeProvider is FakeProvider
+    assert package.HttpProvider is HttpProvider
+    assert package.replay_calls is replay_calls
+    assert package.CloudProvider is protocol.CloudProvider
+    assert package.MockCloudServer is mock_server.MockCloudServer
+    assert package.provider_from_settings is provider_from_settings
 
 
 # --- choosing a provider ----------------------------------------------------------------------

@@ -354,7 +354,7 @@ def test_one_pass_command_makes_the_due_calls(db, settings):
     from django.core.management import call_command
     from django.utils import timezone
 
-    from vms.providers import reset_default_provider
+    from vms.providers.selection import reset_default_provider
 
     reset_default_provider()
     settings.VM_PROVIDER_URL = ""

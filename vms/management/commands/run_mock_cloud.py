@@ -15,7 +15,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from vms.clock import SystemClock
-from vms.providers import FakeProvider, MockCloudServer
+from vms.providers.fake import FakeProvider
+from vms.providers.mock_server import MockCloudServer
 
 
 class Command(BaseCommand):
