@@ -4,7 +4,8 @@ The event metrics of ``core.metrics`` (this process, or every process of the
 machine with METRICS_DIR) plus state read from the database at scrape time:
 queue depth and oldest wait per device type, devices by status, VMs by state,
 provider calls by endpoint and outcome (the call log is the record), and the
-predicted shortfall of every exam that has not started. Access: staff, or
+predicted shortfall of every exam that has not started (from the scheduler's
+stored plan summary: a scrape never runs the planner). Access: staff, or
 ``Authorization: Bearer <METRICS_TOKEN>``.
 """
 
@@ -28,7 +29,7 @@ from devices.models import DeviceStatus
 from devices.selectors import device_list
 from jobs.models import Job, JobStatus
 from vms.models import VM, ProviderCall
-from vms.selectors import current_plan
+from vms.selectors import exams_predicted_shortfall
 
 
 class StateCollector:
@@ -80,16 +81,20 @@ class StateCollector:
         yield calls
         shortfall = GaugeMetricFamily(
             "vm_exam_predicted_shortfall",
-            "Students the current plan leaves without a VM at the start, per exam not yet started.",
+            "Students the scheduler's latest plan leaves without a VM at the start, per exam not yet started.",
             labels=["exam", "name"],
         )
+        age = GaugeMetricFamily(
+            "vm_exam_plan_age_seconds",
+            "Seconds since the scheduler last planned each exam not yet started (its summary's age).",
+            labels=["exam"],
+        )
         now = timezone.now()
-        plan = current_plan(now=now)
-        from exams.models import Exam
-
-        for exam in Exam.objects.filter(start__gt=now, end__gt=now).only("id", "name"):
-            ep = plan.exam(exam.id)
-            shortfall.add_metric([str(exam.id), exam.name[:100]], ep.shortfall if ep else 0)
+        # The stored plan summary (vms.selectors): a scrape never runs the planner.
+        for row in exams_predicted_shortfall(now=now):
+            shortfall.add_metric([str(row.exam_id), row.name[:100]], row.shortfall)
+            age.add_metric([str(row.exam_id)], max(0.0, (now - row.planned_at).total_seconds()))
+        yield age
         yield shortfall
 
 

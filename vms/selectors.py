@@ -337,3 +337,25 @@ def exam_changes_preview(*, changes: list, now: datetime, config: PlannerConfig 
         exams[pk] = ExamIn(id=pk, start_ms=to_ms_floor(start), end_ms=to_ms(end), students=students)
     vms = [v.as_planner_input() for v in vms_alive(now_ms=now_ms, interval_ms=config.allocation_interval_ms)]
     return exam_changes_impact(exams=list(exams.values()), vms=vms, now_ms=now_ms, config=config, changes=changes)
+
+
+@dataclass(frozen=True, slots=True)
+class PredictedShortfall:
+    exam_id: int
+    name: str
+    shortfall: int
+    planned_at: datetime
+
+
+def exams_predicted_shortfall(*, now: datetime) -> list[PredictedShortfall]:
+    """Students the scheduler's latest stored plan leaves without a VM at the
+    start, for every exam not yet started that it has planned (``/metrics``).
+    One query; never runs the planner (an exam the scheduler has not planned
+    yet has no figure)."""
+    rows = (
+        ExamPlanSummary.objects.filter(exam_id__in=Exam.objects.filter(start__gt=now).values("id"))
+        .annotate(name=Subquery(Exam.objects.filter(id=OuterRef("exam_id")).values("name")[:1]))
+        .values_list("exam_id", "name", "shortfall", "planned_at")
+        .order_by("exam_id")
+    )
+    return [PredictedShortfall(pk, name or "", shortfall, planned_at) for pk, name, shortfall, planned_at in rows]

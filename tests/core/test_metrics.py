@@ -8,6 +8,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from core import metrics
 from tests.factories import make_device, make_exam, make_job, make_program
+from tests.vms.plan_helpers import store_plan
 
 pytestmark = pytest.mark.django_db
 
@@ -76,12 +77,16 @@ def test_vm_state_calls_and_predicted_shortfall(staff_api):
     vm = VM.objects.create(state="ready", requested_at=now, ready_at=now, exam=exam, exam_ref=exam.id, uuid="u-1")
     ProviderCall.objects.create(t=now, endpoint="start", vm=vm, vm_uuid="u-1", exam_ref=exam.id, outcome="ok")
     ProviderCall.objects.create(t=now, endpoint="stop", outcome="rate_limited")
+    # Before the scheduler planned it, the exam has no figure (a scrape never plans).
+    assert ("vm_exam_predicted_shortfall", (("exam", str(exam.id)), ("name", "Soon"))) not in scrape(staff_api)
+    store_plan(now)  # what a scheduler pass stores
     samples = scrape(staff_api)
     assert samples[("vm_vms", (("state", "ready"),))] == 1
     assert samples[("vm_provider_calls_total", (("endpoint", "start"), ("outcome", "ok")))] == 1
     assert samples[("vm_provider_calls_total", (("endpoint", "stop"), ("outcome", "rate_limited")))] == 1
     shortfall = samples[("vm_exam_predicted_shortfall", (("exam", str(exam.id)), ("name", "Soon")))]
     assert 0 < shortfall < 50
+    assert 0 <= samples[("vm_exam_plan_age_seconds", (("exam", str(exam.id)),))] < 60
 
 
 def test_processes_sharing_metrics_dir_are_summed(staff_api, tmp_path, monkeypatch):
