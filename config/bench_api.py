@@ -72,24 +72,47 @@ def wrk(url: str, *, script: str | None, seconds: int, connections: int, say) ->
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)", out)
     say(out.strip())
-    return {"per_s": round(rate), "non_2xx": int(bad.group(1)) if bad else 0, "p50": p50.group(1) + p50.group(2) if p50 else "?"}
+    return {
+        "per_s": round(rate),
+        "non_2xx": int(bad.group(1)) if bad else 0,
+        "p50": p50.group(1) + p50.group(2) if p50 else "?",
+    }
 
 
 PHASES = ("healthz", "post_jobs", "get_job")
 
 
-def run(*, database_url: str, queued: int, seconds: int, connections: int, token: str, say,
-        phases: tuple[str, ...] = PHASES, serve_args: tuple[str, ...] = ()) -> dict:
+def run(
+    *,
+    database_url: str,
+    queued: int,
+    seconds: int,
+    connections: int,
+    token: str,
+    say,
+    phases: tuple[str, ...] = PHASES,
+    serve_args: tuple[str, ...] = (),
+) -> dict:
     if not shutil.which("wrk"):
         raise RuntimeError("wrk is not installed (Debian: apt-get install wrk)")
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": database_url, "PYTHONUNBUFFERED": "1",
-           "SECRET_KEY": os.environ.get("SECRET_KEY") or "bench-api-" + os.urandom(16).hex(),
-           "THROTTLE_SUBMIT_RATE": "", "LOG_LEVEL": "WARNING", "DEBUG": "0"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "PYTHONUNBUFFERED": "1",
+        "SECRET_KEY": os.environ.get("SECRET_KEY") or "bench-api-" + os.urandom(16).hex(),
+        "THROTTLE_SUBMIT_RATE": "",
+        "LOG_LEVEL": "WARNING",
+        "DEBUG": "0",
+    }
     log = open(Path(tempfile.gettempdir()) / "bench_api_serve.log", "w")
-    proc = subprocess.Popen([sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "serve", "--port", str(port),
-                             *serve_args],
-                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "serve", "--port", str(port), *serve_args],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_until_up(base, proc)

@@ -48,7 +48,9 @@ BAD_ANSWER = "invalid HTTP answer"
 TOO_LARGE = "answer too large"
 BAD_URL = "invalid URL"
 
-_HOSTNAME_RE = re.compile(r"^(?=.{1,253}\.?$)[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)*\.?$")
+_HOSTNAME_RE = re.compile(
+    r"^(?=.{1,253}\.?$)[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)*\.?$"
+)
 _SHARED = ipaddress.ip_network("100.64.0.0/10")  # carrier-grade NAT, RFC 6598
 _THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")  # "0.x.y.z" reaches the local host on Linux
 _NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
@@ -177,11 +179,19 @@ def with_embedded(ip: IPAddress) -> Iterator[IPAddress]:
 
 def is_public(ip: IPAddress) -> bool:
     """Globally routable unicast: what an untrusted callback may reach."""
-    return not (
-        ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_reserved
-        or ip.is_unspecified or (ip.version == 6 and ip.is_site_local)
-        or (ip.version == 4 and (ip in _SHARED or ip in _THIS_NETWORK))
-    ) and ip.is_global
+    return (
+        not (
+            ip.is_private
+            or ip.is_loopback
+            or ip.is_link_local
+            or ip.is_multicast
+            or ip.is_reserved
+            or ip.is_unspecified
+            or (ip.version == 6 and ip.is_site_local)
+            or (ip.version == 4 and (ip in _SHARED or ip in _THIS_NETWORK))
+        )
+        and ip.is_global
+    )
 
 
 def never_reachable(ip: IPAddress) -> bool:
@@ -189,8 +199,12 @@ def never_reachable(ip: IPAddress) -> bool:
     services, multicast/broadcast, reserved and unspecified space."""
     if ip.is_loopback:  # ::1 counts as "reserved" in ipaddress; loopback is allowed
         return False
-    return ip.is_link_local or ip.is_multicast or ip.is_reserved or ip.is_unspecified or (
-        ip.version == 4 and ip in _THIS_NETWORK
+    return (
+        ip.is_link_local
+        or ip.is_multicast
+        or ip.is_reserved
+        or ip.is_unspecified
+        or (ip.version == 4 and ip in _THIS_NETWORK)
     )
 
 

@@ -81,7 +81,10 @@ class Pagination(LimitOffsetPagination):
 
 def _int_param(name: str, description: str, low: int, high: int) -> dict:
     return {
-        "name": name, "in": "query", "required": False, "description": description,
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
         "schema": {"type": "integer", "minimum": low, "maximum": high},
     }
 
@@ -161,7 +164,9 @@ class KeysetPagination(BasePagination):
             "required": ["next", "results"],
             "properties": {
                 "next": {
-                    "type": "string", "nullable": True, "format": "uri",
+                    "type": "string",
+                    "nullable": True,
+                    "format": "uri",
                     "description": "The next page (same filters and ordering); null on the last page.",
                 },
                 "results": schema,
@@ -172,9 +177,10 @@ class KeysetPagination(BasePagination):
         return [
             _int_param("limit", f"Rows per page: 1 to {MAX_LIMIT} (default {DEFAULT_LIMIT}).", 1, MAX_LIMIT),
             {
-                "name": "cursor", "in": "query", "required": False,
+                "name": "cursor",
+                "in": "query",
+                "required": False,
                 "description": "Opaque position from a previous page's `next`; absent for the first page.",
                 "schema": {"type": "string", "maxLength": 1000, "pattern": "^[A-Za-z0-9_-]+$"},
             },
         ]
-

@@ -34,14 +34,29 @@ class DeviceAdminForm(forms.ModelForm):
 @admin.register(Device)
 class DeviceAdmin(admin.ModelAdmin):
     form = DeviceAdminForm
-    list_display = ["id", "type", "size", "shown_status", "current_job", "jobs_done", "address", "owner", "last_seen_at"]
+    list_display = [
+        "id",
+        "type",
+        "size",
+        "shown_status",
+        "current_job",
+        "jobs_done",
+        "address",
+        "owner",
+        "last_seen_at",
+    ]
     list_filter = ["status", "type"]
     list_select_related = ["owner"]
     search_fields = ["id", "address", "type", "owner__username"]
     readonly_fields = [
         # The drain or quarantine reason is shown next to the status (shown_status).
-        "shown_status", "current_job", "busy_streak", "registered_at", "last_seen_at",
-        "runner", "runner_expires_at",
+        "shown_status",
+        "current_job",
+        "busy_streak",
+        "registered_at",
+        "last_seen_at",
+        "runner",
+        "runner_expires_at",
     ]
     # The owner is the device account that may act on the device through the
     # API (empty: staff only). Set on an existing device to hand it to a lab.
@@ -80,9 +95,7 @@ class DeviceAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj: Device, form, change):
         if change:
-            services.device_update(
-                device_id=obj.pk, address=obj.address, type=obj.type, size=obj.size, owner=obj.owner
-            )
+            services.device_update(device_id=obj.pk, address=obj.address, type=obj.type, size=obj.size, owner=obj.owner)
         else:
             services.device_register(
                 device_id=obj.pk, address=obj.address, type=obj.type, size=obj.size, actor=request.user

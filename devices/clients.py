@@ -119,8 +119,12 @@ class HttpQPU:
         body = json.dumps({"job_id": job.key, "instructions": job.instructions, "shots": job.shots}).encode()
         try:
             answer = self.post(
-                url, body=body, headers={"Content-Type": "application/json"}, timeout=self.timeout,
-                allowed=outbound.device_address_allowed, max_body=DEVICE_MAX_ANSWER_BYTES,
+                url,
+                body=body,
+                headers={"Content-Type": "application/json"},
+                timeout=self.timeout,
+                allowed=outbound.device_address_allowed,
+                max_body=DEVICE_MAX_ANSWER_BYTES,
             )
         except outbound.OutboundError as exc:
             logger.warning("device %s call failed: %s (%s)", device.id, exc.reason, exc.detail)

@@ -121,8 +121,9 @@ def device_register(
                 device.status = DeviceStatus.DRAINING
             else:
                 device.status, device.status_reason = DeviceStatus.ONLINE, ""
-            device.save(update_fields=["address", "type", "size", "status", "last_seen_at",
-                                       "status_reason", "busy_streak"])
+            device.save(
+                update_fields=["address", "type", "size", "status", "last_seen_at", "status_reason", "busy_streak"]
+            )
         _pool_changed()
     return device, created
 
@@ -193,8 +194,13 @@ def device_resume(*, device_id: str, actor: AbstractUser | None = None) -> Devic
     failure counts cleared."""
     with transaction.atomic():
         device = _locked(device_id, actor=actor)
-        if (device.status != DeviceStatus.ONLINE or device.status_reason or device.busy_streak
-                or device.failure_streak or device.failure_last_job is not None):
+        if (
+            device.status != DeviceStatus.ONLINE
+            or device.status_reason
+            or device.busy_streak
+            or device.failure_streak
+            or device.failure_last_job is not None
+        ):
             device.status, device.status_reason, device.busy_streak = DeviceStatus.ONLINE, "", 0
             device.failure_streak, device.failure_last_job = 0, None
             device.save(update_fields=["status", "status_reason", "busy_streak", "failure_streak", "failure_last_job"])
@@ -283,17 +289,31 @@ def device_record_failure(*, device_id: str, job_id: int, error: str, max_failur
              WHERE id = %s
             RETURNING failure_streak, status, status_reason
             """,
-            [job_id, job_id,
-             max_failures, job_id, max_failures,
-             max_failures, job_id, max_failures, head, job_id, tail,
-             device_id],
+            [
+                job_id,
+                job_id,
+                max_failures,
+                job_id,
+                max_failures,
+                max_failures,
+                job_id,
+                max_failures,
+                head,
+                job_id,
+                tail,
+                device_id,
+            ],
         )
         row = cursor.fetchone()
     if row is None:
         return None
     reason = quarantine_reason(failures=row[0], last_error=error)
-    return FailureRecord(failure_streak=row[0], status=row[1], status_reason=row[2],
-                         quarantined_now=row[1] == DeviceStatus.DRAINING and row[2] == reason)
+    return FailureRecord(
+        failure_streak=row[0],
+        status=row[1],
+        status_reason=row[2],
+        quarantined_now=row[1] == DeviceStatus.DRAINING and row[2] == reason,
+    )
 
 
 def device_reset_failure_streak(*, device_id: str) -> int:

@@ -50,7 +50,10 @@ class DeviceListView(generics.GenericAPIView):
         parameters=[
             OpenApiParameter("type", {"type": "string", "maxLength": 100}, description="Only devices of this type."),
             OpenApiParameter(
-                "status", str, enum=[c.value for c in DeviceStatus], description="Status as shown (busy = online and running a job)."
+                "status",
+                str,
+                enum=[c.value for c in DeviceStatus],
+                description="Status as shown (busy = online and running a job).",
             ),
         ],
     )
@@ -81,7 +84,9 @@ class DeviceListView(generics.GenericAPIView):
         device, created = services.device_register(
             device_id=data["id"], address=data["address"], type=data["type"], size=data["size"], actor=request.user
         )
-        return Response(_show(device.pk, request.user), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        return Response(
+            _show(device.pk, request.user), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        )
 
 
 class DeviceDetailView(generics.GenericAPIView):
@@ -89,7 +94,11 @@ class DeviceDetailView(generics.GenericAPIView):
     device_permissions = {"DELETE": "devices.delete_device"}
     serializer_class = DeviceSerializer
 
-    @extend_schema(summary="Show a device", parameters=[DEVICE_ID], responses={200: DeviceSerializer, 401: ERRORS[401], **NOT_FOUND})
+    @extend_schema(
+        summary="Show a device",
+        parameters=[DEVICE_ID],
+        responses={200: DeviceSerializer, 401: ERRORS[401], **NOT_FOUND},
+    )
     def get(self, request, device_id: str):
         return Response(_show(device_id, request.user))
 
@@ -120,7 +129,9 @@ class _DeviceActionView(generics.GenericAPIView):
 
 
 _ACTION_SCHEMA = dict(
-    request=None, parameters=[DEVICE_ID], responses={200: DeviceSerializer, 401: ERRORS[401], 403: ERRORS[403], **NOT_FOUND}
+    request=None,
+    parameters=[DEVICE_ID],
+    responses={200: DeviceSerializer, 401: ERRORS[401], 403: ERRORS[403], **NOT_FOUND},
 )
 
 

@@ -63,7 +63,14 @@ class ProgramAdmin(ViewOnlyAdmin):
     search_fields = ["key", "client_user_id", "owner__username"]
     list_select_related = ["owner"]
     readonly_fields = [
-        "key", "owner", "client_user_id", "priority", "device_type", "callback_url", "created_at", "job_counts",
+        "key",
+        "owner",
+        "client_user_id",
+        "priority",
+        "device_type",
+        "callback_url",
+        "created_at",
+        "job_counts",
         "latest_jobs",
     ]
     # The signing key is shown to its owner once; the owner rotates it through the API.
@@ -78,7 +85,13 @@ class ProgramAdmin(ViewOnlyAdmin):
     def get_queryset(self, request):
         # A correlated count is computed only for the rows of the page shown,
         # where a JOIN + GROUP BY would aggregate the whole jobs table first.
-        n_jobs = Job.objects.filter(program_id=OuterRef("pk")).order_by().values("program_id").annotate(n=Count("pk")).values("n")
+        n_jobs = (
+            Job.objects.filter(program_id=OuterRef("pk"))
+            .order_by()
+            .values("program_id")
+            .annotate(n=Count("pk"))
+            .values("n")
+        )
         return super().get_queryset(request).annotate(n_jobs=Coalesce(Subquery(n_jobs, output_field=IntegerField()), 0))
 
     @admin.display(description="jobs", ordering="n_jobs")
@@ -103,17 +116,47 @@ class ProgramAdmin(ViewOnlyAdmin):
 @admin.register(Job)
 class JobAdmin(ViewOnlyAdmin):
     list_display = [
-        "key", "program", "status", "priority", "device_type", "device_id", "attempts",
-        "created_at", "started_at", "finished_at", "callback_status",
+        "key",
+        "program",
+        "status",
+        "priority",
+        "device_type",
+        "device_id",
+        "attempts",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "callback_status",
     ]
     list_filter = ["status", "device_type", "callback_status"]
     search_fields = ["key", "program__key", "device__id", "owner__username"]
     list_select_related = ["program"]
     readonly_fields = [
-        "key", "program_link", "owner", "priority", "device_type", "instructions", "shots", "min_size", "status",
-        "queue_position", "estimated_start", "device_link", "attempts", "requeues", "created_at", "started_at",
-        "finished_at", "result", "error", "lease_token",
-        "lease_expires_at", "callback_status", "callback_attempts", "callback_error", "callback_delivered_at",
+        "key",
+        "program_link",
+        "owner",
+        "priority",
+        "device_type",
+        "instructions",
+        "shots",
+        "min_size",
+        "status",
+        "queue_position",
+        "estimated_start",
+        "device_link",
+        "attempts",
+        "requeues",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "result",
+        "error",
+        "lease_token",
+        "lease_expires_at",
+        "callback_status",
+        "callback_attempts",
+        "callback_error",
+        "callback_delivered_at",
     ]
     fields = readonly_fields
     actions = ["cancel_jobs", "requeue_failed_jobs"]
@@ -167,7 +210,9 @@ class JobAdmin(ViewOnlyAdmin):
         ids = list(queryset.values_list("pk", flat=True))
         cancelled = services.jobs_cancel(job_ids=ids)
         level = messages.SUCCESS if cancelled == len(ids) else messages.WARNING
-        self.message_user(request, f"Cancelled {cancelled} of {len(ids)} job(s); only queued jobs can be cancelled.", level)
+        self.message_user(
+            request, f"Cancelled {cancelled} of {len(ids)} job(s); only queued jobs can be cancelled.", level
+        )
 
     @admin.action(description="Requeue selected failed jobs (fresh attempts, original place)", permissions=["operate"])
     def requeue_failed_jobs(self, request, queryset):
@@ -187,7 +232,9 @@ class DeviceWithJobsAdmin(DeviceAdmin):
     ``DeviceAdmin`` here because jobs knows devices, never the reverse."""
 
     readonly_fields = [
-        *DeviceAdmin.readonly_fields[:2], "recent_jobs", *DeviceAdmin.readonly_fields[2:],
+        *DeviceAdmin.readonly_fields[:2],
+        "recent_jobs",
+        *DeviceAdmin.readonly_fields[2:],
     ]
     fields = ["id", "address", "type", "size", "owner", *readonly_fields]
 

@@ -71,8 +71,15 @@ def jobs_table(jobs) -> str:
         "",
         '<tr><td><a href="{}">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>',
         (
-            (public_id_url(job), job.key, job.status, admin_time(job.created_at), admin_time(job.started_at),
-             admin_time(job.finished_at), job.error[:80] or "")
+            (
+                public_id_url(job),
+                job.key,
+                job.status,
+                admin_time(job.created_at),
+                admin_time(job.started_at),
+                admin_time(job.finished_at),
+                job.error[:80] or "",
+            )
             for job in jobs
         ),
     )

@@ -64,8 +64,11 @@ def run(*, owner, jobs: int, warmup: int, seed: int, say) -> dict:
     for device_type, spec in WORKLOAD.items():
         for i, size in enumerate(spec["sizes"]):
             _make_device(f"est-{device_type}-{i}", device_type, size)
-    worker = Worker(client_factory=lambda device, stop_event=None: SimulatedDevice(rng, lock, stop_event),
-                    listen=False, idle_wait=0.5)
+    worker = Worker(
+        client_factory=lambda device, stop_event=None: SimulatedDevice(rng, lock, stop_event),
+        listen=False,
+        idle_wait=0.5,
+    )
     thread = threading.Thread(target=worker.run, name="bench-estimates-worker", daemon=True)
     thread.start()
     try:
@@ -94,7 +97,7 @@ def _submit_and_wait(owner, draws, rng: random.Random, *, record: bool) -> list[
     samples, keys = [], []
     index = 0
     while index < len(draws):
-        burst = draws[index:index + rng.randint(1, 30)]
+        burst = draws[index : index + rng.randint(1, 30)]
         index += len(burst)
         for device_type, priority, min_size in burst:
             job = job_submit(owner=owner, priority=priority, device_type=device_type, min_size=min_size)

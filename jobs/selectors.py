@@ -95,14 +95,20 @@ def job_queue_info(job: Job, *, now: datetime | None = None) -> QueueInfo:
         position = job_queue_position(job)
         devices = estimates.type_devices(job.device_type)
         estimate = estimates.estimate_start(
-            device_type=job.device_type, position=position, min_size=job.min_size, shots=job.shots,
-            devices=devices, run_seconds=estimates.cached_run_seconds(job.device_type), now=now or timezone.now(),
+            device_type=job.device_type,
+            position=position,
+            min_size=job.min_size,
+            shots=job.shots,
+            devices=devices,
+            run_seconds=estimates.cached_run_seconds(job.device_type),
+            now=now or timezone.now(),
         )
         warnings = estimates.capacity_warnings(
             device_type=job.device_type, sizes=[d.size for d in devices], min_size=job.min_size
         )
-        info = QueueInfo(position=position, estimated_start=estimate.start, estimate_reason=estimate.reason,
-                         warnings=warnings)
+        info = QueueInfo(
+            position=position, estimated_start=estimate.start, estimate_reason=estimate.reason, warnings=warnings
+        )
     job._queue_info = info
     return info
 
@@ -162,8 +168,6 @@ def queue_summary(*, now: datetime | None = None) -> list[dict]:
             }
         )
     return summary
-
-
 
 
 def annotate_device_activity(qs: QuerySet[Device]) -> QuerySet[Device]:

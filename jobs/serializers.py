@@ -196,7 +196,10 @@ class ProgramCreateSerializer(serializers.Serializer):
     priority = _PriorityField()
     device_type = TextField(max_length=100)
     callback_url = serializers.URLField(
-        required=False, allow_blank=True, default="", max_length=1000,
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=1000,
         help_text=(
             "Each finished job is POSTed here as JSON, signed (Standard Webhooks) with the program's "
             "webhook_secret. http(s) only; public addresses only (see docs/security.md)."
@@ -253,7 +256,9 @@ class JobSubmitSerializer(serializers.Serializer):
 
 
 class CallbackStateSerializer(serializers.Serializer):
-    status = serializers.CharField(source="callback_status", help_text="'' (no callback), pending, delivered or failed.")
+    status = serializers.CharField(
+        source="callback_status", help_text="'' (no callback), pending, delivered or failed."
+    )
     attempts = serializers.IntegerField(source="callback_attempts")
     error = serializers.CharField(source="callback_error")
     delivered_at = serializers.DateTimeField(source="callback_delivered_at", allow_null=True)
@@ -271,8 +276,21 @@ class JobSerializer(serializers.ModelSerializer):
     class Meta:
         model = Job
         fields = [
-            "id", "program", "user_id", "priority", "device_type", "shots", "min_size", "status", "device",
-            "attempts", "created_at", "started_at", "finished_at", "error", "callback",
+            "id",
+            "program",
+            "user_id",
+            "priority",
+            "device_type",
+            "shots",
+            "min_size",
+            "status",
+            "device",
+            "attempts",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "error",
+            "callback",
         ]
         read_only_fields = fields
 
@@ -301,7 +319,12 @@ class JobDetailSerializer(JobSerializer):
 
     class Meta(JobSerializer.Meta):
         fields = JobSerializer.Meta.fields + [
-            "instructions", "result", "queue_position", "estimated_start", "estimated_start_reason", "warnings",
+            "instructions",
+            "result",
+            "queue_position",
+            "estimated_start",
+            "estimated_start_reason",
+            "warnings",
         ]
         read_only_fields = fields
 

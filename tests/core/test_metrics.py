@@ -73,7 +73,9 @@ def test_vm_state_calls_and_predicted_shortfall(staff_api):
 
     now = timezone.now()
     # Too close to its start for 50 VMs at 10 per minute: a shortfall is predicted.
-    exam = Exam.objects.create(name="Soon", start=now + timedelta(seconds=60), end=now + timedelta(hours=1), students=50)
+    exam = Exam.objects.create(
+        name="Soon", start=now + timedelta(seconds=60), end=now + timedelta(hours=1), students=50
+    )
     vm = VM.objects.create(state="ready", requested_at=now, ready_at=now, exam=exam, exam_ref=exam.id, uuid="u-1")
     ProviderCall.objects.create(t=now, endpoint="start", vm=vm, vm_uuid="u-1", exam_ref=exam.id, outcome="ok")
     ProviderCall.objects.create(t=now, endpoint="stop", outcome="rate_limited")

@@ -136,12 +136,22 @@ def finished_job(db, user):
     def make(callback_url: str, *, owner=None) -> Job:
         owner = owner or user
         n = next(_seq)
-        program = Program.objects.create(key=f"sec-p{n}", owner=owner, priority=0, device_type="analog",
-                                         callback_url=callback_url)
+        program = Program.objects.create(
+            key=f"sec-p{n}", owner=owner, priority=0, device_type="analog", callback_url=callback_url
+        )
         now = timezone.now()
         return Job.objects.create(
-            key=f"sec-j{n}", program=program, owner=owner, priority=0, device_type="analog", status=JobStatus.DONE,
-            result=["01"], attempts=1, started_at=now, finished_at=now, callback_status=CallbackStatus.PENDING,
+            key=f"sec-j{n}",
+            program=program,
+            owner=owner,
+            priority=0,
+            device_type="analog",
+            status=JobStatus.DONE,
+            result=["01"],
+            attempts=1,
+            started_at=now,
+            finished_at=now,
+            callback_status=CallbackStatus.PENDING,
         )
 
     return make

@@ -77,8 +77,9 @@ def test_a_receiver_silent_for_long_is_probed_again_not_given_up(finished_job, p
     receiver = peer(answer(204))
     job = finished_job(receiver.url + "/hook")
     long_ago = timezone.now() - 2 * give_up_after()
-    SlowReceiver.objects.create(receiver=f"http://127.0.0.1:{receiver.port}", since=long_ago,
-                                until=long_ago + timedelta(seconds=60))
+    SlowReceiver.objects.create(
+        receiver=f"http://127.0.0.1:{receiver.port}", since=long_ago, until=long_ago + timedelta(seconds=60)
+    )
     assert callback_deliver(job_id=job.pk) == "delivered"
 
 

@@ -15,11 +15,23 @@ _seq = itertools.count(1)
 
 @pytest.fixture
 def make_device(db):
-    def make(device_id: str | None = None, *, type: str = "analog", size: int = 4, address: str = "sim", status: str = "online"):
+    def make(
+        device_id: str | None = None,
+        *,
+        type: str = "analog",
+        size: int = 4,
+        address: str = "sim",
+        status: str = "online",
+    ):
         now = timezone.now()
         return Device.objects.create(
-            id=device_id or f"dev-{next(_seq)}", type=type, size=size, address=address, status=status,
-            registered_at=now, last_seen_at=now,
+            id=device_id or f"dev-{next(_seq)}",
+            type=type,
+            size=size,
+            address=address,
+            status=status,
+            registered_at=now,
+            last_seen_at=now,
         )
 
     return make
@@ -27,16 +39,32 @@ def make_device(db):
 
 @pytest.fixture
 def make_program(db, user):
-    def make(*, priority: int = 0, device_type: str = "analog", jobs: int = 1, owner=None, callback_url: str = "",
-             shots: int = 1, min_size: int | None = None):
+    def make(
+        *,
+        priority: int = 0,
+        device_type: str = "analog",
+        jobs: int = 1,
+        owner=None,
+        callback_url: str = "",
+        shots: int = 1,
+        min_size: int | None = None,
+    ):
         owner = owner or user
         program = Program.objects.create(
             key=f"p-{next(_seq)}", owner=owner, priority=priority, device_type=device_type, callback_url=callback_url
         )
         Job.objects.bulk_create(
             [
-                Job(key=f"{program.key}-j{i}", program=program, owner=owner, priority=priority, device_type=device_type,
-                    instructions=[{"op": "x", "q": i}], shots=shots, min_size=min_size)
+                Job(
+                    key=f"{program.key}-j{i}",
+                    program=program,
+                    owner=owner,
+                    priority=priority,
+                    device_type=device_type,
+                    instructions=[{"op": "x", "q": i}],
+                    shots=shots,
+                    min_size=min_size,
+                )
                 for i in range(jobs)
             ]
         )
