@@ -9,10 +9,10 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 
+from core.fields import public_id_error
 from devices import selectors, services
 from devices.exceptions import DeviceNotFound
 from devices.models import Device
-from core.fields import public_id_error
 
 
 class DeviceAdminForm(forms.ModelForm):

@@ -22,10 +22,9 @@ internal call (admin actions pass the staff user anyway).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
-
-from dataclasses import dataclass
 
 from django.db import connection, transaction
 from django.db.models import Q

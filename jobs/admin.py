@@ -9,7 +9,6 @@ queue rules. Their pages are addressed by public id (jobs.admin_public_id).
 
 from __future__ import annotations
 
-
 from django.contrib import admin, messages
 from django.contrib.admin.utils import quote
 from django.db.models import Count, IntegerField, OuterRef, Subquery

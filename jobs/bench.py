@@ -55,11 +55,10 @@ def run_bench(
     *, queued: int, jobs: int, devices: int, enqueue_jobs: int, claim_samples: int, wake_samples: int, log=None
 ) -> dict:
     from django.contrib.auth import get_user_model
+    from django.core.wsgi import get_wsgi_application
     from django.test import override_settings
     from rest_framework.authtoken.models import Token
     from waitress.server import create_server
-
-    from django.core.wsgi import get_wsgi_application
 
     application = get_wsgi_application()
 
@@ -140,8 +139,8 @@ def _make_device(device_id: str, type: str, size: int = 4) -> None:
 
 
 def _claims(samples: int, say) -> dict:
-    from jobs import claims
     from devices.models import Device
+    from jobs import claims
 
     say(f"claims: {samples} sequential claims against the full queue ...")
     _make_device("bench-claim", "bench")

@@ -18,10 +18,9 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.exceptions import ParseError
 
-from core.parsers import loads as json_loads
-
 from core import outbound
 from core.fields import ID_INT_LIMIT, INT32_MAX, INT32_MIN, PublicIdField, TextField, int_id_error, public_id_error
+from core.parsers import loads as json_loads
 from jobs.models import Job, JobStatus, Program
 from jobs.services import JobSpec
 

@@ -34,8 +34,7 @@ from django.db.models import Q
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
-from core import outbound
-from core import metrics
+from core import metrics, outbound
 from jobs import lifecycle
 from jobs.models import CallbackStatus, Job
 from jobs.receivers import give_up_after, receiver_gate, receiver_record

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 import schemathesis
-from schemathesis.config import SchemathesisConfig
 from hypothesis import HealthCheck, settings
 from rest_framework.authtoken.models import Token
+from schemathesis.config import SchemathesisConfig
 
 import tests.api_conventions.st_hooks  # noqa: F401  (registers the exam-date hook)
 from config.wsgi import application

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from devices.clients import DeviceError, DeviceRef, HttpQPU, JobPayload, client_for, SimulatedQPU
+from devices.clients import DeviceError, DeviceRef, HttpQPU, JobPayload, SimulatedQPU, client_for
 from devices.models import Device
 
 pytestmark = pytest.mark.django_db

@@ -4,7 +4,8 @@ admin query strings get a 4xx naming the field, or a normal page."""
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from urllib.parse import parse_qsl, quote
 
 import pytest

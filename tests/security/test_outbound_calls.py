@@ -121,10 +121,11 @@ def test_a_receivers_error_body_never_reaches_the_jobs_owner(api, finished_job, 
     ],
 )
 def test_a_devices_answer_never_reaches_the_jobs_owner(api, user, peer, settings, status, body, reason):
+    from django.utils import timezone
+
+    from devices.models import Device
     from jobs.models import Program
     from jobs.runner import Worker
-    from devices.models import Device
-    from django.utils import timezone
 
     settings.JOB_MAX_ATTEMPTS = 1
     device = peer(answer(status, body))

@@ -106,8 +106,12 @@ def test_a_store_the_database_refuses_is_a_failed_attempt_then_the_job_fails(
 
 
 def test_a_lost_connection_while_storing_hands_the_job_back_as_a_requeue(
-    make_device, make_program, recording, live_worker, monkeypatch
-):  # noqa: F811
+    make_device,
+    make_program,
+    recording,
+    live_worker,  # noqa: F811
+    monkeypatch,
+):
     real = claims.job_finish_and_claim
     state = {"raised": False, "lost": False}
 

@@ -8,7 +8,7 @@ import threading
 import pytest
 from rest_framework.authtoken.models import Token
 
-from devices.clients import DeviceBusy, DeviceError, DeviceRef, HttpQPU, JobPayload, client_for, SimulatedQPU
+from devices.clients import DeviceBusy, DeviceError, DeviceRef, HttpQPU, JobPayload, SimulatedQPU, client_for
 from devices.simulator import SchedulerLink, SimulatedDeviceServer
 
 
