@@ -224,6 +224,6 @@ def freeze_startup_heap() -> None:
 
     from django.urls import get_resolver
 
-    get_resolver().url_patterns  # imports every view module now, not on the first request
+    _ = get_resolver().url_patterns  # imports every view module now, not on the first request
     gc.collect()
     gc.freeze()

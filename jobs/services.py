@@ -166,7 +166,7 @@ def _insert_jobs(
                     shots=spec.shots,
                     min_size=spec.min_size,
                 )
-                for key, spec in zip(keys, jobs)
+                for key, spec in zip(keys, jobs, strict=True)
             ],
             batch_size=BULK_BATCH_SIZE,
         )

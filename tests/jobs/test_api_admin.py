@@ -26,7 +26,7 @@ def admin_client_(django_user_model):
 def test_changelists_and_change_pages_render(admin_client_, user):
     device = make_device("dev-1")
     program = make_program(user, key="p1")
-    job = make_job(program, key="j1", status=JobStatus.RUNNING, device=device)
+    make_job(program, key="j1", status=JobStatus.RUNNING, device=device)
     for url in (
         "/admin/",
         "/admin/devices/device/",
