@@ -118,8 +118,9 @@ def parse_ipv4_literal(host: str) -> ipaddress.IPv4Address | None:
         parts.pop()
     if _ipv4_number(parts[-1]) is None and not parts[-1].isdigit():
         return None
-    numbers = [_ipv4_number(p) if p else None for p in parts]
-    if len(parts) > 4 or any(n is None for n in numbers):
+    parsed = [_ipv4_number(p) if p else None for p in parts]
+    numbers = [n for n in parsed if n is not None]
+    if len(parts) > 4 or len(numbers) < len(parsed):
         raise InvalidTarget("the host looks like an IPv4 address but is not a valid one")
     *head, last = numbers
     if any(n > 255 for n in head) or last >= 256 ** (5 - len(numbers)):
@@ -247,7 +248,9 @@ def resolve_host(host: str, port: int) -> list[str]:
     """Every address ``host`` resolves to. Tests replace this to play a DNS
     server that changes its answer."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return list(dict.fromkeys(info[4][0] for info in infos))
+    # An inet sockaddr starts with the address text (the stubs also allow the
+    # (int, bytes) form of families getaddrinfo does not return here).
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
 class Deadline:

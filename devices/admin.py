@@ -5,6 +5,8 @@ extends these pages with the device's jobs (``jobs.admin.DeviceWithJobsAdmin``).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
@@ -13,6 +15,9 @@ from core.fields import public_id_error
 from devices import selectors, services
 from devices.exceptions import DeviceNotFound
 from devices.models import Device
+
+if TYPE_CHECKING:
+    from devices.activity import DeviceWithActivity
 
 
 class DeviceAdminForm(forms.ModelForm):
@@ -85,12 +90,12 @@ class DeviceAdmin(admin.ModelAdmin):
         return f"{status} ({device.status_reason})" if device.status_reason else status
 
     @admin.display(description="current job")
-    def current_job(self, device: Device) -> str:
+    def current_job(self, device: DeviceWithActivity) -> str:
         # The jobs app's admin links it to the job's page.
         return device.current_job or "-"
 
     @admin.display(description="jobs done", ordering="jobs_done")
-    def jobs_done(self, device: Device) -> int:
+    def jobs_done(self, device: DeviceWithActivity) -> int:
         return device.jobs_done
 
     def save_model(self, request, obj: Device, form, change):

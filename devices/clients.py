@@ -71,8 +71,8 @@ def validate_result(result: Any, *, device: DeviceRef, job: JobPayload) -> list[
 
 
 def random_bitstrings(*, size: int, shots: int, rng: random.Random | None = None) -> list[str]:
-    rng = rng or random
-    return [format(rng.getrandbits(size), f"0{size}b") for _ in range(shots)]
+    getrandbits = rng.getrandbits if rng is not None else random.getrandbits
+    return [format(getrandbits(size), f"0{size}b") for _ in range(shots)]
 
 
 class SimulatedQPU:

@@ -36,19 +36,20 @@ from devices.permissions import may_manage_device
 from devices.signals import device_work_lost, pool_changed
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractUser
+    # The project's AUTH_USER_MODEL (Device.owner points at it).
+    from django.contrib.auth.models import User
 
 DEVICES_CHANGED = "devices"
 # device_update's default: leave the owner as it is.
 _KEEP = object()
 
 
-def _check_actor(device: Device, actor: AbstractUser | None) -> None:
+def _check_actor(device: Device, actor: User | None) -> None:
     if actor is not None and not may_manage_device(actor, device):
         raise DeviceNotYours(device.pk)
 
 
-def _locked(device_id: str, *, actor: AbstractUser | None = None) -> Device:
+def _locked(device_id: str, *, actor: User | None = None) -> Device:
     """The device's row, locked; DeviceNotYours when ``actor`` may not act on it."""
     if "\x00" in device_id:  # cannot exist, and PostgreSQL refuses it in a query
         raise DeviceNotFound(device_id)
@@ -63,7 +64,8 @@ def _requeue(device: Device) -> int:
     """Hand the device's lost work back (``device_work_lost``); returns how
     many jobs went back to the queue."""
     replies = device_work_lost.send(sender=Device, device=device)
-    return sum(count for _receiver, count in replies if count)
+    # Receivers answer a count (or None); the stubs type every reply as str | None.
+    return sum(count for _receiver, count in replies if count)  # type: ignore[misc]
 
 
 def _pool_changed(topic: str = DEVICES_CHANGED) -> None:
@@ -76,7 +78,7 @@ def device_register(
     address: str,
     type: str,
     size: int,
-    actor: AbstractUser | None = None,
+    actor: User | None = None,
     now: datetime | None = None,
 ) -> tuple[Device, bool]:
     """Add a device to the pool, or update it when it registers again.
@@ -145,7 +147,7 @@ def device_update(*, device_id: str, address: str, type: str, size: int, owner=_
     return device
 
 
-def device_remove(*, device_id: str, actor: AbstractUser | None = None) -> int:
+def device_remove(*, device_id: str, actor: User | None = None) -> int:
     """Remove a device from the pool; its running job goes back to the queue.
 
     Returns how many jobs were requeued (0 or 1).
@@ -157,7 +159,7 @@ def device_remove(*, device_id: str, actor: AbstractUser | None = None) -> int:
     return requeued
 
 
-def device_heartbeat(*, device_id: str, actor: AbstractUser | None = None, now: datetime | None = None) -> Device:
+def device_heartbeat(*, device_id: str, actor: User | None = None, now: datetime | None = None) -> Device:
     """Record contact; an offline device that speaks again is back online
     (a quarantined one comes back draining: silence does not lift it)."""
     now = now or timezone.now()
@@ -173,7 +175,7 @@ def device_heartbeat(*, device_id: str, actor: AbstractUser | None = None, now: 
     return device
 
 
-def device_drain(*, device_id: str, actor: AbstractUser | None = None) -> Device:
+def device_drain(*, device_id: str, actor: User | None = None) -> Device:
     """Let the device finish its current job and take no more.
 
     The runners only claim work for online devices, so the status alone is
@@ -187,7 +189,7 @@ def device_drain(*, device_id: str, actor: AbstractUser | None = None) -> Device
     return device
 
 
-def device_resume(*, device_id: str, actor: AbstractUser | None = None) -> Device:
+def device_resume(*, device_id: str, actor: User | None = None) -> Device:
     """Undo a drain or a quarantine (or bring an offline device back by
     hand): online again, with the scheduler's drain reason and its busy and
     failure counts cleared."""

@@ -45,8 +45,9 @@ class SimulatedDeviceServer:
 
     @property
     def address(self) -> str:
+        # An AF_INET server's host is text (the stubs also allow AF_UNIX's bytes).
         host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def _handler(self):
         server = self

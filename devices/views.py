@@ -128,15 +128,18 @@ class _DeviceActionView(generics.GenericAPIView):
         return Response(_show(device_id, request.user))
 
 
-_ACTION_SCHEMA = dict(
-    request=None,
-    parameters=[DEVICE_ID],
-    responses={200: DeviceSerializer, 401: ERRORS[401], 403: ERRORS[403], **NOT_FOUND},
-)
+def _action_schema(summary: str):
+    """The schema the device actions share: no body; the device comes back."""
+    return extend_schema(
+        summary=summary,
+        request=None,
+        parameters=[DEVICE_ID],
+        responses={200: DeviceSerializer, 401: ERRORS[401], 403: ERRORS[403], **NOT_FOUND},
+    )
 
 
 class DeviceHeartbeatView(_DeviceActionView):
-    @extend_schema(summary="Record contact with a device (an offline device comes back online)", **_ACTION_SCHEMA)
+    @_action_schema("Record contact with a device (an offline device comes back online)")
     def post(self, request, device_id: str):
         return super().post(request, device_id)
 
@@ -145,7 +148,7 @@ class DeviceHeartbeatView(_DeviceActionView):
 
 
 class DeviceDrainView(_DeviceActionView):
-    @extend_schema(summary="Drain a device: it finishes its current job and takes no more", **_ACTION_SCHEMA)
+    @_action_schema("Drain a device: it finishes its current job and takes no more")
     def post(self, request, device_id: str):
         return super().post(request, device_id)
 
@@ -154,7 +157,7 @@ class DeviceDrainView(_DeviceActionView):
 
 
 class DeviceResumeView(_DeviceActionView):
-    @extend_schema(summary="Undo a drain: the device takes jobs again", **_ACTION_SCHEMA)
+    @_action_schema("Undo a drain: the device takes jobs again")
     def post(self, request, device_id: str):
         return super().post(request, device_id)
 

@@ -219,7 +219,7 @@ class JobListView(generics.GenericAPIView):
     )
     def get(self, request):
         qs, ordering = filter_jobs(self.get_queryset(), request.query_params)
-        page = self.paginator.paginate_queryset(qs, request, ordering=ordering, order_by=order_by_for(ordering))
+        page = self.paginator.paginate_ordered(qs, request, ordering=ordering, order_by=order_by_for(ordering))
         return self.get_paginated_response(JobSerializer(page, many=True).data)
 
     @extend_schema(
