@@ -9,6 +9,8 @@ queue rules. Their pages are addressed by public id (jobs.admin_public_id).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, TypedDict
+
 from django.contrib import admin, messages
 from django.contrib.admin.utils import quote
 from django.db.models import Count, IntegerField, OuterRef, Subquery
@@ -22,6 +24,11 @@ from devices.models import Device
 from jobs import selectors, services
 from jobs.admin_public_id import PublicIdAdminMixin, admin_time, jobs_table, public_id_url
 from jobs.models import Job, JobStatus, Program
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
+    from devices.activity import DeviceWithActivity
 
 # Jobs listed on a program's page (newest first); the job list has them all.
 PROGRAM_PAGE_JOBS = 20
@@ -53,6 +60,12 @@ class ViewOnlyAdmin(PublicIdAdminMixin, admin.ModelAdmin):
     def has_operate_permission(self, request) -> bool:
         opts = self.opts
         return request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}")
+
+
+class _JobCount(TypedDict):
+    """What ProgramAdmin's queryset adds to each program."""
+
+    n_jobs: int
 
 
 @admin.register(Program)
@@ -94,7 +107,7 @@ class ProgramAdmin(ViewOnlyAdmin):
         return super().get_queryset(request).annotate(n_jobs=Coalesce(Subquery(n_jobs, output_field=IntegerField()), 0))
 
     @admin.display(description="jobs", ordering="n_jobs")
-    def job_count(self, program: Program) -> int:
+    def job_count(self, program: WithAnnotations[Program, _JobCount]) -> int:
         return program.n_jobs
 
     @admin.display(description="jobs per status")
@@ -157,7 +170,7 @@ class JobAdmin(ViewOnlyAdmin):
         "callback_error",
         "callback_delivered_at",
     ]
-    fields = readonly_fields
+    fields = [*readonly_fields]
     actions = ["cancel_jobs", "requeue_failed_jobs"]
     # Counting a million-row table for the "x of y selected" line is slow and useless.
     show_full_result_count = False
@@ -238,7 +251,7 @@ class DeviceWithJobsAdmin(DeviceAdmin):
     fields = ["id", "address", "type", "size", "owner", *readonly_fields]
 
     @admin.display(description="current job")
-    def current_job(self, device: Device) -> str:
+    def current_job(self, device: DeviceWithActivity) -> str:
         # The job's page is addressed by its public id (jobs.admin_public_id).
         if not device.current_job:
             return "-"

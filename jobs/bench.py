@@ -44,11 +44,13 @@ class Progress:
             self.out.flush()
 
 
-def _api(user_token: str, base: str) -> requests.Session:
-    s = requests.Session()
-    s.headers["Authorization"] = f"Token {user_token}"
-    s.base = base
-    return s
+class _Api(requests.Session):
+    """A session with the user's token that knows the API's base URL."""
+
+    def __init__(self, user_token: str, base: str):
+        super().__init__()
+        self.headers["Authorization"] = f"Token {user_token}"
+        self.base = base
 
 
 def run_bench(
@@ -68,7 +70,7 @@ def run_bench(
     token = Token.objects.create(user=user).key
     server = create_server(application, host="127.0.0.1", port=0, threads=4)
     threading.Thread(target=server.run, daemon=True).start()
-    api = _api(token, f"http://127.0.0.1:{server.effective_port}")
+    api = _Api(token, f"http://127.0.0.1:{server.effective_port}")
     # The bench user is staff (no priority ceiling or queued cap); the
     # submission throttle would still count its hundreds of POSTs: off here.
     throttle_off = override_settings(THROTTLE_SUBMIT_RATE="")
@@ -159,7 +161,9 @@ def _claims(samples: int, say) -> dict:
     say(f"  claim p50 {p50:.2f} ms, p99 {p99:.2f} ms")
 
     # Throughput: 4 claimers at once (each its own device and connection), 3 s.
-    threads, counts, stop = [], [], threading.Event()
+    threads: list[threading.Thread] = []
+    counts: list[int] = []
+    stop = threading.Event()
 
     def claimer(i: int) -> None:
         from django.db import connections
@@ -189,8 +193,8 @@ def _claims(samples: int, say) -> dict:
         threads[-1].start()
     time.sleep(3)
     stop.set()
-    for t in threads:
-        t.join()
+    for thread in threads:
+        thread.join()
     rate = sum(counts) / (time.perf_counter() - started)
     Device.objects.filter(pk__startswith="bench-claim").delete()
     say(f"  {rate:,.0f} claims/s with 4 concurrent claimers (each claim followed by its result)")

@@ -131,7 +131,8 @@ def recent_run_seconds(device_type: str) -> float | None:
         .order_by("-finished_at")
         .values_list("started_at", "finished_at")[: settings.JOB_ESTIMATE_SAMPLE_JOBS]
     )
-    durations = [(finished - started).total_seconds() for started, finished in rows]
+    # The filter leaves no None; the comprehension says so for the type checker.
+    durations = [(finished - started).total_seconds() for started, finished in rows if started and finished]
     return max(0.0, median(durations)) if durations else None
 
 

@@ -2,10 +2,14 @@ from __future__ import annotations
 
 import base64
 import secrets
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
+
+if TYPE_CHECKING:
+    from jobs.selectors import QueueInfo
 
 
 class JobStatus(models.TextChoices):
@@ -105,6 +109,9 @@ class Job(models.Model):
     # A pending delivery far past this was lost (worker or cluster died) and is
     # queued again by the sweeper.
     callback_due_at = models.DateTimeField(null=True, blank=True)
+    # Not a column: jobs.selectors.job_queue_info memoises its answer on the
+    # loaded row (declared for the type checker; absent until then).
+    _queue_info: QueueInfo
 
     class Meta:
         ordering = ["id"]

@@ -91,8 +91,8 @@ def job_queue_info(job: Job, *, now: datetime | None = None) -> QueueInfo:
     if cached is not None:
         return cached
     info = QueueInfo()
-    if job.status == JobStatus.QUEUED:
-        position = job_queue_position(job)
+    position = job_queue_position(job)  # None unless the job is queued
+    if position is not None:
         devices = estimates.type_devices(job.device_type)
         estimate = estimates.estimate_start(
             device_type=job.device_type,
@@ -145,7 +145,7 @@ def queue_summary(*, now: datetime | None = None) -> list[dict]:
         .annotate(n=Count("pk"))
         .values_list("device_type", "n")
     )
-    devices = defaultdict(lambda: {"online": 0, "total": 0})
+    devices: defaultdict[str, dict[str, int]] = defaultdict(lambda: {"online": 0, "total": 0})
     for device_type, status, n in (
         Device.objects.order_by().values("type", "status").annotate(n=Count("pk")).values_list("type", "status", "n")
     ):

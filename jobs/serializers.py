@@ -238,7 +238,11 @@ class JobSubmitSerializer(serializers.Serializer):
     )
     user_id = ClientRefField(required=False, allow_blank=True, default="", help_text="Your own user reference.")
     instructions = serializers.JSONField(
-        required=False, allow_null=True, default=list, help_text="Free-form JSON for the QPU (null: [])."
+        required=False,
+        allow_null=True,
+        # The stubs want a mapping default; a JSONField holds any JSON value.
+        default=list,  # type: ignore[arg-type]
+        help_text="Free-form JSON for the QPU (null: []).",
     )
     shots = serializers.IntegerField(required=False, min_value=1, max_value=MAX_SHOTS, default=1)
     min_size = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=INT32_MAX, default=None)
