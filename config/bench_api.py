@@ -68,7 +68,10 @@ def wrk(url: str, *, script: str | None, seconds: int, connections: int, say) ->
         out = subprocess.run(args + [url], capture_output=True, text=True, timeout=seconds + 60).stdout
     finally:
         os.unlink(f.name)
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    rate_line = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if rate_line is None:
+        raise RuntimeError(f"wrk printed no Requests/sec line:\n{out}")
+    rate = float(rate_line.group(1))
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)", out)
     say(out.strip())
@@ -116,7 +119,7 @@ def run(
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_until_up(base, proc)
-        figures = {"queued": queued, "connections": connections, "seconds": seconds}
+        figures: dict[str, object] = {"queued": queued, "connections": connections, "seconds": seconds}
         scripts = {
             "healthz": ("/healthz", None),
             "post_jobs": ("/jobs", f'TOKEN = "Token {token}"\nRUN = "{time.time_ns()}"\n' + POST_JOBS_LUA),

@@ -26,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -54,7 +54,8 @@ def loopback_target(url: str) -> tuple[str, int]:
         infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise BenchError(f"cannot resolve {parts.hostname!r}: {exc}") from None
-    addresses = {info[4][0] for info in infos}
+    # An inet sockaddr starts with the address text (the stubs also allow other families' forms).
+    addresses = {str(info[4][0]) for info in infos}
     if not all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses):
         raise BenchError(f"{parts.hostname!r} is not a loopback address ({', '.join(sorted(addresses))})")
     return sorted(addresses)[0], port
@@ -67,10 +68,10 @@ class Timings:
     answered: int = 0
     failed: int = 0
     first_failure: str = ""
-    latencies_ms: list[float] | None = None
+    latencies_ms: list[float] = field(default_factory=list)
 
     def summary(self) -> dict:
-        lat = sorted(self.latencies_ms or [])
+        lat = sorted(self.latencies_ms)
         pick = (lambda q: round(lat[min(len(lat) - 1, int(q * len(lat)))], 1)) if lat else (lambda q: None)
         return {
             "planned": self.planned,
@@ -88,7 +89,7 @@ def time_requests(*, base_url: str, token: str, count: int, timeout: float, unti
     """``count`` sequential ``GET /devices``, each on a new connection; a
     call counts as answered on a 200 within ``timeout`` seconds. Stops at
     the monotonic time ``until``."""
-    timings = Timings(planned=count, latencies_ms=[])
+    timings = Timings(planned=count)
     headers = {"Authorization": f"Token {token}", "Connection": "close"}
     for _ in range(count):
         if time.monotonic() >= until:
