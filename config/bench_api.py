@@ -68,32 +68,58 @@ def wrk(url: str, *, script: str | None, seconds: int, connections: int, say) ->
         out = subprocess.run(args + [url], capture_output=True, text=True, timeout=seconds + 60).stdout
     finally:
         os.unlink(f.name)
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    rate_line = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if rate_line is None:
+        raise RuntimeError(f"wrk printed no Requests/sec line:\n{out}")
+    rate = float(rate_line.group(1))
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)", out)
     say(out.strip())
-    return {"per_s": round(rate), "non_2xx": int(bad.group(1)) if bad else 0, "p50": p50.group(1) + p50.group(2) if p50 else "?"}
+    return {
+        "per_s": round(rate),
+        "non_2xx": int(bad.group(1)) if bad else 0,
+        "p50": p50.group(1) + p50.group(2) if p50 else "?",
+    }
 
 
 PHASES = ("healthz", "post_jobs", "get_job")
 
 
-def run(*, database_url: str, queued: int, seconds: int, connections: int, token: str, say,
-        phases: tuple[str, ...] = PHASES, serve_args: tuple[str, ...] = ()) -> dict:
+def run(
+    *,
+    database_url: str,
+    queued: int,
+    seconds: int,
+    connections: int,
+    token: str,
+    say,
+    phases: tuple[str, ...] = PHASES,
+    serve_args: tuple[str, ...] = (),
+) -> dict:
     if not shutil.which("wrk"):
         raise RuntimeError("wrk is not installed (Debian: apt-get install wrk)")
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": database_url, "PYTHONUNBUFFERED": "1",
-           "SECRET_KEY": os.environ.get("SECRET_KEY") or "bench-api-" + os.urandom(16).hex(),
-           "THROTTLE_SUBMIT_RATE": "", "LOG_LEVEL": "WARNING", "DEBUG": "0"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "PYTHONUNBUFFERED": "1",
+        "SECRET_KEY": os.environ.get("SECRET_KEY") or "bench-api-" + os.urandom(16).hex(),
+        "THROTTLE_SUBMIT_RATE": "",
+        "LOG_LEVEL": "WARNING",
+        "DEBUG": "0",
+    }
     log = open(Path(tempfile.gettempdir()) / "bench_api_serve.log", "w")
-    proc = subprocess.Popen([sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "serve", "--port", str(port),
-                             *serve_args],
-                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "serve", "--port", str(port), *serve_args],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_until_up(base, proc)
-        figures = {"queued": queued, "connections": connections, "seconds": seconds}
+        figures: dict[str, object] = {"queued": queued, "connections": connections, "seconds": seconds}
         scripts = {
             "healthz": ("/healthz", None),
             "post_jobs": ("/jobs", f'TOKEN = "Token {token}"\nRUN = "{time.time_ns()}"\n' + POST_JOBS_LUA),

@@ -26,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -54,7 +54,8 @@ def loopback_target(url: str) -> tuple[str, int]:
         infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise BenchError(f"cannot resolve {parts.hostname!r}: {exc}") from None
-    addresses = {info[4][0] for info in infos}
+    # An inet sockaddr starts with the address text (the stubs also allow other families' forms).
+    addresses = {str(info[4][0]) for info in infos}
     if not all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses):
         raise BenchError(f"{parts.hostname!r} is not a loopback address ({', '.join(sorted(addresses))})")
     return sorted(addresses)[0], port
@@ -67,21 +68,28 @@ class Timings:
     answered: int = 0
     failed: int = 0
     first_failure: str = ""
-    latencies_ms: list[float] | None = None
+    latencies_ms: list[float] = field(default_factory=list)
 
     def summary(self) -> dict:
-        lat = sorted(self.latencies_ms or [])
+        lat = sorted(self.latencies_ms)
         pick = (lambda q: round(lat[min(len(lat) - 1, int(q * len(lat)))], 1)) if lat else (lambda q: None)
-        return {"planned": self.planned, "attempted": self.attempted, "answered": self.answered,
-                "failed": self.failed, "p50_ms": pick(0.50), "p99_ms": pick(0.99),
-                "max_ms": round(lat[-1], 1) if lat else None, "first_failure": self.first_failure}
+        return {
+            "planned": self.planned,
+            "attempted": self.attempted,
+            "answered": self.answered,
+            "failed": self.failed,
+            "p50_ms": pick(0.50),
+            "p99_ms": pick(0.99),
+            "max_ms": round(lat[-1], 1) if lat else None,
+            "first_failure": self.first_failure,
+        }
 
 
 def time_requests(*, base_url: str, token: str, count: int, timeout: float, until: float) -> Timings:
     """``count`` sequential ``GET /devices``, each on a new connection; a
     call counts as answered on a 200 within ``timeout`` seconds. Stops at
     the monotonic time ``until``."""
-    timings = Timings(planned=count, latencies_ms=[])
+    timings = Timings(planned=count)
     headers = {"Authorization": f"Token {token}", "Connection": "close"}
     for _ in range(count):
         if time.monotonic() >= until:
@@ -149,8 +157,17 @@ def wait_closed(socks: list[socket.socket], *, timeout: float) -> tuple[int, flo
     return closed, (round(time.monotonic() - started, 1) if not open_fds else None)
 
 
-def run_connection_bench(*, base_url: str, token: str, half_open: int, requests_count: int,
-                         request_timeout: float, max_seconds: float, close_wait: float, say=print) -> dict:
+def run_connection_bench(
+    *,
+    base_url: str,
+    token: str,
+    half_open: int,
+    requests_count: int,
+    request_timeout: float,
+    max_seconds: float,
+    close_wait: float,
+    say=print,
+) -> dict:
     host, port = loopback_target(base_url)
     half_open = min(half_open, MAX_HALF_OPEN)
     requests_count = min(requests_count, MAX_REQUESTS)
@@ -160,8 +177,9 @@ def run_connection_bench(*, base_url: str, token: str, half_open: int, requests_
     raise_fd_limit(wanted=half_open + 256)  # this process holds them all
     figures = {"url": base_url, "half_open_requested": half_open}
     say(f"quiet: {requests_count} x GET /devices ...")
-    figures["quiet"] = time_requests(base_url=base_url, token=token, count=requests_count,
-                                     timeout=request_timeout, until=until).summary()
+    figures["quiet"] = time_requests(
+        base_url=base_url, token=token, count=requests_count, timeout=request_timeout, until=until
+    ).summary()
     say(f"  {figures['quiet']}")
     socks: list[socket.socket] = []
     try:
@@ -169,8 +187,9 @@ def run_connection_bench(*, base_url: str, token: str, half_open: int, requests_
         socks = open_half_open(host=host, port=port, count=half_open, until=until)
         figures["half_open_held"] = len(socks)
         say(f"  holding {len(socks)}; {requests_count} x GET /devices ...")
-        figures["flood"] = time_requests(base_url=base_url, token=token, count=requests_count,
-                                         timeout=request_timeout, until=until).summary()
+        figures["flood"] = time_requests(
+            base_url=base_url, token=token, count=requests_count, timeout=request_timeout, until=until
+        ).summary()
         say(f"  {figures['flood']}")
         if close_wait > 0:
             wait = max(0.0, min(close_wait, until - time.monotonic()))
@@ -190,8 +209,13 @@ class ServeChild:
     def __init__(self, *, database_url: str | None = None, no_workers: bool = False, extra_env: dict | None = None):
         self.tmp = tempfile.TemporaryDirectory(prefix="bench-connections-")
         self.env = dict(os.environ)
-        self.env.update({"DATABASE_URL": database_url or f"sqlite:///{self.tmp.name}/bench.sqlite3",
-                         "DJANGO_SETTINGS_MODULE": "config.settings", "PYTHONUNBUFFERED": "1"})
+        self.env.update(
+            {
+                "DATABASE_URL": database_url or f"sqlite:///{self.tmp.name}/bench.sqlite3",
+                "DJANGO_SETTINGS_MODULE": "config.settings",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         self.env.setdefault("SECRET_KEY", secrets.token_urlsafe(40))
         self.env.update(extra_env or {})
         self.no_workers = no_workers
@@ -199,8 +223,14 @@ class ServeChild:
         self.log_path = Path(self.tmp.name) / "serve.log"
 
     def _manage(self, *args: str) -> str:
-        done = subprocess.run([sys.executable, str(ROOT / "manage.py"), *args], cwd=ROOT, env=self.env,
-                              capture_output=True, text=True, timeout=300)
+        done = subprocess.run(
+            [sys.executable, str(ROOT / "manage.py"), *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         if done.returncode != 0:
             raise BenchError(f"manage.py {args[0]} failed:\n{done.stdout}\n{done.stderr}")
         return done.stdout
@@ -208,11 +238,16 @@ class ServeChild:
     def prepare(self) -> str:
         """Migrates and returns a token of a staff user ``bench-connections``."""
         self._manage("migrate", "--noinput", "-v", "0")
-        out = self._manage("shell", "-c", (
-            "from django.contrib.auth.models import User\n"
-            "from rest_framework.authtoken.models import Token\n"
-            "u, _ = User.objects.get_or_create(username='bench-connections', defaults={'is_staff': True})\n"
-            "print('TOKEN', Token.objects.get_or_create(user=u)[0].key)\n"))
+        out = self._manage(
+            "shell",
+            "-c",
+            (
+                "from django.contrib.auth.models import User\n"
+                "from rest_framework.authtoken.models import Token\n"
+                "u, _ = User.objects.get_or_create(username='bench-connections', defaults={'is_staff': True})\n"
+                "print('TOKEN', Token.objects.get_or_create(user=u)[0].key)\n"
+            ),
+        )
         return next(line.split()[1] for line in out.splitlines() if line.startswith("TOKEN "))
 
     def start(self, *, ready_timeout: float = 60) -> str:
@@ -221,8 +256,14 @@ class ServeChild:
             port = s.getsockname()[1]
         args = [sys.executable, str(ROOT / "manage.py"), "serve", "--host", "127.0.0.1", "--port", str(port)]
         self._log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(args + (["--no-workers"] if self.no_workers else []), cwd=ROOT, env=self.env,
-                                     stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            args + (["--no-workers"] if self.no_workers else []),
+            cwd=ROOT,
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + ready_timeout
         while time.monotonic() < deadline and self.proc.poll() is None:

@@ -164,14 +164,17 @@ def _create_server(application, *, host: str, port: int, options: dict, request_
     dispatcher = ThreadedTaskDispatcher()
     dispatcher.set_thread_count(adj.threads)
     socket_map: dict = {}
-    servers = [GuardedWSGIServer(application, map=socket_map, dispatcher=dispatcher, adj=adj, sockinfo=info)
-               for info in adj.listen]
+    servers = [
+        GuardedWSGIServer(application, map=socket_map, dispatcher=dispatcher, adj=adj, sockinfo=info)
+        for info in adj.listen
+    ]
     for server in servers:
         server.request_read_timeout = request_read_timeout
     if len(servers) == 1:
         return servers[0]
-    multi = MultiSocketServer(socket_map, adj, [(s.effective_host, s.effective_port) for s in servers],
-                              dispatcher, servers[-1].log_info)
+    multi = MultiSocketServer(
+        socket_map, adj, [(s.effective_host, s.effective_port) for s in servers], dispatcher, servers[-1].log_info
+    )
     multi.effective_port = servers[0].effective_port  # e.g. "localhost": 127.0.0.1 and ::1, same port
     return multi
 
@@ -187,7 +190,10 @@ def create_http_server(application, *, host: str, port: int, threads: int | None
     if limit < settings.HTTP_CONNECTION_LIMIT:
         logger.warning(
             "HTTP_CONNECTION_LIMIT %s lowered to %s: the open-files limit is %s (hard %s); raise it (ulimit -n)",
-            settings.HTTP_CONNECTION_LIMIT, limit, fds.soft, fds.hard,
+            settings.HTTP_CONNECTION_LIMIT,
+            limit,
+            fds.soft,
+            fds.hard,
         )
     options = server_options(threads=threads, connection_limit=limit)
     read_timeout = max(1, settings.HTTP_REQUEST_READ_TIMEOUT_SECONDS)
@@ -195,7 +201,12 @@ def create_http_server(application, *, host: str, port: int, threads: int | None
     logger.info(
         "HTTP server: %s threads, up to %s connections, idle ones closed after %ss and requests not received "
         "in full after %ss (checked every %ss), open-files limit %s, trusted proxy %s",
-        threads, limit, options["channel_timeout"], read_timeout, options["cleanup_interval"], fds.soft,
+        threads,
+        limit,
+        options["channel_timeout"],
+        read_timeout,
+        options["cleanup_interval"],
+        fds.soft,
         settings.HTTP_TRUSTED_PROXY or "none",
     )
     return server
@@ -213,6 +224,6 @@ def freeze_startup_heap() -> None:
 
     from django.urls import get_resolver
 
-    get_resolver().url_patterns  # imports every view module now, not on the first request
+    _ = get_resolver().url_patterns  # imports every view module now, not on the first request
     gc.collect()
     gc.freeze()

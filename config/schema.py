@@ -32,4 +32,3 @@ class CachedSchemaView(SpectacularAPIView):
             data=schema,
             headers={"Content-Disposition": f'inline; filename="{self._get_filename(request, version)}"'},
         )
-

@@ -44,7 +44,9 @@ DEBUG = env_bool("DEBUG", False)
 SECRET_KEY, SECRET_KEY_CONFIGURED = secret_key_from_env(os.environ)
 # Old keys still accepted for signatures while a new SECRET_KEY rolls out (comma-separated).
 SECRET_KEY_FALLBACKS = [k.strip() for k in os.environ.get("SECRET_KEY_FALLBACKS", "").split(",") if k.strip()]
-ALLOWED_HOSTS = [h.strip() for h in os.environ.get("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver").split(",") if h.strip()]
+ALLOWED_HOSTS = [
+    h.strip() for h in os.environ.get("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver").split(",") if h.strip()
+]
 
 # --- HTTPS and production security (docs/security.md, `manage.py check --deploy`) ---
 # SECURE_HTTPS=1: users reach the service over HTTPS (with `serve`, through a
@@ -355,7 +357,10 @@ def cache_config(url: str) -> dict:
     if not url or url.startswith("locmem://"):
         return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "scheduler"}
     if url.startswith("db://"):
-        return {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": url[len("db://"):] or "django_cache"}
+        return {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": url[len("db://") :] or "django_cache",
+        }
     if url.startswith(("redis://", "rediss://")):
         return {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}
     raise ValueError(f"CACHE_URL: unsupported scheme in {url!r} (use db://table or redis://host:port/db)")
@@ -387,7 +392,9 @@ AXES_HTTP_RESPONSE_CODE = 429
 # Background roles /readyz expects a fresh heartbeat from (they may run in
 # other processes or machines); drop a role a deployment does not run.
 READY_EXPECTED_ROLES = [
-    r.strip() for r in os.environ.get("READY_EXPECTED_ROLES", "qpu-workers,vm-scheduler,task-cluster").split(",") if r.strip()
+    r.strip()
+    for r in os.environ.get("READY_EXPECTED_ROLES", "qpu-workers,vm-scheduler,task-cluster").split(",")
+    if r.strip()
 ]
 
 # --- Metrics ----------------------------------------------------------------

@@ -17,8 +17,8 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.exceptions import DomainError
 from config.lockout import lockout_message, retry_after_seconds
+from core.exceptions import DomainError
 
 
 class LoginLockedOut(DomainError):

@@ -2,9 +2,9 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularSwaggerView
 
-from config.tokens import ObtainTokenView
 from config.metrics import metrics_view
 from config.schema import CachedSchemaView
+from config.tokens import ObtainTokenView
 from config.views import index
 from core.views import healthz, readyz
 

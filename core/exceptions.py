@@ -17,7 +17,7 @@ from rest_framework.views import exception_handler
 class DomainError(Exception):
     """Base class of the apps' domain exceptions."""
 
-    status_code = status.HTTP_400_BAD_REQUEST
+    status_code: int = status.HTTP_400_BAD_REQUEST  # subclasses choose their own status
 
     def __init__(self, message: str, *, field: str | None = None):
         super().__init__(message)

@@ -22,10 +22,29 @@ PUBLIC_ID_MAX_LENGTH = 100
 # surrogates (Cs) cannot arrive in UTF-8 at all. Listed once as ranges so the
 # check and the schema's `pattern` are the same regular expression.
 _INVISIBLE_RANGES = [
-    (0x00, 0x1F), (0x7F, 0x9F), (0xAD, 0xAD), (0x600, 0x605), (0x61C, 0x61C), (0x6DD, 0x6DD), (0x70F, 0x70F),
-    (0x890, 0x891), (0x8E2, 0x8E2), (0x180E, 0x180E), (0x200B, 0x200F), (0x202A, 0x202E), (0x2060, 0x2064),
-    (0x2066, 0x206F), (0xFEFF, 0xFEFF), (0xFFF9, 0xFFFB), (0x110BD, 0x110BD), (0x110CD, 0x110CD),
-    (0x13430, 0x13438), (0x1BCA0, 0x1BCA3), (0x1D173, 0x1D17A), (0xE0001, 0xE0001), (0xE0020, 0xE007F),
+    (0x00, 0x1F),
+    (0x7F, 0x9F),
+    (0xAD, 0xAD),
+    (0x600, 0x605),
+    (0x61C, 0x61C),
+    (0x6DD, 0x6DD),
+    (0x70F, 0x70F),
+    (0x890, 0x891),
+    (0x8E2, 0x8E2),
+    (0x180E, 0x180E),
+    (0x200B, 0x200F),
+    (0x202A, 0x202E),
+    (0x2060, 0x2064),
+    (0x2066, 0x206F),
+    (0xFEFF, 0xFEFF),
+    (0xFFF9, 0xFFFB),
+    (0x110BD, 0x110BD),
+    (0x110CD, 0x110CD),
+    (0x13430, 0x13438),
+    (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A),
+    (0xE0001, 0xE0001),
+    (0xE0020, 0xE007F),
 ]
 _INVISIBLE_CLASS = "".join(chr(a) if a == b else f"{chr(a)}-{chr(b)}" for a, b in _INVISIBLE_RANGES)
 # No '/', no whitespace, no invisible character; not "." or ".." (a
@@ -57,8 +76,7 @@ def public_id_error(value: str) -> str | None:
         return f"Ensure this field has no more than {PUBLIC_ID_MAX_LENGTH} characters."
     if not PUBLIC_ID_RE.fullmatch(value) or _has_invisible(value):
         return (
-            "Ids may not contain '/', spaces, control or invisible characters (Unicode Cc, Cf, Cs), "
-            "nor be '.' or '..'."
+            "Ids may not contain '/', spaces, control or invisible characters (Unicode Cc, Cf, Cs), nor be '.' or '..'."
         )
     return None
 

@@ -83,4 +83,7 @@ def readiness() -> list[Check]:
 
 def as_json(checks: list[Check]) -> dict:
     ready = all(c.ok for c in checks)
-    return {"status": "ready" if ready else "not ready", "checks": {c.name: {"ok": c.ok, "detail": c.detail} for c in checks}}
+    return {
+        "status": "ready" if ready else "not ready",
+        "checks": {c.name: {"ok": c.ok, "detail": c.detail} for c in checks},
+    }

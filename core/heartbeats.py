@@ -67,5 +67,10 @@ def ensure_heartbeat_schedule() -> None:
 
     Schedule.objects.update_or_create(
         name=HEARTBEAT_SCHEDULE,
-        defaults={"func": "core.heartbeats.task_cluster_beat", "schedule_type": Schedule.MINUTES, "minutes": 1, "repeats": -1},
+        defaults={
+            "func": "core.heartbeats.task_cluster_beat",
+            "schedule_type": Schedule.MINUTES,
+            "minutes": 1,
+            "repeats": -1,
+        },
     )

@@ -20,9 +20,25 @@ request_logger = logging.getLogger("http.request")
 
 QUIET_PATHS = ("/healthz", "/readyz", "/metrics")
 # Extra keys a record may carry that the JSON form promotes to fields.
-FIELDS = ("method", "path", "status", "ms", "user", "exam", "vm", "job", "device",
-          # job lifecycle (jobs.lifecycle) and VM calls (vms.scheduler)
-          "event", "program", "count", "attempt", "reason", "uuid", "from_exam")
+FIELDS = (
+    "method",
+    "path",
+    "status",
+    "ms",
+    "user",
+    "exam",
+    "vm",
+    "job",
+    "device",
+    # job lifecycle (jobs.lifecycle) and VM calls (vms.scheduler)
+    "event",
+    "program",
+    "count",
+    "attempt",
+    "reason",
+    "uuid",
+    "from_exam",
+)
 
 
 class JsonFormatter(logging.Formatter):
@@ -71,6 +87,12 @@ class RequestLogMiddleware:
             response.status_code,
             ms,
             user,
-            extra={"method": request.method, "path": request.path[:500], "status": response.status_code, "ms": ms, "user": user},
+            extra={
+                "method": request.method,
+                "path": request.path[:500],
+                "status": response.status_code,
+                "ms": ms,
+                "user": user,
+            },
         )
         return response

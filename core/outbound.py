@@ -48,7 +48,9 @@ BAD_ANSWER = "invalid HTTP answer"
 TOO_LARGE = "answer too large"
 BAD_URL = "invalid URL"
 
-_HOSTNAME_RE = re.compile(r"^(?=.{1,253}\.?$)[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)*\.?$")
+_HOSTNAME_RE = re.compile(
+    r"^(?=.{1,253}\.?$)[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)*\.?$"
+)
 _SHARED = ipaddress.ip_network("100.64.0.0/10")  # carrier-grade NAT, RFC 6598
 _THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")  # "0.x.y.z" reaches the local host on Linux
 _NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
@@ -116,8 +118,9 @@ def parse_ipv4_literal(host: str) -> ipaddress.IPv4Address | None:
         parts.pop()
     if _ipv4_number(parts[-1]) is None and not parts[-1].isdigit():
         return None
-    numbers = [_ipv4_number(p) if p else None for p in parts]
-    if len(parts) > 4 or any(n is None for n in numbers):
+    parsed = [_ipv4_number(p) if p else None for p in parts]
+    numbers = [n for n in parsed if n is not None]
+    if len(parts) > 4 or len(numbers) < len(parsed):
         raise InvalidTarget("the host looks like an IPv4 address but is not a valid one")
     *head, last = numbers
     if any(n > 255 for n in head) or last >= 256 ** (5 - len(numbers)):
@@ -177,11 +180,19 @@ def with_embedded(ip: IPAddress) -> Iterator[IPAddress]:
 
 def is_public(ip: IPAddress) -> bool:
     """Globally routable unicast: what an untrusted callback may reach."""
-    return not (
-        ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_reserved
-        or ip.is_unspecified or (ip.version == 6 and ip.is_site_local)
-        or (ip.version == 4 and (ip in _SHARED or ip in _THIS_NETWORK))
-    ) and ip.is_global
+    return (
+        not (
+            ip.is_private
+            or ip.is_loopback
+            or ip.is_link_local
+            or ip.is_multicast
+            or ip.is_reserved
+            or ip.is_unspecified
+            or (ip.version == 6 and ip.is_site_local)
+            or (ip.version == 4 and (ip in _SHARED or ip in _THIS_NETWORK))
+        )
+        and ip.is_global
+    )
 
 
 def never_reachable(ip: IPAddress) -> bool:
@@ -189,8 +200,12 @@ def never_reachable(ip: IPAddress) -> bool:
     services, multicast/broadcast, reserved and unspecified space."""
     if ip.is_loopback:  # ::1 counts as "reserved" in ipaddress; loopback is allowed
         return False
-    return ip.is_link_local or ip.is_multicast or ip.is_reserved or ip.is_unspecified or (
-        ip.version == 4 and ip in _THIS_NETWORK
+    return (
+        ip.is_link_local
+        or ip.is_multicast
+        or ip.is_reserved
+        or ip.is_unspecified
+        or (ip.version == 4 and ip in _THIS_NETWORK)
     )
 
 
@@ -233,7 +248,9 @@ def resolve_host(host: str, port: int) -> list[str]:
     """Every address ``host`` resolves to. Tests replace this to play a DNS
     server that changes its answer."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return list(dict.fromkeys(info[4][0] for info in infos))
+    # An inet sockaddr starts with the address text (the stubs also allow the
+    # (int, bytes) form of families getaddrinfo does not return here).
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
 class Deadline:

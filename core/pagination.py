@@ -15,8 +15,10 @@ import binascii
 import json
 from collections import OrderedDict
 
+from django.db.models import QuerySet
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import BasePagination, LimitOffsetPagination
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
 
@@ -81,7 +83,10 @@ class Pagination(LimitOffsetPagination):
 
 def _int_param(name: str, description: str, low: int, high: int) -> dict:
     return {
-        "name": name, "in": "query", "required": False, "description": description,
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
         "schema": {"type": "integer", "minimum": low, "maximum": high},
     }
 
@@ -94,9 +99,14 @@ class KeysetPagination(BasePagination):
     (column value, id); the next page is the rows strictly after it, so rows
     inserted or removed meanwhile neither repeat nor skip others. Pages go
     forward only; the answer is ``{"next", "results"}``.
+
+    A page needs the ordering, which DRF's ``paginate_queryset(queryset,
+    request, view)`` cannot pass, so the view calls ``paginate_ordered``.
     """
 
-    def paginate_queryset(self, queryset, request, view=None, *, ordering: str, order_by: tuple[str, str]):
+    def paginate_ordered(
+        self, queryset: QuerySet, request: Request, *, ordering: str, order_by: tuple[str, str]
+    ) -> list:
         self.request, self.ordering, self.order_by = request, ordering, order_by
         limit = bounded_int(request.query_params, "limit", default=DEFAULT_LIMIT, low=1, high=MAX_LIMIT)
         if request.query_params.get("offset") is not None:
@@ -137,7 +147,7 @@ class KeysetPagination(BasePagination):
         if ordering != self.ordering:
             raise ValidationError({"cursor": ["This cursor belongs to another `ordering`: keep the one it came with."]})
         expected = int if self._column() in ("id", "priority") else str
-        if type(last_id) is not int or type(value) is not expected or (expected is str and "\x00" in value):
+        if type(last_id) is not int or type(value) is not expected or (isinstance(value, str) and "\x00" in value):
             raise ValidationError({"cursor": ["Invalid cursor: use the `next` link of a previous page."]})
         return value, last_id
 
@@ -161,7 +171,9 @@ class KeysetPagination(BasePagination):
             "required": ["next", "results"],
             "properties": {
                 "next": {
-                    "type": "string", "nullable": True, "format": "uri",
+                    "type": "string",
+                    "nullable": True,
+                    "format": "uri",
                     "description": "The next page (same filters and ordering); null on the last page.",
                 },
                 "results": schema,
@@ -172,9 +184,10 @@ class KeysetPagination(BasePagination):
         return [
             _int_param("limit", f"Rows per page: 1 to {MAX_LIMIT} (default {DEFAULT_LIMIT}).", 1, MAX_LIMIT),
             {
-                "name": "cursor", "in": "query", "required": False,
+                "name": "cursor",
+                "in": "query",
+                "required": False,
                 "description": "Opaque position from a previous page's `next`; absent for the first page.",
                 "schema": {"type": "string", "maxLength": 1000, "pattern": "^[A-Za-z0-9_-]+$"},
             },
         ]
-

@@ -82,12 +82,13 @@ def loads(text: str) -> Any:
     except (ValueError, RecursionError) as exc:
         raise ParseError(f"JSON parse error - {exc}") from exc
     if found:
-        place = _bad_place(data, lambda v: isinstance(v, _NonFinite))
+        # A _NonFinite was built, so it is somewhere in data: the place is found.
+        place = _bad_place(data, lambda v: isinstance(v, _NonFinite)) or "non_field_errors"
         raise ParseError({place: [NON_FINITE_MESSAGE]})
     if _SURROGATE_ESCAPE_RE.search(text):
-        place = _bad_place(data, lambda v: isinstance(v, str) and _has_lone_surrogate(v))
-        if place is not None:
-            raise ParseError({place: [SURROGATE_MESSAGE]})
+        surrogate_place = _bad_place(data, lambda v: isinstance(v, str) and _has_lone_surrogate(v))
+        if surrogate_place is not None:
+            raise ParseError({surrogate_place: [SURROGATE_MESSAGE]})
     return data
 
 

@@ -41,7 +41,7 @@ def _check_name(name: str) -> None:
         field.run_validators(name)
     except ValidationError as exc:
         raise DomainError(" ".join(exc.messages), field="name") from None
-    if not name or len(name) > field.max_length:
+    if not name or (field.max_length is not None and len(name) > field.max_length):
         raise DomainError(f"A name of 1 to {field.max_length} characters is needed.", field="name")
 
 
@@ -59,7 +59,7 @@ def device_account_ensure(*, name: str, rotate_token: bool = False) -> DeviceAcc
     with transaction.atomic():
         user = User.objects.select_for_update().filter(username=name).first()
         created = user is None
-        if created:
+        if user is None:
             user = User(username=name)
             user.set_unusable_password()
             user.save()

@@ -11,10 +11,28 @@ jobs done.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING, TypedDict
 
 from django.db.models import CharField, IntegerField, QuerySet, Value
 
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
+    from devices.models import Device
+
 Annotator = Callable[[QuerySet], QuerySet]
+
+
+class Activity(TypedDict):
+    """The fields ``with_activity`` adds to every device."""
+
+    current_job: str | None
+    jobs_done: int
+
+
+if TYPE_CHECKING:
+    # A device read through ``with_activity`` (for annotations only).
+    DeviceWithActivity = WithAnnotations[Device, Activity]
 
 _annotator: Annotator | None = None
 

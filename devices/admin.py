@@ -5,14 +5,19 @@ extends these pages with the device's jobs (``jobs.admin.DeviceWithJobsAdmin``).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 
+from core.fields import public_id_error
 from devices import selectors, services
 from devices.exceptions import DeviceNotFound
 from devices.models import Device
-from core.fields import public_id_error
+
+if TYPE_CHECKING:
+    from devices.activity import DeviceWithActivity
 
 
 class DeviceAdminForm(forms.ModelForm):
@@ -34,14 +39,29 @@ class DeviceAdminForm(forms.ModelForm):
 @admin.register(Device)
 class DeviceAdmin(admin.ModelAdmin):
     form = DeviceAdminForm
-    list_display = ["id", "type", "size", "shown_status", "current_job", "jobs_done", "address", "owner", "last_seen_at"]
+    list_display = [
+        "id",
+        "type",
+        "size",
+        "shown_status",
+        "current_job",
+        "jobs_done",
+        "address",
+        "owner",
+        "last_seen_at",
+    ]
     list_filter = ["status", "type"]
     list_select_related = ["owner"]
     search_fields = ["id", "address", "type", "owner__username"]
     readonly_fields = [
         # The drain or quarantine reason is shown next to the status (shown_status).
-        "shown_status", "current_job", "busy_streak", "registered_at", "last_seen_at",
-        "runner", "runner_expires_at",
+        "shown_status",
+        "current_job",
+        "busy_streak",
+        "registered_at",
+        "last_seen_at",
+        "runner",
+        "runner_expires_at",
     ]
     # The owner is the device account that may act on the device through the
     # API (empty: staff only). Set on an existing device to hand it to a lab.
@@ -70,19 +90,17 @@ class DeviceAdmin(admin.ModelAdmin):
         return f"{status} ({device.status_reason})" if device.status_reason else status
 
     @admin.display(description="current job")
-    def current_job(self, device: Device) -> str:
+    def current_job(self, device: DeviceWithActivity) -> str:
         # The jobs app's admin links it to the job's page.
         return device.current_job or "-"
 
     @admin.display(description="jobs done", ordering="jobs_done")
-    def jobs_done(self, device: Device) -> int:
+    def jobs_done(self, device: DeviceWithActivity) -> int:
         return device.jobs_done
 
     def save_model(self, request, obj: Device, form, change):
         if change:
-            services.device_update(
-                device_id=obj.pk, address=obj.address, type=obj.type, size=obj.size, owner=obj.owner
-            )
+            services.device_update(device_id=obj.pk, address=obj.address, type=obj.type, size=obj.size, owner=obj.owner)
         else:
             services.device_register(
                 device_id=obj.pk, address=obj.address, type=obj.type, size=obj.size, actor=request.user

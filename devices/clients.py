@@ -71,8 +71,8 @@ def validate_result(result: Any, *, device: DeviceRef, job: JobPayload) -> list[
 
 
 def random_bitstrings(*, size: int, shots: int, rng: random.Random | None = None) -> list[str]:
-    rng = rng or random
-    return [format(rng.getrandbits(size), f"0{size}b") for _ in range(shots)]
+    getrandbits = rng.getrandbits if rng is not None else random.getrandbits
+    return [format(getrandbits(size), f"0{size}b") for _ in range(shots)]
 
 
 class SimulatedQPU:
@@ -119,8 +119,12 @@ class HttpQPU:
         body = json.dumps({"job_id": job.key, "instructions": job.instructions, "shots": job.shots}).encode()
         try:
             answer = self.post(
-                url, body=body, headers={"Content-Type": "application/json"}, timeout=self.timeout,
-                allowed=outbound.device_address_allowed, max_body=DEVICE_MAX_ANSWER_BYTES,
+                url,
+                body=body,
+                headers={"Content-Type": "application/json"},
+                timeout=self.timeout,
+                allowed=outbound.device_address_allowed,
+                max_body=DEVICE_MAX_ANSWER_BYTES,
             )
         except outbound.OutboundError as exc:
             logger.warning("device %s call failed: %s (%s)", device.id, exc.reason, exc.detail)

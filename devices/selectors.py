@@ -47,4 +47,3 @@ def device_shown_status(device: Device) -> str:
     if device.status == DeviceStatus.ONLINE and current:
         return DeviceStatus.BUSY
     return device.status
-

@@ -12,6 +12,7 @@ from devices.models import Device
 from devices.permissions import may_manage_device
 from devices.selectors import device_shown_status
 
+
 @extend_schema_field({"type": "integer", "minimum": 1, "maximum": settings.DEVICE_MAX_SIZE})
 class _SizeField(serializers.IntegerField):
     """1 to DEVICE_MAX_SIZE (checked at each request: the setting may change)."""
@@ -30,9 +31,7 @@ class DeviceRegisterSerializer(serializers.Serializer):
         ),
     )
     type = TextField(max_length=100, help_text="Device type jobs ask for.")
-    size = _SizeField(
-        min_value=1, max_value=INT32_MAX, help_text="Number of qubits (at most DEVICE_MAX_SIZE)."
-    )
+    size = _SizeField(min_value=1, max_value=INT32_MAX, help_text="Number of qubits (at most DEVICE_MAX_SIZE).")
 
     def validate_size(self, value: int) -> int:
         # Bounds each result bit string (and with RESULT_MAX_BITS, a result).
@@ -83,8 +82,17 @@ class DeviceSerializer(serializers.ModelSerializer):
     class Meta:
         model = Device
         fields = [
-            "id", "type", "size", "status", "status_reason", "simulated", "address",
-            "registered_at", "last_seen_at", "current_job", "jobs_done",
+            "id",
+            "type",
+            "size",
+            "status",
+            "status_reason",
+            "simulated",
+            "address",
+            "registered_at",
+            "last_seen_at",
+            "current_job",
+            "jobs_done",
         ]
         read_only_fields = ["id", "type", "size", "registered_at", "last_seen_at"]
 

@@ -22,10 +22,9 @@ internal call (admin actions pass the staff user anyway).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
-
-from dataclasses import dataclass
 
 from django.db import connection, transaction
 from django.db.models import Q
@@ -37,19 +36,20 @@ from devices.permissions import may_manage_device
 from devices.signals import device_work_lost, pool_changed
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractUser
+    # The project's AUTH_USER_MODEL (Device.owner points at it).
+    from django.contrib.auth.models import User
 
 DEVICES_CHANGED = "devices"
 # device_update's default: leave the owner as it is.
 _KEEP = object()
 
 
-def _check_actor(device: Device, actor: AbstractUser | None) -> None:
+def _check_actor(device: Device, actor: User | None) -> None:
     if actor is not None and not may_manage_device(actor, device):
         raise DeviceNotYours(device.pk)
 
 
-def _locked(device_id: str, *, actor: AbstractUser | None = None) -> Device:
+def _locked(device_id: str, *, actor: User | None = None) -> Device:
     """The device's row, locked; DeviceNotYours when ``actor`` may not act on it."""
     if "\x00" in device_id:  # cannot exist, and PostgreSQL refuses it in a query
         raise DeviceNotFound(device_id)
@@ -64,7 +64,8 @@ def _requeue(device: Device) -> int:
     """Hand the device's lost work back (``device_work_lost``); returns how
     many jobs went back to the queue."""
     replies = device_work_lost.send(sender=Device, device=device)
-    return sum(count for _receiver, count in replies if count)
+    # Receivers answer a count (or None); the stubs type every reply as str | None.
+    return sum(count for _receiver, count in replies if count)  # type: ignore[misc]
 
 
 def _pool_changed(topic: str = DEVICES_CHANGED) -> None:
@@ -77,7 +78,7 @@ def device_register(
     address: str,
     type: str,
     size: int,
-    actor: AbstractUser | None = None,
+    actor: User | None = None,
     now: datetime | None = None,
 ) -> tuple[Device, bool]:
     """Add a device to the pool, or update it when it registers again.
@@ -121,8 +122,9 @@ def device_register(
                 device.status = DeviceStatus.DRAINING
             else:
                 device.status, device.status_reason = DeviceStatus.ONLINE, ""
-            device.save(update_fields=["address", "type", "size", "status", "last_seen_at",
-                                       "status_reason", "busy_streak"])
+            device.save(
+                update_fields=["address", "type", "size", "status", "last_seen_at", "status_reason", "busy_streak"]
+            )
         _pool_changed()
     return device, created
 
@@ -145,7 +147,7 @@ def device_update(*, device_id: str, address: str, type: str, size: int, owner=_
     return device
 
 
-def device_remove(*, device_id: str, actor: AbstractUser | None = None) -> int:
+def device_remove(*, device_id: str, actor: User | None = None) -> int:
     """Remove a device from the pool; its running job goes back to the queue.
 
     Returns how many jobs were requeued (0 or 1).
@@ -157,7 +159,7 @@ def device_remove(*, device_id: str, actor: AbstractUser | None = None) -> int:
     return requeued
 
 
-def device_heartbeat(*, device_id: str, actor: AbstractUser | None = None, now: datetime | None = None) -> Device:
+def device_heartbeat(*, device_id: str, actor: User | None = None, now: datetime | None = None) -> Device:
     """Record contact; an offline device that speaks again is back online
     (a quarantined one comes back draining: silence does not lift it)."""
     now = now or timezone.now()
@@ -173,7 +175,7 @@ def device_heartbeat(*, device_id: str, actor: AbstractUser | None = None, now: 
     return device
 
 
-def device_drain(*, device_id: str, actor: AbstractUser | None = None) -> Device:
+def device_drain(*, device_id: str, actor: User | None = None) -> Device:
     """Let the device finish its current job and take no more.
 
     The runners only claim work for online devices, so the status alone is
@@ -187,14 +189,19 @@ def device_drain(*, device_id: str, actor: AbstractUser | None = None) -> Device
     return device
 
 
-def device_resume(*, device_id: str, actor: AbstractUser | None = None) -> Device:
+def device_resume(*, device_id: str, actor: User | None = None) -> Device:
     """Undo a drain or a quarantine (or bring an offline device back by
     hand): online again, with the scheduler's drain reason and its busy and
     failure counts cleared."""
     with transaction.atomic():
         device = _locked(device_id, actor=actor)
-        if (device.status != DeviceStatus.ONLINE or device.status_reason or device.busy_streak
-                or device.failure_streak or device.failure_last_job is not None):
+        if (
+            device.status != DeviceStatus.ONLINE
+            or device.status_reason
+            or device.busy_streak
+            or device.failure_streak
+            or device.failure_last_job is not None
+        ):
             device.status, device.status_reason, device.busy_streak = DeviceStatus.ONLINE, "", 0
             device.failure_streak, device.failure_last_job = 0, None
             device.save(update_fields=["status", "status_reason", "busy_streak", "failure_streak", "failure_last_job"])
@@ -283,17 +290,31 @@ def device_record_failure(*, device_id: str, job_id: int, error: str, max_failur
              WHERE id = %s
             RETURNING failure_streak, status, status_reason
             """,
-            [job_id, job_id,
-             max_failures, job_id, max_failures,
-             max_failures, job_id, max_failures, head, job_id, tail,
-             device_id],
+            [
+                job_id,
+                job_id,
+                max_failures,
+                job_id,
+                max_failures,
+                max_failures,
+                job_id,
+                max_failures,
+                head,
+                job_id,
+                tail,
+                device_id,
+            ],
         )
         row = cursor.fetchone()
     if row is None:
         return None
     reason = quarantine_reason(failures=row[0], last_error=error)
-    return FailureRecord(failure_streak=row[0], status=row[1], status_reason=row[2],
-                         quarantined_now=row[1] == DeviceStatus.DRAINING and row[2] == reason)
+    return FailureRecord(
+        failure_streak=row[0],
+        status=row[1],
+        status_reason=row[2],
+        quarantined_now=row[1] == DeviceStatus.DRAINING and row[2] == reason,
+    )
 
 
 def device_reset_failure_streak(*, device_id: str) -> int:

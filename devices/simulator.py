@@ -21,8 +21,17 @@ logger = logging.getLogger(__name__)
 
 
 class SimulatedDeviceServer:
-    def __init__(self, *, device_id: str, size: int, seconds: float, host: str = "127.0.0.1", port: int = 0,
-                 fail_rate: float = 0.0, seed: int | None = None):
+    def __init__(
+        self,
+        *,
+        device_id: str,
+        size: int,
+        seconds: float,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        fail_rate: float = 0.0,
+        seed: int | None = None,
+    ):
         self.device_id = device_id
         self.size = size
         self.seconds = seconds
@@ -36,8 +45,9 @@ class SimulatedDeviceServer:
 
     @property
     def address(self) -> str:
+        # An AF_INET server's host is text (the stubs also allow AF_UNIX's bytes).
         host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def _handler(self):
         server = self
@@ -56,7 +66,9 @@ class SimulatedDeviceServer:
 
             def do_GET(self):
                 if self.path == "/health":
-                    self._reply(200, {"id": server.device_id, "busy": server.busy.locked(), "jobs_run": server.jobs_run})
+                    self._reply(
+                        200, {"id": server.device_id, "busy": server.busy.locked(), "jobs_run": server.jobs_run}
+                    )
                 else:
                     self._reply(404, {"detail": "not found"})
 
@@ -76,7 +88,9 @@ class SimulatedDeviceServer:
                     if server.rng.random() < server.fail_rate:
                         return self._reply(500, {"detail": "simulated device fault"})
                     server.jobs_run += 1
-                    return self._reply(200, {"result": random_bitstrings(size=server.size, shots=shots, rng=server.rng)})
+                    return self._reply(
+                        200, {"result": random_bitstrings(size=server.size, shots=shots, rng=server.rng)}
+                    )
                 finally:
                     server.busy.release()
 
@@ -103,7 +117,11 @@ class SchedulerLink:
         self.timeout = timeout
 
     def register(self, *, device_id: str, address: str, type: str, size: int) -> requests.Response:
-        return self.session.post(f"{self.base}/devices", json={"id": device_id, "address": address, "type": type, "size": size}, timeout=self.timeout)
+        return self.session.post(
+            f"{self.base}/devices",
+            json={"id": device_id, "address": address, "type": type, "size": size},
+            timeout=self.timeout,
+        )
 
     def heartbeat(self, *, device_id: str) -> requests.Response:
         return self.session.post(f"{self.base}/devices/{device_id}/heartbeat", timeout=self.timeout)

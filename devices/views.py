@@ -50,7 +50,10 @@ class DeviceListView(generics.GenericAPIView):
         parameters=[
             OpenApiParameter("type", {"type": "string", "maxLength": 100}, description="Only devices of this type."),
             OpenApiParameter(
-                "status", str, enum=[c.value for c in DeviceStatus], description="Status as shown (busy = online and running a job)."
+                "status",
+                str,
+                enum=[c.value for c in DeviceStatus],
+                description="Status as shown (busy = online and running a job).",
             ),
         ],
     )
@@ -81,7 +84,9 @@ class DeviceListView(generics.GenericAPIView):
         device, created = services.device_register(
             device_id=data["id"], address=data["address"], type=data["type"], size=data["size"], actor=request.user
         )
-        return Response(_show(device.pk, request.user), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        return Response(
+            _show(device.pk, request.user), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        )
 
 
 class DeviceDetailView(generics.GenericAPIView):
@@ -89,7 +94,11 @@ class DeviceDetailView(generics.GenericAPIView):
     device_permissions = {"DELETE": "devices.delete_device"}
     serializer_class = DeviceSerializer
 
-    @extend_schema(summary="Show a device", parameters=[DEVICE_ID], responses={200: DeviceSerializer, 401: ERRORS[401], **NOT_FOUND})
+    @extend_schema(
+        summary="Show a device",
+        parameters=[DEVICE_ID],
+        responses={200: DeviceSerializer, 401: ERRORS[401], **NOT_FOUND},
+    )
     def get(self, request, device_id: str):
         return Response(_show(device_id, request.user))
 
@@ -119,13 +128,18 @@ class _DeviceActionView(generics.GenericAPIView):
         return Response(_show(device_id, request.user))
 
 
-_ACTION_SCHEMA = dict(
-    request=None, parameters=[DEVICE_ID], responses={200: DeviceSerializer, 401: ERRORS[401], 403: ERRORS[403], **NOT_FOUND}
-)
+def _action_schema(summary: str):
+    """The schema the device actions share: no body; the device comes back."""
+    return extend_schema(
+        summary=summary,
+        request=None,
+        parameters=[DEVICE_ID],
+        responses={200: DeviceSerializer, 401: ERRORS[401], 403: ERRORS[403], **NOT_FOUND},
+    )
 
 
 class DeviceHeartbeatView(_DeviceActionView):
-    @extend_schema(summary="Record contact with a device (an offline device comes back online)", **_ACTION_SCHEMA)
+    @_action_schema("Record contact with a device (an offline device comes back online)")
     def post(self, request, device_id: str):
         return super().post(request, device_id)
 
@@ -134,7 +148,7 @@ class DeviceHeartbeatView(_DeviceActionView):
 
 
 class DeviceDrainView(_DeviceActionView):
-    @extend_schema(summary="Drain a device: it finishes its current job and takes no more", **_ACTION_SCHEMA)
+    @_action_schema("Drain a device: it finishes its current job and takes no more")
     def post(self, request, device_id: str):
         return super().post(request, device_id)
 
@@ -143,7 +157,7 @@ class DeviceDrainView(_DeviceActionView):
 
 
 class DeviceResumeView(_DeviceActionView):
-    @extend_schema(summary="Undo a drain: the device takes jobs again", **_ACTION_SCHEMA)
+    @_action_schema("Undo a drain: the device takes jobs again")
     def post(self, request, device_id: str):
         return super().post(request, device_id)
 

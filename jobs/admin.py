@@ -9,6 +9,7 @@ queue rules. Their pages are addressed by public id (jobs.admin_public_id).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, TypedDict
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import quote
@@ -23,6 +24,11 @@ from devices.models import Device
 from jobs import selectors, services
 from jobs.admin_public_id import PublicIdAdminMixin, admin_time, jobs_table, public_id_url
 from jobs.models import Job, JobStatus, Program
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
+    from devices.activity import DeviceWithActivity
 
 # Jobs listed on a program's page (newest first); the job list has them all.
 PROGRAM_PAGE_JOBS = 20
@@ -56,6 +62,12 @@ class ViewOnlyAdmin(PublicIdAdminMixin, admin.ModelAdmin):
         return request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}")
 
 
+class _JobCount(TypedDict):
+    """What ProgramAdmin's queryset adds to each program."""
+
+    n_jobs: int
+
+
 @admin.register(Program)
 class ProgramAdmin(ViewOnlyAdmin):
     list_display = ["key", "owner", "client_user_id", "priority", "device_type", "job_count", "created_at"]
@@ -63,7 +75,14 @@ class ProgramAdmin(ViewOnlyAdmin):
     search_fields = ["key", "client_user_id", "owner__username"]
     list_select_related = ["owner"]
     readonly_fields = [
-        "key", "owner", "client_user_id", "priority", "device_type", "callback_url", "created_at", "job_counts",
+        "key",
+        "owner",
+        "client_user_id",
+        "priority",
+        "device_type",
+        "callback_url",
+        "created_at",
+        "job_counts",
         "latest_jobs",
     ]
     # The signing key is shown to its owner once; the owner rotates it through the API.
@@ -78,11 +97,17 @@ class ProgramAdmin(ViewOnlyAdmin):
     def get_queryset(self, request):
         # A correlated count is computed only for the rows of the page shown,
         # where a JOIN + GROUP BY would aggregate the whole jobs table first.
-        n_jobs = Job.objects.filter(program_id=OuterRef("pk")).order_by().values("program_id").annotate(n=Count("pk")).values("n")
+        n_jobs = (
+            Job.objects.filter(program_id=OuterRef("pk"))
+            .order_by()
+            .values("program_id")
+            .annotate(n=Count("pk"))
+            .values("n")
+        )
         return super().get_queryset(request).annotate(n_jobs=Coalesce(Subquery(n_jobs, output_field=IntegerField()), 0))
 
     @admin.display(description="jobs", ordering="n_jobs")
-    def job_count(self, program: Program) -> int:
+    def job_count(self, program: WithAnnotations[Program, _JobCount]) -> int:
         return program.n_jobs
 
     @admin.display(description="jobs per status")
@@ -103,19 +128,49 @@ class ProgramAdmin(ViewOnlyAdmin):
 @admin.register(Job)
 class JobAdmin(ViewOnlyAdmin):
     list_display = [
-        "key", "program", "status", "priority", "device_type", "device_id", "attempts",
-        "created_at", "started_at", "finished_at", "callback_status",
+        "key",
+        "program",
+        "status",
+        "priority",
+        "device_type",
+        "device_id",
+        "attempts",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "callback_status",
     ]
     list_filter = ["status", "device_type", "callback_status"]
     search_fields = ["key", "program__key", "device__id", "owner__username"]
     list_select_related = ["program"]
     readonly_fields = [
-        "key", "program_link", "owner", "priority", "device_type", "instructions", "shots", "min_size", "status",
-        "queue_position", "estimated_start", "device_link", "attempts", "requeues", "created_at", "started_at",
-        "finished_at", "result", "error", "lease_token",
-        "lease_expires_at", "callback_status", "callback_attempts", "callback_error", "callback_delivered_at",
+        "key",
+        "program_link",
+        "owner",
+        "priority",
+        "device_type",
+        "instructions",
+        "shots",
+        "min_size",
+        "status",
+        "queue_position",
+        "estimated_start",
+        "device_link",
+        "attempts",
+        "requeues",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "result",
+        "error",
+        "lease_token",
+        "lease_expires_at",
+        "callback_status",
+        "callback_attempts",
+        "callback_error",
+        "callback_delivered_at",
     ]
-    fields = readonly_fields
+    fields = [*readonly_fields]
     actions = ["cancel_jobs", "requeue_failed_jobs"]
     # Counting a million-row table for the "x of y selected" line is slow and useless.
     show_full_result_count = False
@@ -167,7 +222,9 @@ class JobAdmin(ViewOnlyAdmin):
         ids = list(queryset.values_list("pk", flat=True))
         cancelled = services.jobs_cancel(job_ids=ids)
         level = messages.SUCCESS if cancelled == len(ids) else messages.WARNING
-        self.message_user(request, f"Cancelled {cancelled} of {len(ids)} job(s); only queued jobs can be cancelled.", level)
+        self.message_user(
+            request, f"Cancelled {cancelled} of {len(ids)} job(s); only queued jobs can be cancelled.", level
+        )
 
     @admin.action(description="Requeue selected failed jobs (fresh attempts, original place)", permissions=["operate"])
     def requeue_failed_jobs(self, request, queryset):
@@ -187,12 +244,14 @@ class DeviceWithJobsAdmin(DeviceAdmin):
     ``DeviceAdmin`` here because jobs knows devices, never the reverse."""
 
     readonly_fields = [
-        *DeviceAdmin.readonly_fields[:2], "recent_jobs", *DeviceAdmin.readonly_fields[2:],
+        *DeviceAdmin.readonly_fields[:2],
+        "recent_jobs",
+        *DeviceAdmin.readonly_fields[2:],
     ]
     fields = ["id", "address", "type", "size", "owner", *readonly_fields]
 
     @admin.display(description="current job")
-    def current_job(self, device: Device) -> str:
+    def current_job(self, device: DeviceWithActivity) -> str:
         # The job's page is addressed by its public id (jobs.admin_public_id).
         if not device.current_job:
             return "-"

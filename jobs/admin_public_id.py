@@ -19,6 +19,7 @@ breadcrumbs).
 
 from __future__ import annotations
 
+from django.contrib import admin
 from django.contrib.admin.utils import quote
 from django.contrib.admin.views.main import ChangeList
 from django.urls import reverse
@@ -38,9 +39,10 @@ class PublicIdChangeList(ChangeList):
         return public_id_url(result)
 
 
-class PublicIdAdminMixin:
+class PublicIdAdminMixin(admin.ModelAdmin):
     """For a ModelAdmin whose model has a unique ``key``: its object URLs
-    carry that key (see the module docstring)."""
+    carry that key (see the module docstring). A ModelAdmin itself, so its
+    overrides are checked against the admin's."""
 
     change_form_template = "admin/public_id/change_form.html"
     object_history_template = "admin/public_id/object_history.html"
@@ -71,8 +73,15 @@ def jobs_table(jobs) -> str:
         "",
         '<tr><td><a href="{}">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>',
         (
-            (public_id_url(job), job.key, job.status, admin_time(job.created_at), admin_time(job.started_at),
-             admin_time(job.finished_at), job.error[:80] or "")
+            (
+                public_id_url(job),
+                job.key,
+                job.status,
+                admin_time(job.created_at),
+                admin_time(job.started_at),
+                admin_time(job.finished_at),
+                job.error[:80] or "",
+            )
             for job in jobs
         ),
     )

@@ -2,8 +2,8 @@ from django.apps import AppConfig
 
 
 class JobsConfig(AppConfig):
-    default_auto_field = 'django.db.models.BigAutoField'
-    name = 'jobs'
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "jobs"
 
     def ready(self) -> None:
         # Devices announce lost work and pool changes; jobs requeues and wakes

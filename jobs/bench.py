@@ -44,21 +44,23 @@ class Progress:
             self.out.flush()
 
 
-def _api(user_token: str, base: str) -> requests.Session:
-    s = requests.Session()
-    s.headers["Authorization"] = f"Token {user_token}"
-    s.base = base
-    return s
+class _Api(requests.Session):
+    """A session with the user's token that knows the API's base URL."""
+
+    def __init__(self, user_token: str, base: str):
+        super().__init__()
+        self.headers["Authorization"] = f"Token {user_token}"
+        self.base = base
 
 
-def run_bench(*, queued: int, jobs: int, devices: int, enqueue_jobs: int, claim_samples: int, wake_samples: int,
-              log=None) -> dict:
+def run_bench(
+    *, queued: int, jobs: int, devices: int, enqueue_jobs: int, claim_samples: int, wake_samples: int, log=None
+) -> dict:
     from django.contrib.auth import get_user_model
+    from django.core.wsgi import get_wsgi_application
     from django.test import override_settings
     from rest_framework.authtoken.models import Token
     from waitress.server import create_server
-
-    from django.core.wsgi import get_wsgi_application
 
     application = get_wsgi_application()
 
@@ -68,7 +70,7 @@ def run_bench(*, queued: int, jobs: int, devices: int, enqueue_jobs: int, claim_
     token = Token.objects.create(user=user).key
     server = create_server(application, host="127.0.0.1", port=0, threads=4)
     threading.Thread(target=server.run, daemon=True).start()
-    api = _api(token, f"http://127.0.0.1:{server.effective_port}")
+    api = _Api(token, f"http://127.0.0.1:{server.effective_port}")
     # The bench user is staff (no priority ceiling or queued cap); the
     # submission throttle would still count its hundreds of POSTs: off here.
     throttle_off = override_settings(THROTTLE_SUBMIT_RATE="")
@@ -91,8 +93,12 @@ def _enqueue(api, total: int, say) -> dict:
     say(f"enqueue: {requests_needed} x POST /programs with {per_request} jobs ...")
     started = time.perf_counter()
     for i in range(requests_needed):
-        body = {"id": f"bench-enqueue-{i}", "priority": i % 10, "device_type": "bench",
-                "jobs": [{"instructions": [{"op": "h", "q": j % 8}], "shots": 1} for j in range(per_request)]}
+        body = {
+            "id": f"bench-enqueue-{i}",
+            "priority": i % 10,
+            "device_type": "bench",
+            "jobs": [{"instructions": [{"op": "h", "q": j % 8}], "shots": 1} for j in range(per_request)],
+        }
         r = api.post(api.base + "/programs", json=body, timeout=120)
         if r.status_code != 201:
             raise RuntimeError(f"POST /programs answered {r.status_code}: {r.text[:300]}")
@@ -121,14 +127,22 @@ def _make_device(device_id: str, type: str, size: int = 4) -> None:
 
     now = timezone.now()
     Device.objects.update_or_create(
-        id=device_id, defaults={"type": type, "size": size, "address": "sim", "status": "online",
-                                "registered_at": now, "last_seen_at": now, "runner": ""},
+        id=device_id,
+        defaults={
+            "type": type,
+            "size": size,
+            "address": "sim",
+            "status": "online",
+            "registered_at": now,
+            "last_seen_at": now,
+            "runner": "",
+        },
     )
 
 
 def _claims(samples: int, say) -> dict:
-    from jobs import claims
     from devices.models import Device
+    from jobs import claims
 
     say(f"claims: {samples} sequential claims against the full queue ...")
     _make_device("bench-claim", "bench")
@@ -136,7 +150,9 @@ def _claims(samples: int, say) -> dict:
     latencies = []
     for _ in range(samples):
         t = time.perf_counter()
-        job = claims.job_claim(device_id="bench-claim", device_type="bench", device_size=4, runner="bench", lease_seconds=60)
+        job = claims.job_claim(
+            device_id="bench-claim", device_type="bench", device_size=4, runner="bench", lease_seconds=60
+        )
         latencies.append((time.perf_counter() - t) * 1000)
         if job is None:
             break
@@ -145,7 +161,9 @@ def _claims(samples: int, say) -> dict:
     say(f"  claim p50 {p50:.2f} ms, p99 {p99:.2f} ms")
 
     # Throughput: 4 claimers at once (each its own device and connection), 3 s.
-    threads, counts, stop = [], [], threading.Event()
+    threads: list[threading.Thread] = []
+    counts: list[int] = []
+    stop = threading.Event()
 
     def claimer(i: int) -> None:
         from django.db import connections
@@ -154,7 +172,9 @@ def _claims(samples: int, say) -> dict:
         n = 0
         try:
             while not stop.is_set():
-                job = claims.job_claim(device_id=device_id, device_type="bench", device_size=4, runner="bench", lease_seconds=60)
+                job = claims.job_claim(
+                    device_id=device_id, device_type="bench", device_size=4, runner="bench", lease_seconds=60
+                )
                 if job is None:
                     break
                 n += 1
@@ -173,8 +193,8 @@ def _claims(samples: int, say) -> dict:
         threads[-1].start()
     time.sleep(3)
     stop.set()
-    for t in threads:
-        t.join()
+    for thread in threads:
+        thread.join()
     rate = sum(counts) / (time.perf_counter() - started)
     Device.objects.filter(pk__startswith="bench-claim").delete()
     say(f"  {rate:,.0f} claims/s with 4 concurrent claimers (each claim followed by its result)")
@@ -228,8 +248,12 @@ def _end_to_end(owner_id: int, jobs: int, devices: int, say) -> dict:
             freed_at[device.id] = time.perf_counter()
             return result
 
-    worker = Worker(client_factory=lambda d, stop_event=None: TimedQPU(seconds=0, stop_event=stop_event),
-                    idle_wait=1, tick_seconds=0.5, listen=False)
+    worker = Worker(
+        client_factory=lambda d, stop_event=None: TimedQPU(seconds=0, stop_event=stop_event),
+        idle_wait=1,
+        tick_seconds=0.5,
+        listen=False,
+    )
     thread = threading.Thread(target=worker.run, daemon=True)
     started = time.perf_counter()
     thread.start()
@@ -259,15 +283,23 @@ def _wake(api, samples: int, say) -> dict:
     from core.dburl import current_database_url
     from jobs.models import Job
 
-    say(f"wake-up: {samples} jobs submitted through POST /programs to an idle device of a separate runworkers process ...")
+    say(
+        f"wake-up: {samples} jobs submitted through POST /programs to an idle device of a separate runworkers process ..."
+    )
     _make_device("bench-wake", "wake")
     # The worker refuses to start without a key: it gets this process's (a
     # random one unless SECRET_KEY is set), which is all a benchmark needs.
-    env = {**os.environ, "DATABASE_URL": current_database_url(), "DEVICE_SIM_SECONDS": "0", "LOG_LEVEL": "WARNING",
-           "SECRET_KEY": settings.SECRET_KEY}
+    env = {
+        **os.environ,
+        "DATABASE_URL": current_database_url(),
+        "DEVICE_SIM_SECONDS": "0",
+        "LOG_LEVEL": "WARNING",
+        "SECRET_KEY": settings.SECRET_KEY,
+    }
     worker = subprocess.Popen(
         [sys.executable, str(settings.BASE_DIR / "manage.py"), "runworkers", "--no-task-cluster", "--no-vm-scheduler"],
-        env=env, stdout=subprocess.DEVNULL,
+        env=env,
+        stdout=subprocess.DEVNULL,
     )
     latencies = []
     try:
@@ -280,8 +312,11 @@ def _wake(api, samples: int, say) -> dict:
             time.sleep(0.05)
         time.sleep(0.5)
         for i in range(samples):
-            r = api.post(api.base + "/programs", json={"id": f"wake-{i}", "priority": 0, "device_type": "wake",
-                                                      "jobs": [{"id": f"wake-{i}-0"}]}, timeout=30)
+            r = api.post(
+                api.base + "/programs",
+                json={"id": f"wake-{i}", "priority": 0, "device_type": "wake", "jobs": [{"id": f"wake-{i}-0"}]},
+                timeout=30,
+            )
             if r.status_code != 201:
                 raise RuntimeError(f"POST /programs answered {r.status_code}: {r.text[:300]}")
             deadline = time.monotonic() + 10

@@ -19,9 +19,18 @@ import statistics
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime
+from typing import TypedDict
+
+
+class TypeWorkload(TypedDict):
+    median: float  # run seconds
+    sigma: float  # log-normal
+    sizes: list[int]  # one device of each size
+
 
 # Per device type: median run seconds, log-normal sigma, device sizes.
-WORKLOAD = {
+WORKLOAD: dict[str, TypeWorkload] = {
     "fast": {"median": 0.08, "sigma": 0.3, "sizes": [4, 4, 8]},
     "slow": {"median": 0.30, "sigma": 0.5, "sizes": [8, 16]},
     "mixed": {"median": 0.15, "sigma": 0.8, "sizes": [4, 16]},
@@ -49,10 +58,15 @@ class SimulatedDevice:
 @dataclass
 class Sample:
     key: str
-    submitted: object  # datetime
-    estimate: object  # datetime | None
+    submitted: datetime
+    estimate: datetime | None
     reason: str | None
-    actual: object = None  # started_at, filled in at the end
+    actual: datetime | None = None  # started_at, filled in at the end
+
+    def started(self) -> datetime:
+        if self.actual is None:
+            raise RuntimeError(f"job {self.key} finished without a start time")
+        return self.actual
 
 
 def run(*, owner, jobs: int, warmup: int, seed: int, say) -> dict:
@@ -64,8 +78,11 @@ def run(*, owner, jobs: int, warmup: int, seed: int, say) -> dict:
     for device_type, spec in WORKLOAD.items():
         for i, size in enumerate(spec["sizes"]):
             _make_device(f"est-{device_type}-{i}", device_type, size)
-    worker = Worker(client_factory=lambda device, stop_event=None: SimulatedDevice(rng, lock, stop_event),
-                    listen=False, idle_wait=0.5)
+    worker = Worker(
+        client_factory=lambda device, stop_event=None: SimulatedDevice(rng, lock, stop_event),
+        listen=False,
+        idle_wait=0.5,
+    )
     thread = threading.Thread(target=worker.run, name="bench-estimates-worker", daemon=True)
     thread.start()
     try:
@@ -94,7 +111,7 @@ def _submit_and_wait(owner, draws, rng: random.Random, *, record: bool) -> list[
     samples, keys = [], []
     index = 0
     while index < len(draws):
-        burst = draws[index:index + rng.randint(1, 30)]
+        burst = draws[index : index + rng.randint(1, 30)]
         index += len(burst)
         for device_type, priority, min_size in burst:
             job = job_submit(owner=owner, priority=priority, device_type=device_type, min_size=min_size)
@@ -116,9 +133,9 @@ def _submit_and_wait(owner, draws, rng: random.Random, *, record: bool) -> list[
 
 def _figures(samples: list[Sample]) -> dict:
     estimated = [s for s in samples if s.estimate is not None]
-    errors = [(s.actual - s.estimate).total_seconds() for s in estimated]
+    errors = [(s.started() - s.estimate).total_seconds() for s in estimated if s.estimate is not None]
     absolute = sorted(abs(e) for e in errors)
-    waits = [(s.actual - s.submitted).total_seconds() for s in samples]
+    waits = [(s.started() - s.submitted).total_seconds() for s in samples]
     figures = {
         "jobs": len(samples),
         "estimated": len(estimated),

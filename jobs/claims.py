@@ -83,10 +83,21 @@ def _claim_sql(*, device_id, device_type, device_size, runner, token, now, lease
         RETURNING id, key, instructions, shots, attempts, created_at
     """
     params = [
-        JobStatus.RUNNING, device_id, now, token, now + timedelta(seconds=lease_seconds),
-        device_type, device_size, max_shots_for(device_size),
-        device_id, device_id, now, settings.RESULT_MAX_BITS,
-        device_id, runner, device_size,
+        JobStatus.RUNNING,
+        device_id,
+        now,
+        token,
+        now + timedelta(seconds=lease_seconds),
+        device_type,
+        device_size,
+        max_shots_for(device_size),
+        device_id,
+        device_id,
+        now,
+        settings.RESULT_MAX_BITS,
+        device_id,
+        runner,
+        device_size,
     ]
     return sql, params
 
@@ -121,8 +132,15 @@ def _claimed(row, token: str) -> ClaimedJob:
         created = parse_datetime(created)
     if created is not None and created.tzinfo is None:  # ...or a naive UTC time
         created = created.replace(tzinfo=dt_timezone.utc)
-    return ClaimedJob(id=row[0], key=row[1], instructions=_decode_json(row[2]), shots=row[3], attempts=row[4],
-                      token=token, created_at=created)
+    return ClaimedJob(
+        id=row[0],
+        key=row[1],
+        instructions=_decode_json(row[2]),
+        shots=row[3],
+        attempts=row[4],
+        token=token,
+        created_at=created,
+    )
 
 
 def _lock_clause() -> str:
@@ -138,7 +156,13 @@ def _decode_json(value):
 
 
 def job_claim(
-    *, device_id: str, device_type: str, device_size: int, runner: str, lease_seconds: float, now: datetime | None = None
+    *,
+    device_id: str,
+    device_type: str,
+    device_size: int,
+    runner: str,
+    lease_seconds: float,
+    now: datetime | None = None,
 ) -> ClaimedJob | None:
     """Take the highest-priority, oldest queued job this device can run.
 
@@ -162,8 +186,15 @@ def job_claim(
     """
     now = now or timezone.now()
     token = uuid.uuid4().hex
-    sql, params = _claim_sql(device_id=device_id, device_type=device_type, device_size=device_size, runner=runner,
-                             token=token, now=now, lease_seconds=lease_seconds)
+    sql, params = _claim_sql(
+        device_id=device_id,
+        device_type=device_type,
+        device_size=device_size,
+        runner=runner,
+        token=token,
+        now=now,
+        lease_seconds=lease_seconds,
+    )
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             _execute_prepared(cursor, "qpu_claim", sql, params)
@@ -212,8 +243,16 @@ def job_finish(*, job_id: int, token: str, result: list[str], now: datetime | No
 
 
 def job_finish_and_claim(
-    *, job_id: int, token: str, result: list[str], device_id: str, device_type: str, device_size: int, runner: str,
-    lease_seconds: float, now: datetime | None = None,
+    *,
+    job_id: int,
+    token: str,
+    result: list[str],
+    device_id: str,
+    device_type: str,
+    device_size: int,
+    runner: str,
+    lease_seconds: float,
+    now: datetime | None = None,
 ) -> tuple[str | None, ClaimedJob | None]:
     """Store a result and claim the device's next job in one round trip.
 
@@ -224,11 +263,24 @@ def job_finish_and_claim(
     now = now or timezone.now()
     if connection.vendor != "postgresql":
         callback = job_finish(job_id=job_id, token=token, result=result, now=now)
-        return callback, job_claim(device_id=device_id, device_type=device_type, device_size=device_size,
-                                   runner=runner, lease_seconds=lease_seconds, now=now)
+        return callback, job_claim(
+            device_id=device_id,
+            device_type=device_type,
+            device_size=device_size,
+            runner=runner,
+            lease_seconds=lease_seconds,
+            now=now,
+        )
     next_token = uuid.uuid4().hex
-    claim_sql, claim_params = _claim_sql(device_id=device_id, device_type=device_type, device_size=device_size,
-                                         runner=runner, token=next_token, now=now, lease_seconds=lease_seconds)
+    claim_sql, claim_params = _claim_sql(
+        device_id=device_id,
+        device_type=device_type,
+        device_size=device_size,
+        runner=runner,
+        token=next_token,
+        now=now,
+        lease_seconds=lease_seconds,
+    )
     sql = f"""
         WITH fin AS ({_FINISH_SQL}), nxt AS ({claim_sql})
         SELECT 'fin', NULL::bigint, callback_status, NULL::jsonb, NULL::integer, NULL::integer, NULL::timestamptz
@@ -237,7 +289,9 @@ def job_finish_and_claim(
         SELECT 'nxt', id, key, instructions, shots, attempts, created_at FROM nxt
     """
     with connection.cursor() as cursor:
-        _execute_prepared(cursor, "qpu_finish_and_claim", sql, _finish_params(job_id, token, result, now) + claim_params)
+        _execute_prepared(
+            cursor, "qpu_finish_and_claim", sql, _finish_params(job_id, token, result, now) + claim_params
+        )
         rows = cursor.fetchall()
     callback, claimed = None, None
     for row in rows:
@@ -274,11 +328,19 @@ def job_fail_attempt(
             RETURNING status, callback_status
             """,
             [
-                max_attempts, JobStatus.FAILED, JobStatus.QUEUED,
-                max_attempts, now,
-                max_attempts, "pending",
-                max_attempts, max_attempts,
-                error[:10_000], job_id, JobStatus.RUNNING, token,
+                max_attempts,
+                JobStatus.FAILED,
+                JobStatus.QUEUED,
+                max_attempts,
+                now,
+                max_attempts,
+                "pending",
+                max_attempts,
+                max_attempts,
+                error[:10_000],
+                job_id,
+                JobStatus.RUNNING,
+                token,
             ],
         )
         row = cursor.fetchone()
@@ -288,15 +350,18 @@ def job_fail_attempt(
 def job_release(*, job_id: int, token: str) -> bool:
     """Hand a job back untouched (worker shutting down): back in its original
     place, and the interrupted run does not count as an attempt."""
-    return _execute(
-        """
+    return (
+        _execute(
+            """
         UPDATE jobs_job
            SET status = %s, device_id = NULL, started_at = NULL, lease_token = '', lease_expires_at = NULL,
                attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END
          WHERE id = %s AND status = %s AND lease_token = %s
         """,
-        [JobStatus.QUEUED, job_id, JobStatus.RUNNING, token],
-    ) == 1
+            [JobStatus.QUEUED, job_id, JobStatus.RUNNING, token],
+        )
+        == 1
+    )
 
 
 @dataclass(frozen=True)
@@ -322,8 +387,9 @@ def requeue_limit_error(*, max_requeues: int, reason: str) -> str:
     )[:10_000]
 
 
-def _bounded_requeue(where: str, where_params: list, *, reason: str, max_requeues: int | None,
-                     now: datetime | None) -> Requeued:
+def _bounded_requeue(
+    where: str, where_params: list, *, reason: str, max_requeues: int | None, now: datetime | None
+) -> Requeued:
     """Put running jobs back in their original place without using up an
     attempt (the interrupted run is refunded), counting ``requeues``; a job
     already requeued ``max_requeues`` times fails with a clear error instead,
@@ -349,13 +415,20 @@ def _bounded_requeue(where: str, where_params: list, *, reason: str, max_requeue
         RETURNING id, status, callback_status, key, device_type
     """
     params = [
-        limit, JobStatus.FAILED, JobStatus.QUEUED,
         limit,
-        limit, now,
-        limit, requeue_limit_error(max_requeues=limit, reason=reason),
-        limit, "pending",
-        limit, limit,
-        JobStatus.RUNNING, *where_params,
+        JobStatus.FAILED,
+        JobStatus.QUEUED,
+        limit,
+        limit,
+        now,
+        limit,
+        requeue_limit_error(max_requeues=limit, reason=reason),
+        limit,
+        "pending",
+        limit,
+        limit,
+        JobStatus.RUNNING,
+        *where_params,
     ]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -374,17 +447,20 @@ def _bounded_requeue(where: str, where_params: list, *, reason: str, max_requeue
     )
 
 
-def job_requeue(*, job_id: int, token: str, reason: str, max_requeues: int | None = None,
-                now: datetime | None = None) -> Requeued:
+def job_requeue(
+    *, job_id: int, token: str, reason: str, max_requeues: int | None = None, now: datetime | None = None
+) -> Requeued:
     """Hand one run's job back through no fault of its own (the device said
     it is busy, or the database connection was lost while storing its
     outcome): fenced by the run's token, bounded by JOB_MAX_REQUEUES."""
-    return _bounded_requeue("id = %s AND lease_token = %s", [job_id, token], reason=reason,
-                            max_requeues=max_requeues, now=now)
+    return _bounded_requeue(
+        "id = %s AND lease_token = %s", [job_id, token], reason=reason, max_requeues=max_requeues, now=now
+    )
 
 
-def jobs_requeue_for_device(*, device_id: str, reason: str = "", max_requeues: int | None = None,
-                            now: datetime | None = None) -> Requeued:
+def jobs_requeue_for_device(
+    *, device_id: str, reason: str = "", max_requeues: int | None = None, now: datetime | None = None
+) -> Requeued:
     """Put every job running on a device back in the queue, in its original
     place (priority and submission order are untouched). Used when a device is
     removed, goes offline, or its runner died; bounded by JOB_MAX_REQUEUES."""
@@ -396,5 +472,10 @@ def jobs_requeue_expired(*, now: datetime | None = None, max_requeues: int | Non
     """Requeue running jobs whose lease ran out (their worker died); bounded
     by JOB_MAX_REQUEUES."""
     now = now or timezone.now()
-    return _bounded_requeue("lease_expires_at < %s", [now], reason="its worker stopped renewing the job's lease",
-                            max_requeues=max_requeues, now=now)
+    return _bounded_requeue(
+        "lease_expires_at < %s",
+        [now],
+        reason="its worker stopped renewing the job's lease",
+        max_requeues=max_requeues,
+        now=now,
+    )

@@ -60,7 +60,10 @@ def type_devices(device_type: str) -> list[DeviceSlot]:
             [JobStatus.RUNNING, device_type],
         )
         rows = cursor.fetchall()
-    return [DeviceSlot(size=size, online=status == "online", running_since=_aware(started)) for size, status, started in rows]
+    return [
+        DeviceSlot(size=size, online=status == "online", running_since=_aware(started))
+        for size, status, started in rows
+    ]
 
 
 def _aware(value):
@@ -122,12 +125,14 @@ def recent_run_seconds(device_type: str) -> float | None:
     from jobs.models import Job
 
     rows = (
-        Job.objects.filter(status=JobStatus.DONE, device_type=device_type, finished_at__isnull=False,
-                           started_at__isnull=False)
+        Job.objects.filter(
+            status=JobStatus.DONE, device_type=device_type, finished_at__isnull=False, started_at__isnull=False
+        )
         .order_by("-finished_at")
         .values_list("started_at", "finished_at")[: settings.JOB_ESTIMATE_SAMPLE_JOBS]
     )
-    durations = [(finished - started).total_seconds() for started, finished in rows]
+    # The filter leaves no None; the comprehension says so for the type checker.
+    durations = [(finished - started).total_seconds() for started, finished in rows if started and finished]
     return max(0.0, median(durations)) if durations else None
 
 
@@ -150,8 +155,16 @@ def cached_run_seconds(device_type: str) -> float | None:
 # --- the estimate ---------------------------------------------------------------
 
 
-def estimate_start(*, device_type: str, position: int, min_size: int | None, shots: int,
-                   devices: Sequence[DeviceSlot], run_seconds: float | None, now: datetime) -> Estimate:
+def estimate_start(
+    *,
+    device_type: str,
+    position: int,
+    min_size: int | None,
+    shots: int,
+    devices: Sequence[DeviceSlot],
+    run_seconds: float | None,
+    now: datetime,
+) -> Estimate:
     """When the job at ``position`` (1-based) likely starts.
 
     Model: the online devices able to run it serve the queue in order, each
@@ -168,7 +181,9 @@ def estimate_start(*, device_type: str, position: int, min_size: int | None, sho
     if run_seconds is None:
         return Estimate(None, f"No {device_type!r} job has finished yet to learn run times from.")
     free_in = sorted(
-        0.0 if d.running_since is None else min(run_seconds, max(0.0, run_seconds - (now - d.running_since).total_seconds()))
+        0.0
+        if d.running_since is None
+        else min(run_seconds, max(0.0, run_seconds - (now - d.running_since).total_seconds()))
         for d in able
     )
     ahead = max(0, position - 1)

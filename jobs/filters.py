@@ -87,7 +87,6 @@ class JobFilterSet(_OrderedFilterSet):
         return queryset.filter(status__in=value) if value else queryset
 
 
-
 class ProgramFilterSet(_OrderedFilterSet):
     default_ordering = DEFAULT_PROGRAM_ORDERING
     ordering = django_filters.ChoiceFilter(choices=PROGRAM_ORDERING_CHOICES, method="order", empty_label=None)
@@ -102,7 +101,6 @@ class ProgramFilterSet(_OrderedFilterSet):
         if not value:
             return queryset
         return queryset.filter(Exists(Job.objects.filter(program_id=OuterRef("pk"), status__in=value)))
-
 
 
 def _filtered(filterset_class, qs: QuerySet, params) -> django_filters.FilterSet:

@@ -29,4 +29,3 @@ def requeue_lost_work(sender, *, device, **kwargs) -> int:
 def wake_workers(sender, *, topic: str, **kwargs) -> None:
     """A device may take work now: wake the workers after the commit."""
     notify_changed(topic)
-

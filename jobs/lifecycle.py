@@ -36,27 +36,79 @@ def _log(level: int, event: str, msg: str, *args, **fields) -> None:
 def submitted(*, program: str, job_keys: Sequence[str], device_type: str, priority: int) -> None:
     count = len(job_keys)
     if count == 1:
-        _log(INFO, "submitted", "job %s submitted (program %s, %s, priority %d)", job_keys[0], program, device_type,
-             priority, program=program, job=job_keys[0], count=1)
+        _log(
+            INFO,
+            "submitted",
+            "job %s submitted (program %s, %s, priority %d)",
+            job_keys[0],
+            program,
+            device_type,
+            priority,
+            program=program,
+            job=job_keys[0],
+            count=1,
+        )
     else:
-        _log(INFO, "submitted", "program %s submitted: %d jobs (%s .. %s, %s, priority %d)", program, count,
-             job_keys[0], job_keys[-1], device_type, priority, program=program, count=count)
+        _log(
+            INFO,
+            "submitted",
+            "program %s submitted: %d jobs (%s .. %s, %s, priority %d)",
+            program,
+            count,
+            job_keys[0],
+            job_keys[-1],
+            device_type,
+            priority,
+            program=program,
+            count=count,
+        )
 
 
 def started(*, job: str, device: str, attempt: int) -> None:
-    _log(INFO, "started", "job %s started on %s (attempt %d)", job, device, attempt,
-         job=job, device=device, attempt=attempt)
+    _log(
+        INFO,
+        "started",
+        "job %s started on %s (attempt %d)",
+        job,
+        device,
+        attempt,
+        job=job,
+        device=device,
+        attempt=attempt,
+    )
 
 
 def finished(*, job: str, device: str, ms: float) -> None:
-    _log(INFO, "finished", "job %s done on %s in %.1f ms", job, device, ms,
-         job=job, device=device, status="done", ms=round(ms, 1))
+    _log(
+        INFO,
+        "finished",
+        "job %s done on %s in %.1f ms",
+        job,
+        device,
+        ms,
+        job=job,
+        device=device,
+        status="done",
+        ms=round(ms, 1),
+    )
 
 
 def attempt_failed(*, job: str, device: str, attempt: int, reason: str, requeued: bool) -> None:
     then = "requeued" if requeued else "no attempt left"
-    _log(WARNING, "attempt_failed", "job %s attempt %d on %s failed: %s (%s)", job, attempt, device, reason, then,
-         job=job, device=device, attempt=attempt, reason=reason)
+    _log(
+        WARNING,
+        "attempt_failed",
+        "job %s attempt %d on %s failed: %s (%s)",
+        job,
+        attempt,
+        device,
+        reason,
+        then,
+        job=job,
+        device=device,
+        attempt=attempt,
+        reason=reason,
+    )
 
 
 def requeued(*, job: str, why: str) -> None:
@@ -77,14 +129,33 @@ def cancelled(*, count: int, job: str | None = None, program: str | None = None)
 
 
 def callback_delivered(*, job: str, attempt: int) -> None:
-    _log(INFO, "callback_delivered", "callback of job %s delivered (attempt %d)", job, attempt,
-         job=job, attempt=attempt)
+    _log(
+        INFO, "callback_delivered", "callback of job %s delivered (attempt %d)", job, attempt, job=job, attempt=attempt
+    )
 
 
 def callback_failed(*, job: str, attempt: int, reason: str, final: bool) -> None:
     if final:
-        _log(WARNING, "callback_gave_up", "callback of job %s failed (attempt %d), giving up: %s", job, attempt,
-             reason, job=job, attempt=attempt, reason=reason)
+        _log(
+            WARNING,
+            "callback_gave_up",
+            "callback of job %s failed (attempt %d), giving up: %s",
+            job,
+            attempt,
+            reason,
+            job=job,
+            attempt=attempt,
+            reason=reason,
+        )
     else:
-        _log(WARNING, "callback_failed", "callback of job %s failed (attempt %d), will retry: %s", job, attempt,
-             reason, job=job, attempt=attempt, reason=reason)
+        _log(
+            WARNING,
+            "callback_failed",
+            "callback of job %s failed (attempt %d), will retry: %s",
+            job,
+            attempt,
+            reason,
+            job=job,
+            attempt=attempt,
+            reason=reason,
+        )

@@ -2,10 +2,14 @@ from __future__ import annotations
 
 import base64
 import secrets
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
+
+if TYPE_CHECKING:
+    from jobs.selectors import QueueInfo
 
 
 class JobStatus(models.TextChoices):
@@ -33,7 +37,9 @@ class Program(models.Model):
 
     key = models.CharField(max_length=100, unique=True, help_text="Public id (client-given or generated).")
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="programs")
-    client_user_id = models.CharField(max_length=100, blank=True, default="", help_text="The client's own user reference (brief's user_id).")
+    client_user_id = models.CharField(
+        max_length=100, blank=True, default="", help_text="The client's own user reference (brief's user_id)."
+    )
     priority = models.IntegerField(default=0, help_text="Higher runs first.")
     device_type = models.CharField(max_length=100)
     callback_url = models.URLField(max_length=1000, blank=True, default="")
@@ -90,7 +96,9 @@ class Job(models.Model):
     # the result, so a result is stored exactly once even after a requeue.
     lease_token = models.CharField(max_length=64, blank=True, default="")
     lease_expires_at = models.DateTimeField(null=True, blank=True)
-    callback_status = models.CharField(max_length=16, choices=CallbackStatus.choices, default=CallbackStatus.NONE, blank=True)
+    callback_status = models.CharField(
+        max_length=16, choices=CallbackStatus.choices, default=CallbackStatus.NONE, blank=True
+    )
     callback_attempts = models.PositiveIntegerField(default=0)
     callback_error = models.TextField(blank=True, default="")
     callback_delivered_at = models.DateTimeField(null=True, blank=True)
@@ -98,6 +106,9 @@ class Job(models.Model):
     # A pending delivery far past this was lost (worker or cluster died) and is
     # queued again by the sweeper.
     callback_due_at = models.DateTimeField(null=True, blank=True)
+    # Not a column: jobs.selectors.job_queue_info memoises its answer on the
+    # loaded row (declared for the type checker; absent until then).
+    _queue_info: QueueInfo
 
     class Meta:
         ordering = ["id"]
@@ -114,7 +125,9 @@ class Job(models.Model):
             # Every index costs each claim and each result an index write
             # (neither update is HOT), so beyond the foreign keys there are only
             # small partial ones: running jobs for the lease reaper, and below.
-            models.Index(fields=["lease_expires_at"], name="job_running_lease_idx", condition=models.Q(status="running")),
+            models.Index(
+                fields=["lease_expires_at"], name="job_running_lease_idx", condition=models.Q(status="running")
+            ),
             # A user's queued jobs, counted (up to USER_MAX_QUEUED_JOBS) at each
             # submission. Only queued rows: written on insert and requeue, never
             # by a claim or a result (the new row version is not queued).
@@ -123,7 +136,9 @@ class Job(models.Model):
             # time drives estimated_start (jobs.estimates). One entry per job
             # when it is done; claims and requeues never touch it.
             models.Index(
-                "device_type", models.F("finished_at").desc(), name="job_done_recent_idx",
+                "device_type",
+                models.F("finished_at").desc(),
+                name="job_done_recent_idx",
                 condition=models.Q(status="done"),
             ),
         ]

@@ -198,7 +198,7 @@ class Worker:
                 cursor.execute(
                     f"""
                     UPDATE jobs_job SET lease_expires_at = %s
-                     WHERE status = %s AND lease_token IN ({', '.join(['%s'] * len(tokens))})
+                     WHERE status = %s AND lease_token IN ({", ".join(["%s"] * len(tokens))})
                     """,
                     [expires, JobStatus.RUNNING, *tokens],
                 )
@@ -270,7 +270,9 @@ class Worker:
             runner = _Runner(device=ref)
             self.runners[ref.id] = runner
             if start_threads:
-                runner.thread = threading.Thread(target=self._device_loop, args=(runner,), name=f"qpu-{ref.id}", daemon=True)
+                runner.thread = threading.Thread(
+                    target=self._device_loop, args=(runner,), name=f"qpu-{ref.id}", daemon=True
+                )
                 runner.thread.start()
             logger.info("driving device %s (%s, %d qubits)", ref.id, ref.type, ref.size)
 
@@ -407,7 +409,9 @@ class Worker:
             self._device_answered(runner)
             # Device errors are our own fixed texts; anything else is logged
             # by its type only (its text may quote what the device sent).
-            reason = str(exc) if isinstance(exc, DeviceError) else f"unexpected {type(exc).__name__} from the device client"
+            reason = (
+                str(exc) if isinstance(exc, DeviceError) else f"unexpected {type(exc).__name__} from the device client"
+            )
             error = str(exc) if isinstance(exc, DeviceError) else f"{type(exc).__name__}: {exc}"
             self._fail_attempt(job, error, device=device, reason=reason, waited=waited, began=began)
             self._device_failed(runner, job, reason)
@@ -415,23 +419,28 @@ class Worker:
         self._device_answered(runner)
         return self._store(runner, job, result, began=began, waited=waited)
 
-    def _fail_attempt(self, job: claims.ClaimedJob, error: str, *, device: DeviceRef, reason: str,
-                      waited: float | None, began: float) -> None:
+    def _fail_attempt(
+        self, job: claims.ClaimedJob, error: str, *, device: DeviceRef, reason: str, waited: float | None, began: float
+    ) -> None:
         device_id = device.id
         outcome = claims.job_fail_attempt(
             job_id=job.id, token=job.token, error=error, max_attempts=settings.JOB_MAX_ATTEMPTS
         )
         if outcome is not None:
             requeued = outcome[0] == JobStatus.QUEUED
-            lifecycle.attempt_failed(job=job.key, device=device_id, attempt=job.attempts, reason=reason[:300],
-                                     requeued=requeued)
+            lifecycle.attempt_failed(
+                job=job.key, device=device_id, attempt=job.attempts, reason=reason[:300], requeued=requeued
+            )
             if requeued:
                 lifecycle.requeued(job=job.key, why=f"attempt {job.attempts} failed on {device_id}")
                 notify.wake_local()
             else:
-                lifecycle.failed(job=job.key, device=device_id, reason=f"{job.attempts} attempts failed (JOB_MAX_ATTEMPTS)")
-                metrics.job_finished(device_type=device.type, status="failed", waited_s=waited,
-                                     ran_s=time.perf_counter() - began)
+                lifecycle.failed(
+                    job=job.key, device=device_id, reason=f"{job.attempts} attempts failed (JOB_MAX_ATTEMPTS)"
+                )
+                metrics.job_finished(
+                    device_type=device.type, status="failed", waited_s=waited, ran_s=time.perf_counter() - began
+                )
             _on_finished(job.id, outcome[1])
 
     def _device_failed(self, runner: _Runner, job: claims.ClaimedJob, reason: str) -> None:
@@ -439,12 +448,20 @@ class Worker:
         different jobs in a row drain it (``devices.services.device_record_failure``)."""
         from devices.services import device_record_failure
 
-        recorded = device_record_failure(device_id=runner.device.id, job_id=job.id, error=reason[:300],
-                                         max_failures=settings.DEVICE_QUARANTINE_FAILURES)
+        recorded = device_record_failure(
+            device_id=runner.device.id,
+            job_id=job.id,
+            error=reason[:300],
+            max_failures=settings.DEVICE_QUARANTINE_FAILURES,
+        )
         runner.failures_on_record = True
         if recorded is not None and recorded.quarantined_now:
-            logger.warning("device %s drained: %s", runner.device.id, recorded.status_reason,
-                           extra={"device": runner.device.id, "reason": recorded.status_reason})
+            logger.warning(
+                "device %s drained: %s",
+                runner.device.id,
+                recorded.status_reason,
+                extra={"device": runner.device.id, "reason": recorded.status_reason},
+            )
 
     def _device_busy(self, runner: _Runner, job: claims.ClaimedJob):
         """The device is still running something (e.g. the job it had before
@@ -460,8 +477,12 @@ class Worker:
         recorded = device_record_busy(device_id=device.id, max_busy=settings.DEVICE_MAX_BUSY_ANSWERS)
         runner.busy_on_record = True
         if recorded is not None and recorded.status_reason:
-            logger.warning("device %s: %s", device.id, recorded.status_reason,
-                           extra={"device": device.id, "reason": recorded.status_reason})
+            logger.warning(
+                "device %s: %s",
+                device.id,
+                recorded.status_reason,
+                extra={"device": device.id, "reason": recorded.status_reason},
+            )
         return BUSY
 
     def _device_answered(self, runner: _Runner) -> None:
@@ -478,8 +499,7 @@ class Worker:
             device_reset_failure_streak(device_id=runner.device.id)
             runner.failures_on_record = False
 
-    def _store(self, runner: _Runner, job: claims.ClaimedJob, result: list[str], *, began: float,
-               waited: float | None):
+    def _store(self, runner: _Runner, job: claims.ClaimedJob, result: list[str], *, began: float, waited: float | None):
         """Store the result (and claim the device's next job with it). A store
         the database refuses (too large, invalid, any error but a lost
         connection) is the job's failed attempt, so it ends after
@@ -491,20 +511,36 @@ class Worker:
                 callback_status, next_job = claims.job_finish(job_id=job.id, token=job.token, result=result), None
             else:
                 callback_status, next_job = claims.job_finish_and_claim(
-                    job_id=job.id, token=job.token, result=result, device_id=device.id, device_type=device.type,
-                    device_size=device.size, runner=self.name, lease_seconds=self.lease_seconds,
+                    job_id=job.id,
+                    token=job.token,
+                    result=result,
+                    device_id=device.id,
+                    device_type=device.type,
+                    device_size=device.size,
+                    runner=self.name,
+                    lease_seconds=self.lease_seconds,
                 )
         except Exception as exc:
             if _connection_lost():
                 raise
             first_line = (str(exc).strip().splitlines() or [""])[0]
             logger.exception("result of job %s from %s could not be stored", job.key, device.id)
-            self._fail_attempt(job, f"result could not be stored: {type(exc).__name__}: {first_line}", device=device,
-                               reason=f"result could not be stored ({type(exc).__name__})", waited=waited, began=began)
+            self._fail_attempt(
+                job,
+                f"result could not be stored: {type(exc).__name__}: {first_line}",
+                device=device,
+                reason=f"result could not be stored ({type(exc).__name__})",
+                waited=waited,
+                began=began,
+            )
             return None
         if callback_status is None:
-            logger.warning("result of job %s from %s discarded: the job was requeued meanwhile", job.key, device.id,
-                           extra={"job": job.key, "device": device.id})
+            logger.warning(
+                "result of job %s from %s discarded: the job was requeued meanwhile",
+                job.key,
+                device.id,
+                extra={"job": job.key, "device": device.id},
+            )
         else:
             ran = time.perf_counter() - began
             lifecycle.finished(job=job.key, device=device.id, ms=ran * 1000)

@@ -91,18 +91,24 @@ def job_queue_info(job: Job, *, now: datetime | None = None) -> QueueInfo:
     if cached is not None:
         return cached
     info = QueueInfo()
-    if job.status == JobStatus.QUEUED:
-        position = job_queue_position(job)
+    position = job_queue_position(job)  # None unless the job is queued
+    if position is not None:
         devices = estimates.type_devices(job.device_type)
         estimate = estimates.estimate_start(
-            device_type=job.device_type, position=position, min_size=job.min_size, shots=job.shots,
-            devices=devices, run_seconds=estimates.cached_run_seconds(job.device_type), now=now or timezone.now(),
+            device_type=job.device_type,
+            position=position,
+            min_size=job.min_size,
+            shots=job.shots,
+            devices=devices,
+            run_seconds=estimates.cached_run_seconds(job.device_type),
+            now=now or timezone.now(),
         )
         warnings = estimates.capacity_warnings(
             device_type=job.device_type, sizes=[d.size for d in devices], min_size=job.min_size
         )
-        info = QueueInfo(position=position, estimated_start=estimate.start, estimate_reason=estimate.reason,
-                         warnings=warnings)
+        info = QueueInfo(
+            position=position, estimated_start=estimate.start, estimate_reason=estimate.reason, warnings=warnings
+        )
     job._queue_info = info
     return info
 
@@ -139,7 +145,7 @@ def queue_summary(*, now: datetime | None = None) -> list[dict]:
         .annotate(n=Count("pk"))
         .values_list("device_type", "n")
     )
-    devices = defaultdict(lambda: {"online": 0, "total": 0})
+    devices: defaultdict[str, dict[str, int]] = defaultdict(lambda: {"online": 0, "total": 0})
     for device_type, status, n in (
         Device.objects.order_by().values("type", "status").annotate(n=Count("pk")).values_list("type", "status", "n")
     ):
@@ -162,8 +168,6 @@ def queue_summary(*, now: datetime | None = None) -> list[dict]:
             }
         )
     return summary
-
-
 
 
 def annotate_device_activity(qs: QuerySet[Device]) -> QuerySet[Device]:

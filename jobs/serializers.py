@@ -18,10 +18,9 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.exceptions import ParseError
 
-from core.parsers import loads as json_loads
-
 from core import outbound
 from core.fields import ID_INT_LIMIT, INT32_MAX, INT32_MIN, PublicIdField, TextField, int_id_error, public_id_error
+from core.parsers import loads as json_loads
 from jobs.models import Job, JobStatus, Program
 from jobs.services import JobSpec
 
@@ -196,7 +195,10 @@ class ProgramCreateSerializer(serializers.Serializer):
     priority = _PriorityField()
     device_type = TextField(max_length=100)
     callback_url = serializers.URLField(
-        required=False, allow_blank=True, default="", max_length=1000,
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=1000,
         help_text=(
             "Each finished job is POSTed here as JSON, signed (Standard Webhooks) with the program's "
             "webhook_secret. http(s) only; public addresses only (see docs/security.md)."
@@ -236,7 +238,11 @@ class JobSubmitSerializer(serializers.Serializer):
     )
     user_id = ClientRefField(required=False, allow_blank=True, default="", help_text="Your own user reference.")
     instructions = serializers.JSONField(
-        required=False, allow_null=True, default=list, help_text="Free-form JSON for the QPU (null: [])."
+        required=False,
+        allow_null=True,
+        # The stubs want a mapping default; a JSONField holds any JSON value.
+        default=list,  # type: ignore[arg-type]
+        help_text="Free-form JSON for the QPU (null: []).",
     )
     shots = serializers.IntegerField(required=False, min_value=1, max_value=MAX_SHOTS, default=1)
     min_size = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=INT32_MAX, default=None)
@@ -253,7 +259,9 @@ class JobSubmitSerializer(serializers.Serializer):
 
 
 class CallbackStateSerializer(serializers.Serializer):
-    status = serializers.CharField(source="callback_status", help_text="'' (no callback), pending, delivered or failed.")
+    status = serializers.CharField(
+        source="callback_status", help_text="'' (no callback), pending, delivered or failed."
+    )
     attempts = serializers.IntegerField(source="callback_attempts")
     error = serializers.CharField(source="callback_error")
     delivered_at = serializers.DateTimeField(source="callback_delivered_at", allow_null=True)
@@ -271,8 +279,21 @@ class JobSerializer(serializers.ModelSerializer):
     class Meta:
         model = Job
         fields = [
-            "id", "program", "user_id", "priority", "device_type", "shots", "min_size", "status", "device",
-            "attempts", "created_at", "started_at", "finished_at", "error", "callback",
+            "id",
+            "program",
+            "user_id",
+            "priority",
+            "device_type",
+            "shots",
+            "min_size",
+            "status",
+            "device",
+            "attempts",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "error",
+            "callback",
         ]
         read_only_fields = fields
 
@@ -301,7 +322,12 @@ class JobDetailSerializer(JobSerializer):
 
     class Meta(JobSerializer.Meta):
         fields = JobSerializer.Meta.fields + [
-            "instructions", "result", "queue_position", "estimated_start", "estimated_start_reason", "warnings",
+            "instructions",
+            "result",
+            "queue_position",
+            "estimated_start",
+            "estimated_start_reason",
+            "warnings",
         ]
         read_only_fields = fields
 

@@ -87,8 +87,9 @@ def registered_sizes(device_type: str) -> list[int]:
     return sorted(set(Device.objects.filter(type=device_type).values_list("size", flat=True).distinct()))
 
 
-def _check_result_sizes(*, device_type: str, sizes: list[int], jobs: Sequence[JobSpec],
-                        field_prefix: str = "jobs[{index}].") -> None:
+def _check_result_sizes(
+    *, device_type: str, sizes: list[int], jobs: Sequence[JobSpec], field_prefix: str = "jobs[{index}]."
+) -> None:
     """400 naming ``shots`` for a job whose result (``size x shots`` bits)
     would exceed RESULT_MAX_BITS on every registered device of its type that
     it could run on (size >= min_size): no device would ever be handed it.
@@ -107,8 +108,11 @@ def _check_result_sizes(*, device_type: str, sizes: list[int], jobs: Sequence[Jo
         at = bisect_left(sizes, floor)
         size = sizes[at] if at < len(sizes) else floor
         if size * spec.shots > cap:
-            where = f"the smallest {device_type!r} device it can run on has {size} qubits" if at < len(sizes) \
+            where = (
+                f"the smallest {device_type!r} device it can run on has {size} qubits"
+                if at < len(sizes)
                 else f"it needs at least {size} qubit(s)"
+            )
             raise DomainError(
                 f"A result may hold at most {cap:,} bits (RESULT_MAX_BITS = device size x shots); {where}, "
                 f"so at most {cap // size:,} shots; got {spec.shots:,}.",
@@ -116,13 +120,20 @@ def _check_result_sizes(*, device_type: str, sizes: list[int], jobs: Sequence[Jo
             )
 
 
-def _device_warnings(*, device_type: str, sizes: list[int], jobs: Sequence[JobSpec], require_device: bool,
-                     field_prefix: str = "jobs[{index}].") -> list[str]:
+def _device_warnings(
+    *,
+    device_type: str,
+    sizes: list[int],
+    jobs: Sequence[JobSpec],
+    require_device: bool,
+    field_prefix: str = "jobs[{index}].",
+) -> list[str]:
     """Why jobs of this submission cannot start yet (``jobs.estimates``): the
     warnings to answer with, or, with ``require_device``, a 409 naming the
     reason and the field (nothing is created)."""
-    warnings = estimates.submission_warnings(device_type=device_type, sizes=sizes,
-                                             min_sizes=[spec.min_size for spec in jobs])
+    warnings = estimates.submission_warnings(
+        device_type=device_type, sizes=sizes, min_sizes=[spec.min_size for spec in jobs]
+    )
     if warnings and require_device:
         largest = sizes[-1] if sizes else 0
         first = next((i for i, spec in enumerate(jobs) if (spec.min_size or 1) > largest), 0)
@@ -131,8 +142,9 @@ def _device_warnings(*, device_type: str, sizes: list[int], jobs: Sequence[JobSp
     return warnings
 
 
-def _insert_jobs(*, owner_id: int, program_id: int, priority: int, device_type: str, keys: list[str],
-                 jobs: Sequence[JobSpec]) -> None:
+def _insert_jobs(
+    *, owner_id: int, program_id: int, priority: int, device_type: str, keys: list[str], jobs: Sequence[JobSpec]
+) -> None:
     """Insert a program's jobs in submission order (their ids are the queue's
     tie-breaker).
 
@@ -144,9 +156,17 @@ def _insert_jobs(*, owner_id: int, program_id: int, priority: int, device_type: 
     if connection.vendor != "postgresql":
         Job.objects.bulk_create(
             [
-                Job(key=key, program_id=program_id, owner_id=owner_id, priority=priority, device_type=device_type,
-                    instructions=spec.instructions, shots=spec.shots, min_size=spec.min_size)
-                for key, spec in zip(keys, jobs)
+                Job(
+                    key=key,
+                    program_id=program_id,
+                    owner_id=owner_id,
+                    priority=priority,
+                    device_type=device_type,
+                    instructions=spec.instructions,
+                    shots=spec.shots,
+                    min_size=spec.min_size,
+                )
+                for key, spec in zip(keys, jobs, strict=True)
             ],
             batch_size=BULK_BATCH_SIZE,
         )
@@ -164,7 +184,11 @@ def _insert_jobs(*, owner_id: int, program_id: int, priority: int, device_type: 
              ORDER BY t.n
             """,
             [
-                program_id, owner_id, priority, device_type, timezone.now(),
+                program_id,
+                owner_id,
+                priority,
+                device_type,
+                timezone.now(),
                 keys,
                 [json.dumps(spec.instructions) for spec in jobs],
                 [spec.shots for spec in jobs],
@@ -225,10 +249,18 @@ def program_create(
             # A savepoint so a race on an id (another request took it since
             # the check) leaves a clean transaction to roll back.
             with transaction.atomic():
-                _insert_jobs(owner_id=owner.pk, program_id=program.pk, priority=priority,
-                             device_type=device_type, keys=final_keys, jobs=jobs)
+                _insert_jobs(
+                    owner_id=owner.pk,
+                    program_id=program.pk,
+                    priority=priority,
+                    device_type=device_type,
+                    keys=final_keys,
+                    jobs=jobs,
+                )
         except IntegrityError as exc:
-            raise DuplicateId("A job id of this program was taken meanwhile; nothing was created.", field="jobs") from exc
+            raise DuplicateId(
+                "A job id of this program was taken meanwhile; nothing was created.", field="jobs"
+            ) from exc
         notify_changed(device_type)
     lifecycle.submitted(program=program.key, job_keys=final_keys, device_type=device_type, priority=priority)
     return ProgramCreated(program=program, job_keys=final_keys, warnings=warnings)

@@ -50,6 +50,8 @@ def _ordering_param(default: str, choices=ORDERING_CHOICES) -> OpenApiParameter:
         description=f"{', '.join(names)} (created: submission order); `-` for descending. Default `{default}`. "
         "Ties go to the earlier submission (the later one for `-created`).",
     )
+
+
 R400 = OpenApiResponse(description="Invalid input; the body names the field.")
 R401 = OpenApiResponse(description="Not authenticated.")
 R404 = OpenApiResponse(description="No such id among the programs/jobs you may see.")
@@ -58,7 +60,9 @@ R409 = OpenApiResponse(
     "POST /jobs a `program_id` of another user or whose `device_type`/`priority` differ)."
 )
 REQUIRE_DEVICE = OpenApiParameter(
-    "require_device", bool, required=False,
+    "require_device",
+    bool,
+    required=False,
     description="true: refuse (409, nothing created) a submission that no registered device could run "
     "(none of its device type, or min_size above all of them) instead of accepting it with `warnings`.",
 )
@@ -151,7 +155,11 @@ class ProgramDetailView(generics.GenericAPIView):
     permission_classes = [CanSubmitJobs]
     serializer_class = ProgramSerializer
 
-    @extend_schema(summary="Show a program and its job counts", parameters=[PROGRAM_ID], responses={200: ProgramSerializer, 401: R401, 404: R404})
+    @extend_schema(
+        summary="Show a program and its job counts",
+        parameters=[PROGRAM_ID],
+        responses={200: ProgramSerializer, 401: R401, 404: R404},
+    )
     def get(self, request, program_id: str):
         return Response(_program_data(selectors.program_get(user=request.user, key=program_id)))
 
@@ -211,7 +219,7 @@ class JobListView(generics.GenericAPIView):
     )
     def get(self, request):
         qs, ordering = filter_jobs(self.get_queryset(), request.query_params)
-        page = self.paginator.paginate_queryset(qs, request, ordering=ordering, order_by=order_by_for(ordering))
+        page = self.paginator.paginate_ordered(qs, request, ordering=ordering, order_by=order_by_for(ordering))
         return self.get_paginated_response(JobSerializer(page, many=True).data)
 
     @extend_schema(

@@ -34,8 +34,7 @@ from django.db.models import Q
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
-from core import outbound
-from core import metrics
+from core import metrics, outbound
 from jobs import lifecycle
 from jobs.models import CallbackStatus, Job
 from jobs.receivers import give_up_after, receiver_gate, receiver_record
@@ -151,8 +150,13 @@ def _post(*, job: Job, receiver: str, post) -> str:
     body = callback_body(job)
     headers = signed_headers(secret=secret, msg_id=message_id(job), body=body, now=timezone.now())
     try:
-        answer = post(job.program.callback_url, body=body, headers=headers,
-                      timeout=settings.CALLBACK_TIMEOUT_SECONDS, allowed=outbound.callback_address_allowed)
+        answer = post(
+            job.program.callback_url,
+            body=body,
+            headers=headers,
+            timeout=settings.CALLBACK_TIMEOUT_SECONDS,
+            allowed=outbound.callback_address_allowed,
+        )
     except outbound.OutboundError as exc:
         receiver_record(receiver=receiver, slow=exc.slow, now=timezone.now())
         logger.warning("callback of job %s to %s: %s (%s)", job.key, receiver, exc.reason, exc.detail)

@@ -11,7 +11,9 @@ from django.core.management import CommandError, call_command
 from config.connection_bench import BenchError, loopback_target
 
 
-@pytest.mark.parametrize("url", ["http://192.0.2.1:8000", "http://10.0.0.1", "https://127.0.0.1:8000", "ftp://localhost"])
+@pytest.mark.parametrize(
+    "url", ["http://192.0.2.1:8000", "http://10.0.0.1", "https://127.0.0.1:8000", "ftp://localhost"]
+)
 def test_refuses_targets_off_this_machine(url):
     with pytest.raises(BenchError):
         loopback_target(url)
@@ -31,8 +33,9 @@ def test_url_needs_a_token():
 
 @pytest.mark.slow
 def test_small_run_against_its_own_serve(capsys):
-    call_command("bench_connections", "--half-open", "30", "--requests", "3", "--no-workers",
-                 "--close-wait", "0", "--json")
+    call_command(
+        "bench_connections", "--half-open", "30", "--requests", "3", "--no-workers", "--close-wait", "0", "--json"
+    )
     figures = json.loads(capsys.readouterr().out)
     assert figures["half_open_held"] == 30
     for phase in ("quiet", "flood"):

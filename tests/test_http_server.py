@@ -18,8 +18,13 @@ from config.http_server import FD_RESERVE, create_http_server, effective_connect
 
 
 def echo_app(environ, start_response):
-    body = json.dumps({"scheme": environ["wsgi.url_scheme"], "remote": environ["REMOTE_ADDR"],
-                       "forwarded_proto": environ.get("HTTP_X_FORWARDED_PROTO")}).encode()
+    body = json.dumps(
+        {
+            "scheme": environ["wsgi.url_scheme"],
+            "remote": environ["REMOTE_ADDR"],
+            "forwarded_proto": environ.get("HTTP_X_FORWARDED_PROTO"),
+        }
+    ).encode()
     start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
     return [body]
 
@@ -96,8 +101,7 @@ def test_answers_with_1100_half_open_connections_held(running):
     server = running(HTTP_CONNECTION_LIMIT=2000)
     socks = []
     try:
-        socks = open_half_open(host="127.0.0.1", port=server.server.effective_port, count=1100,
-                               until=float("inf"))
+        socks = open_half_open(host="127.0.0.1", port=server.server.effective_port, count=1100, until=float("inf"))
         assert len(socks) == 1100
         for _ in range(3):
             r = requests.get(server.base + "/", timeout=5, headers={"Connection": "close"})

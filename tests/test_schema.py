@@ -7,7 +7,6 @@ from drf_spectacular.drainage import GENERATOR_STATS
 from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.validation import validate_schema
 
-
 pytestmark = pytest.mark.django_db
 
 QPU_PATHS = {

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 import schemathesis
-from schemathesis.config import SchemathesisConfig
 from hypothesis import HealthCheck, settings
+from schemathesis.config import SchemathesisConfig
 
 import tests.api_conventions.st_hooks  # noqa: F401  (registers the exam-date hook)
 from config.wsgi import application

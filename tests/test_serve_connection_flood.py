@@ -28,8 +28,11 @@ def test_api_answers_during_a_half_open_flood_which_the_server_then_closes(tmp_p
     if raise_fd_limit(wanted=HALF_OPEN + 500).soft < HALF_OPEN + 200:
         pytest.skip("the open-files limit of this machine is too low to hold 1,000 connections")
     env = service_env(
-        f"sqlite:///{tmp_path / 'flood.sqlite3'}", SECRET_KEY="some-test-key", DEBUG="1",
-        HTTP_CHANNEL_TIMEOUT_SECONDS=str(CHANNEL_TIMEOUT), HTTP_CLEANUP_INTERVAL_SECONDS="1",
+        f"sqlite:///{tmp_path / 'flood.sqlite3'}",
+        SECRET_KEY="some-test-key",
+        DEBUG="1",
+        HTTP_CHANNEL_TIMEOUT_SECONDS=str(CHANNEL_TIMEOUT),
+        HTTP_CLEANUP_INTERVAL_SECONDS="1",
     )
     manage(env, "migrate", "--noinput", "-v", "0")
     token = create_user_tokens(env, ("flood-alice", False))["flood-alice"]
@@ -41,8 +44,9 @@ def test_api_answers_during_a_half_open_flood_which_the_server_then_closes(tmp_p
         assert len(socks) == HALF_OPEN
 
         for i in range(3):  # a new client each time: it has to get past accept() too
-            r = requests.get(service.base + "/devices", timeout=5,
-                             headers={"Authorization": f"Token {token}", "Connection": "close"})
+            r = requests.get(
+                service.base + "/devices", timeout=5, headers={"Authorization": f"Token {token}", "Connection": "close"}
+            )
             assert r.status_code == 200, r.text
             if i == 0:  # the flood was in place while it was answered: none closed yet
                 assert wait_closed(socks, timeout=0) == (0, None)

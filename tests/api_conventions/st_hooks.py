@@ -32,6 +32,8 @@ def priority_within_the_ceiling(body):
         if body["priority"] > ceiling:
             body["priority"] = body["priority"] % (ceiling + 1)
     return body
+
+
 PREVIEW = ("POST", "/exams/preview")
 
 

@@ -32,6 +32,8 @@ def test_changelist_shows_the_owner_and_the_change_form_hands_a_device_to_an_acc
 
 
 def test_a_device_added_in_the_admin_belongs_to_no_account(admin_client_):
-    response = admin_client_.post("/admin/devices/device/add/", {"id": "new-1", "address": "sim", "type": "a", "size": 2})
+    response = admin_client_.post(
+        "/admin/devices/device/add/", {"id": "new-1", "address": "sim", "type": "a", "size": 2}
+    )
     assert response.status_code == 302, response.content
     assert Device.objects.get(pk="new-1").owner is None

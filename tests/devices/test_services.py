@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 import pytest
 
@@ -94,18 +95,29 @@ def test_remove_returns_requeued_count_and_unknown_raises(user):
 def test_update_changes_only_the_given_fields():
     make_device("d1", type="analog", size=4, address="a")
     device = services.device_update(device_id="d1", address="http://q:1", type="digital", size=9)
-    assert (device.address, device.type, device.size, device.status) == ("http://q:1", "digital", 9, DeviceStatus.ONLINE)
+    assert (device.address, device.type, device.size, device.status) == (
+        "http://q:1",
+        "digital",
+        9,
+        DeviceStatus.ONLINE,
+    )
 
 
-def test_ownership_is_checked_on_the_row_and_a_refusal_requeues_nothing(user, other_user, staff_user, django_capture_on_commit_callbacks):
+def test_ownership_is_checked_on_the_row_and_a_refusal_requeues_nothing(
+    user, other_user, staff_user, django_capture_on_commit_callbacks
+):
     from devices.exceptions import DeviceNotYours
 
-    device, _ = services.device_register(device_id="d1", address="http://a:1", type="analog", size=4, actor=user, now=NOW)
+    device, _ = services.device_register(
+        device_id="d1", address="http://a:1", type="analog", size=4, actor=user, now=NOW
+    )
     assert device.owner == user
     job = make_job(make_program(other_user), status=JobStatus.RUNNING, device=device)
     with django_capture_on_commit_callbacks() as callbacks:
         for call in (
-            lambda: services.device_register(device_id="d1", address="http://b:1", type="analog", size=4, actor=other_user),
+            lambda: services.device_register(
+                device_id="d1", address="http://b:1", type="analog", size=4, actor=other_user
+            ),
             lambda: services.device_heartbeat(device_id="d1", actor=other_user),
             lambda: services.device_drain(device_id="d1", actor=other_user),
             lambda: services.device_resume(device_id="d1", actor=other_user),

@@ -74,8 +74,14 @@ def test_admin_cancel_action_cancels_only_queued_jobs(admin_client_, user):
 def test_admin_requeue_action_puts_failed_jobs_back_in_place(admin_client_, user):
     program = make_program(user, priority=4)
     failed = make_job(
-        program, status=JobStatus.FAILED, device=make_device("d1"), attempts=3, error="device timeout",
-        started_at=timezone.now(), callback_status="failed", callback_attempts=8,
+        program,
+        status=JobStatus.FAILED,
+        device=make_device("d1"),
+        attempts=3,
+        error="device timeout",
+        started_at=timezone.now(),
+        callback_status="failed",
+        callback_attempts=8,
     )
     later = make_job(program)
     admin_client_.post("/admin/jobs/job/", {"action": "requeue_failed_jobs", "_selected_action": [failed.pk, later.pk]})
@@ -126,11 +132,15 @@ def test_admin_bulk_delete_devices_requeues_their_jobs(admin_client_, user):
 
 
 def test_admin_add_and_edit_device(admin_client_):
-    response = admin_client_.post("/admin/devices/device/add/", {"id": "new-1", "address": "", "type": "analog", "size": 5})
+    response = admin_client_.post(
+        "/admin/devices/device/add/", {"id": "new-1", "address": "", "type": "analog", "size": 5}
+    )
     assert response.status_code == 302
     device = Device.objects.get(pk="new-1")
     assert device.status == DeviceStatus.ONLINE and device.registered_at is not None
-    response = admin_client_.post("/admin/devices/device/new-1/change/", {"address": "http://q:1", "type": "digital", "size": 9})
+    response = admin_client_.post(
+        "/admin/devices/device/new-1/change/", {"address": "http://q:1", "type": "digital", "size": 9}
+    )
     assert response.status_code == 302
     device.refresh_from_db()
     assert (device.address, device.type, device.size) == ("http://q:1", "digital", 9)

@@ -24,7 +24,11 @@ def test_bench_estimates_small_run_prints_its_figures():
     env = {"PATH": "/usr/bin:/bin", "DATABASE_URL": current_database_url(), "LOG_LEVEL": "WARNING"}
     out = subprocess.run(
         [sys.executable, str(ROOT / "manage.py"), "bench_estimates", "--jobs", "20", "--warmup", "6", "--json"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert out.returncode == 0, out.stderr[-2000:]
     figures = json.loads(out.stdout.strip().splitlines()[-1])

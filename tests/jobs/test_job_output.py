@@ -19,9 +19,18 @@ def test_the_fast_output_equals_the_serializer_for_every_kind_of_job(user):
     now = timezone.now()
     device = make_device("d1", size=2)
     program = make_program(user, priority=4, client_user_id="client-9", callback_url="https://client.example/r")
-    make_job(program, status=JobStatus.DONE, device=device, started_at=now - timedelta(seconds=3), finished_at=now,
-             result=["01", "10"], shots=2, callback_status=CallbackStatus.DELIVERED, callback_attempts=1,
-             callback_delivered_at=now)
+    make_job(
+        program,
+        status=JobStatus.DONE,
+        device=device,
+        started_at=now - timedelta(seconds=3),
+        finished_at=now,
+        result=["01", "10"],
+        shots=2,
+        callback_status=CallbackStatus.DELIVERED,
+        callback_attempts=1,
+        callback_delivered_at=now,
+    )
     jobs = [
         make_job(program, instructions=[{"op": "h", "q": 0}], min_size=2),
         make_job(program, min_size=64),

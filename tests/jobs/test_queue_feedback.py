@@ -3,7 +3,8 @@ device can run, ?require_device=true, estimated_start and its reason."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 import pytest
 from django.utils import timezone
@@ -103,8 +104,12 @@ def test_require_device_must_be_a_boolean(api):
 
 def _finished(program, *, seconds: float, n: int, now):
     for i in range(n):
-        make_job(program, status=JobStatus.DONE, started_at=now - timedelta(seconds=seconds * (i + 2)),
-                 finished_at=now - timedelta(seconds=seconds * (i + 1)))
+        make_job(
+            program,
+            status=JobStatus.DONE,
+            started_at=now - timedelta(seconds=seconds * (i + 2)),
+            finished_at=now - timedelta(seconds=seconds * (i + 1)),
+        )
 
 
 def test_a_queued_job_gets_an_estimated_start_from_history_and_online_devices(api, user):
@@ -169,8 +174,9 @@ def test_the_median_reads_only_the_last_finished_jobs_of_the_type(user, settings
 def test_idle_devices_take_the_first_jobs_at_once():
     devices = [DeviceSlot(size=4, online=True), DeviceSlot(size=4, online=True)]
     for position, wait in [(1, 0), (2, 0), (3, 10), (4, 10), (5, 20)]:
-        estimate = estimate_start(device_type="a", position=position, min_size=None, shots=1, devices=devices,
-                                  run_seconds=10, now=T0)
+        estimate = estimate_start(
+            device_type="a", position=position, min_size=None, shots=1, devices=devices, run_seconds=10, now=T0
+        )
         assert estimate.start == T0 + timedelta(seconds=wait), position
 
 
@@ -181,8 +187,10 @@ def test_busy_devices_free_up_when_their_current_job_has_run_its_median():
         DeviceSlot(size=4, online=True, running_since=T0 - timedelta(seconds=60)),  # overdue: free now
     ]
     waits = [
-        estimate_start(device_type="a", position=p, min_size=None, shots=1, devices=devices, run_seconds=10,
-                       now=T0).start - T0
+        estimate_start(
+            device_type="a", position=p, min_size=None, shots=1, devices=devices, run_seconds=10, now=T0
+        ).start
+        - T0
         for p in range(1, 7)
     ]
     assert [w.total_seconds() for w in waits] == [0, 3, 9, 10, 13, 19]
@@ -190,16 +198,16 @@ def test_busy_devices_free_up_when_their_current_job_has_run_its_median():
 
 def test_only_online_devices_large_enough_count():
     devices = [DeviceSlot(size=2, online=True), DeviceSlot(size=8, online=False), DeviceSlot(size=8, online=True)]
-    estimate = estimate_start(device_type="a", position=3, min_size=5, shots=1, devices=devices, run_seconds=4,
-                              now=T0)
+    estimate = estimate_start(device_type="a", position=3, min_size=5, shots=1, devices=devices, run_seconds=4, now=T0)
     assert estimate.start == T0 + timedelta(seconds=8)  # one able device: two jobs ahead of it
 
 
 def test_a_device_whose_result_could_not_hold_the_shots_does_not_count(settings):
     settings.RESULT_MAX_BITS = 100
     devices = [DeviceSlot(size=50, online=True)]  # 50 x 3 shots > 100 bits
-    estimate = estimate_start(device_type="a", position=1, min_size=None, shots=3, devices=devices, run_seconds=1,
-                              now=T0)
+    estimate = estimate_start(
+        device_type="a", position=1, min_size=None, shots=3, devices=devices, run_seconds=1, now=T0
+    )
     assert estimate.start is None and "can run it" in estimate.reason
 
 

@@ -26,7 +26,8 @@ def test_queue_position_matches_a_brute_force_count_over_a_mixed_queue(user):
     rng = random.Random(8)
     programs = [
         make_program(user, priority=priority, device_type=device_type)
-        for priority in (-5, 0, 3, 3, 7, 2_000_000_000) for device_type in ("analog", "gate", "photonic")
+        for priority in (-5, 0, 3, 3, 7, 2_000_000_000)
+        for device_type in ("analog", "gate", "photonic")
     ]
     statuses = [JobStatus.QUEUED] * 6 + [JobStatus.RUNNING, JobStatus.DONE, JobStatus.CANCELLED, JobStatus.FAILED]
     for _ in range(300):

@@ -27,7 +27,12 @@ def claim(device):
 def test_program_create_copies_program_fields_onto_jobs_in_order(user):
     specs = [JobSpec(key="a", instructions={"x": 1}, shots=3, min_size=2), JobSpec(), JobSpec(key="c")]
     created = services.program_create(
-        owner=user, priority=7, device_type="analog", jobs=specs, callback_url="http://cb.example/x", client_user_id="u1"
+        owner=user,
+        priority=7,
+        device_type="analog",
+        jobs=specs,
+        callback_url="http://cb.example/x",
+        client_user_id="u1",
     )
     assert created.job_keys[0] == "a" and created.job_keys[2] == "c" and len(created.job_keys[1]) == 32
     jobs = list(Job.objects.order_by("id"))
@@ -178,7 +183,11 @@ def test_concurrent_programs_with_the_same_program_id_one_wins():
 
     def submit(i):
         return services.program_create(
-            owner=owner, priority=0, device_type="analog", key="same", jobs=[JobSpec(key=f"j{i}-{k}") for k in range(50)]
+            owner=owner,
+            priority=0,
+            device_type="analog",
+            key="same",
+            jobs=[JobSpec(key=f"j{i}-{k}") for k in range(50)],
         )
 
     results = _run_threads(submit, 4)

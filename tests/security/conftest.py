@@ -133,8 +133,14 @@ def finished_job(db, user):
 
     def make(callback_url: str, *, owner=None) -> Job:
         program = make_program(owner or user, callback_url=callback_url)
-        return make_job(program, status=JobStatus.DONE, result=["01"], attempts=1, started_at=timezone.now(),
-                        callback_status=CallbackStatus.PENDING)
+        return make_job(
+            program,
+            status=JobStatus.DONE,
+            result=["01"],
+            attempts=1,
+            started_at=timezone.now(),
+            callback_status=CallbackStatus.PENDING,
+        )
 
     return make
 

@@ -89,8 +89,9 @@ def test_public_addresses_and_unresolvable_names_are_accepted(api, fake_dns):
 
 
 def test_the_flat_jobs_form_cannot_set_a_callback_url(api):
-    response = api.post("/jobs", {"priority": 1, "device_type": "analog", "callback_url": "http://127.0.0.1/"},
-                        format="json")
+    response = api.post(
+        "/jobs", {"priority": 1, "device_type": "analog", "callback_url": "http://127.0.0.1/"}, format="json"
+    )
     assert response.status_code == 201
     assert Program.objects.get().callback_url == ""
 
@@ -105,7 +106,9 @@ def test_allowed_networks_open_chosen_ranges_on_purpose(api, settings):
 # --- at delivery ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("url", ["http://127.0.0.1:{port}/hook", "http://2130706433:{port}/", "http://[::ffff:127.0.0.1]:{port}/"])
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:{port}/hook", "http://2130706433:{port}/", "http://[::ffff:127.0.0.1]:{port}/"]
+)
 def test_a_stored_internal_url_is_refused_at_delivery_without_a_connection(finished_job, peer, url):
     receiver = peer(answer(204))
     job = finished_job(url.format(port=receiver.port))
@@ -170,10 +173,20 @@ def test_the_whole_matrix_is_refused_at_delivery_without_dialing(finished_job, d
 @pytest.mark.parametrize(
     "host, address",
     [
-        ("127.0.0.1", "127.0.0.1"), ("2130706433", "127.0.0.1"), ("0177.0.0.1", "127.0.0.1"),
-        ("0x7f.1", "127.0.0.1"), ("0x7F000001", "127.0.0.1"), ("127.1", "127.0.0.1"), ("127.0.1", "127.0.0.1"),
-        ("017700000001", "127.0.0.1"), ("0", "0.0.0.0"), ("169.254.43518", "169.254.169.254"),
-        ("8.8.8.8.", "8.8.8.8"), ("hooks.example.com", None), ("1a.example", None), ("0xzz", None),
+        ("127.0.0.1", "127.0.0.1"),
+        ("2130706433", "127.0.0.1"),
+        ("0177.0.0.1", "127.0.0.1"),
+        ("0x7f.1", "127.0.0.1"),
+        ("0x7F000001", "127.0.0.1"),
+        ("127.1", "127.0.0.1"),
+        ("127.0.1", "127.0.0.1"),
+        ("017700000001", "127.0.0.1"),
+        ("0", "0.0.0.0"),
+        ("169.254.43518", "169.254.169.254"),
+        ("8.8.8.8.", "8.8.8.8"),
+        ("hooks.example.com", None),
+        ("1a.example", None),
+        ("0xzz", None),
     ],
 )
 def test_ipv4_spellings_are_read_as_url_parsers_and_inet_aton_read_them(host, address):

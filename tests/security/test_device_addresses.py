@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from devices.clients import DeviceError, DeviceRef, HttpQPU, JobPayload, client_for, SimulatedQPU
+from devices.clients import DeviceError, DeviceRef, HttpQPU, JobPayload, SimulatedQPU, client_for
 from devices.models import Device
 
 pytestmark = pytest.mark.django_db
@@ -41,11 +41,24 @@ def test_http_urls_in_any_case_are_devices_and_labels_the_simulator(staff_api, g
 @pytest.mark.parametrize(
     "address",
     [
-        "ftp://qpu.lab.example", "gopher://qpu.lab.example", "javascript://x", "file:///etc/passwd",
-        "http:/qpu.lab.example", "https:qpu.lab.example", "http://", "HTTP:///nohost",
-        "http://user:pw@qpu.lab.example", "http://qpu.lab.example:99999",
-        "http://169.254.169.254", "http://[fe80::1]:80", "http://[::ffff:169.254.169.254]", "http://224.0.0.1",
-        "http://0.0.0.0:9000", "http://[::]:9000", "http://240.0.0.1", "http://255.255.255.255",
+        "ftp://qpu.lab.example",
+        "gopher://qpu.lab.example",
+        "javascript://x",
+        "file:///etc/passwd",
+        "http:/qpu.lab.example",
+        "https:qpu.lab.example",
+        "http://",
+        "HTTP:///nohost",
+        "http://user:pw@qpu.lab.example",
+        "http://qpu.lab.example:99999",
+        "http://169.254.169.254",
+        "http://[fe80::1]:80",
+        "http://[::ffff:169.254.169.254]",
+        "http://224.0.0.1",
+        "http://0.0.0.0:9000",
+        "http://[::]:9000",
+        "http://240.0.0.1",
+        "http://255.255.255.255",
     ],
 )
 def test_other_schemes_broken_urls_and_forbidden_targets_are_a_400_naming_address(staff_api, address):

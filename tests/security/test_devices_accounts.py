@@ -88,7 +88,9 @@ def test_the_docs_flow_with_the_briefs_curl_d_client():
     client.credentials(HTTP_AUTHORIZATION=f"Token {token_of(create('lab-7'))}")
 
     def curl_d(path, body=None):
-        return client.generic("POST", path, json.dumps(body) if body else "", content_type="application/x-www-form-urlencoded")
+        return client.generic(
+            "POST", path, json.dumps(body) if body else "", content_type="application/x-www-form-urlencoded"
+        )
 
     response = curl_d("/devices", {"id": "qpu-7", "address": "addr1", "type": "analog", "size": 5})
     assert response.status_code == 201, response.content
@@ -107,9 +109,28 @@ def test_simulate_qpu_joins_heartbeats_and_leaves_with_a_device_account_token_an
 
     def simulate(token, *extra):
         return subprocess.Popen(
-            [sys.executable, str(ROOT / "manage.py"), "simulate_qpu", "--id", "qpu-a", "--type", "analog",
-             "--size", "3", "--scheduler", live_server.url, "--token", token, "--heartbeat", "0.1", *extra],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                str(ROOT / "manage.py"),
+                "simulate_qpu",
+                "--id",
+                "qpu-a",
+                "--type",
+                "analog",
+                "--size",
+                "3",
+                "--scheduler",
+                live_server.url,
+                "--token",
+                token,
+                "--heartbeat",
+                "0.1",
+                *extra,
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
 
     proc = simulate(lab_a)

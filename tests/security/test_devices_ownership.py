@@ -99,7 +99,11 @@ def test_the_owner_and_staff_may_do_everything(clients, other_user, role, action
 
 @pytest.mark.parametrize("action", ACTIONS)
 def test_a_device_staff_registered_is_staff_only(clients, action):
-    make_device("qpu-a", address="http://10.0.0.9:9000", status=DeviceStatus.DRAINING if action == "resume" else DeviceStatus.ONLINE)
+    make_device(
+        "qpu-a",
+        address="http://10.0.0.9:9000",
+        status=DeviceStatus.DRAINING if action == "resume" else DeviceStatus.ONLINE,
+    )
     before = snapshot()
     for role in ("owner", "other"):
         response = act(clients[role], action)
@@ -113,7 +117,9 @@ def test_the_hijack_attempt_from_the_issue(clients, other_user):
     owned_busy_device(clients, other_user)
     job = Job.objects.get(device_id="qpu-a")
     response = clients["other"].generic(  # the brief's client: curl -d, no content type
-        "POST", "/devices", '{"id": "qpu-a", "address": "http://lab-b:1", "type": "analog", "size": 4}',
+        "POST",
+        "/devices",
+        '{"id": "qpu-a", "address": "http://lab-b:1", "type": "analog", "size": 4}',
         content_type="application/x-www-form-urlencoded",
     )
     assert response.status_code == 403

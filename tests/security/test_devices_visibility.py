@@ -79,7 +79,9 @@ def test_every_action_answers_with_what_the_caller_may_see(clients, busy_device,
 
 
 def test_a_staff_registered_device_shows_its_address_to_no_device_account(clients):
-    response = clients["staff"].post("/devices", {"id": "op-1", "address": ADDRESS, "type": "a", "size": 2}, format="json")
+    response = clients["staff"].post(
+        "/devices", {"id": "op-1", "address": ADDRESS, "type": "a", "size": 2}, format="json"
+    )
     assert response.json()["address"] == ADDRESS
     for role in ("owner", "other", "user"):
         assert "address" not in clients[role].get("/devices/op-1").json()

@@ -322,15 +322,18 @@ def test_cache_url_choices():
 
     assert cache_config("")["BACKEND"].endswith("LocMemCache")
     assert cache_config("db://throttle_cache") == {
-        "BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "throttle_cache",
+        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+        "LOCATION": "throttle_cache",
     }
     assert cache_config("redis://cache:6379/1")["BACKEND"].endswith("RedisCache")
     with pytest.raises(ValueError):
         cache_config("memcached://x")
 
 
-@pytest.mark.parametrize("rate, ok", [("120/minute", True), ("", True), ("5/s", True), ("abc", False),
-                                      ("120 per minute", False), ("1.5/minute", False)])
+@pytest.mark.parametrize(
+    "rate, ok",
+    [("120/minute", True), ("", True), ("5/s", True), ("abc", False), ("120 per minute", False), ("1.5/minute", False)],
+)
 def test_a_malformed_throttle_rate_stops_start_up(rate, ok, tmp_path):
     import subprocess
     import sys
@@ -339,9 +342,18 @@ def test_a_malformed_throttle_rate_stops_start_up(rate, ok, tmp_path):
 
     out = subprocess.run(
         [sys.executable, "-c", "import django; django.setup()"],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
-        env={"PATH": "/usr/bin:/bin", "DJANGO_SETTINGS_MODULE": "config.settings", "THROTTLE_SUBMIT_RATE": rate,
-             "SQLITE_PATH": str(tmp_path / "unused.sqlite3"), "LOG_LEVEL": "WARNING", "SECRET_KEY": "k" * 60},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "THROTTLE_SUBMIT_RATE": rate,
+            "SQLITE_PATH": str(tmp_path / "unused.sqlite3"),
+            "LOG_LEVEL": "WARNING",
+            "SECRET_KEY": "k" * 60,
+        },
     )
     assert (out.returncode == 0) == ok, out.stderr[-500:]
     if not ok:

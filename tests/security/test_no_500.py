@@ -4,7 +4,8 @@ admin query strings get a 4xx naming the field, or a normal page."""
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from urllib.parse import parse_qsl, quote
 
 import pytest
@@ -68,8 +69,20 @@ def test_jobs_given_as_json_text_in_a_form_are_checked_too(api):
 
 # JSON escapes of characters no id may hold: C0/C1 controls, NEL, zero-width
 # space, bidi override, BOM, soft hyphen, word joiner, a lone surrogate.
-BAD_ID_CHARS = ["\\u0000", "\\u0007", "\\u007f", "\\u0080", "\\u0085", "\\u009f", "\\u200b", "\\u202e",
-                "\\ufeff", "\\u00ad", "\\u2060", "\\ud800"]
+BAD_ID_CHARS = [
+    "\\u0000",
+    "\\u0007",
+    "\\u007f",
+    "\\u0080",
+    "\\u0085",
+    "\\u009f",
+    "\\u200b",
+    "\\u202e",
+    "\\ufeff",
+    "\\u00ad",
+    "\\u2060",
+    "\\ud800",
+]
 
 
 def _post(client, path, body):
@@ -141,8 +154,14 @@ def test_exam_updates_and_services_apply_the_window(staff_api, db):
 
 
 def test_admin_exam_form_applies_the_window(admin_client):
-    form = {"name": "x", "start_0": "1999-12-31", "start_1": "23:00:00", "end_0": "2000-01-01", "end_1": "01:00:00",
-            "students": "3"}
+    form = {
+        "name": "x",
+        "start_0": "1999-12-31",
+        "start_1": "23:00:00",
+        "end_0": "2000-01-01",
+        "end_1": "01:00:00",
+        "students": "3",
+    }
     r = admin_client.post("/admin/exams/exam/add/", form)
     assert r.status_code == 200 and b"2000 to 2100" in r.content
     assert not Exam.objects.exists()
@@ -180,8 +199,14 @@ def test_every_admin_page_renders_for_the_boundary_exams(admin_client, boundary_
         assert b"vm-plan-chart" in r.content  # the VM timeline
         assert admin_client.get(f"/admin/exams/exam/{exam.pk}/delete/").status_code == 200
         assert admin_client.get(f"/admin/exams/exam/{exam.pk}/history/").status_code == 200
-    for query in ["start__year=2000", "start__year=2100", "start__year=2100&start__month=12",
-                  "start__year=2100&start__month=12&start__day=31", "timing=upcoming", "timing=past"]:
+    for query in [
+        "start__year=2000",
+        "start__year=2100",
+        "start__year=2100&start__month=12",
+        "start__year=2100&start__month=12&start__day=31",
+        "timing=upcoming",
+        "timing=past",
+    ]:
         assert admin_client.get(f"/admin/exams/exam/?{query}").status_code == 200, query
 
 
@@ -219,8 +244,14 @@ def some_of_everything(boundary_exams, user, staff_api, anon_api):
     body = {"id": "qpu-1", "address": "sim", "type": "analog", "size": 4}
     assert staff_api.post("/devices", body, format="json").status_code == 201
     program_create(owner=user, priority=3, device_type="analog", jobs=[JobSpec(), JobSpec(min_size=2)])
-    vm = VM.objects.create(uuid="u-1", exam=boundary_exams[0], exam_ref=boundary_exams[0].pk, state="ready",
-                           requested_at=FIRST, ready_at=FIRST)
+    vm = VM.objects.create(
+        uuid="u-1",
+        exam=boundary_exams[0],
+        exam_ref=boundary_exams[0].pk,
+        state="ready",
+        requested_at=FIRST,
+        ready_at=FIRST,
+    )
     ProviderCall.objects.create(t=FIRST, endpoint="start", vm=vm, vm_uuid="u-1", exam_ref=vm.exam_ref, outcome="ok")
     # a failed and a successful login, for django-axes' logs
     anon_api.post("/api/token/", {"username": user.username, "password": "wrong"}, format="json")
@@ -260,8 +291,13 @@ def test_every_admin_changelist_survives_hostile_query_strings(admin_client, som
 
 
 def test_date_hierarchy_edges_are_the_invalid_lookup_page_not_a_500(admin_client, boundary_exams):
-    for query in ["start__year=9999&start__month=12&start__day=31", "start__year=9999", "start__year=" + "9" * 30,
-                  "start__year=2030&start__month=2&start__day=30", "start__year=0"]:
+    for query in [
+        "start__year=9999&start__month=12&start__day=31",
+        "start__year=9999",
+        "start__year=" + "9" * 30,
+        "start__year=2030&start__month=2&start__day=30",
+        "start__year=0",
+    ]:
         r = admin_client.get(f"/admin/exams/exam/?{query}")
         assert r.status_code == 302 and r["Location"].endswith("?e=1"), query
 
@@ -289,8 +325,17 @@ def test_api_list_filters_with_hostile_values_are_200_or_400(staff_api, path):
 
 
 PATH_SEGMENTS = ["%00", "9" * 40, "2147483648", "%ED%A0%80", "%C2%85", "%E2%80%8B", ".."]
-PATH_TEMPLATES = ["/jobs/{}", "/jobs/{}/cancel", "/programs/{}", "/programs/{}/cancel", "/devices/{}",
-                  "/devices/{}/heartbeat", "/devices/{}/drain", "/exams/{}", "/exams/{}/plan"]
+PATH_TEMPLATES = [
+    "/jobs/{}",
+    "/jobs/{}/cancel",
+    "/programs/{}",
+    "/programs/{}/cancel",
+    "/devices/{}",
+    "/devices/{}/heartbeat",
+    "/devices/{}/drain",
+    "/exams/{}",
+    "/exams/{}/plan",
+]
 
 
 @pytest.mark.parametrize("template", PATH_TEMPLATES)

@@ -53,7 +53,7 @@ def test_a_receiver_that_never_answers_times_out(finished_job, peer):
 
 
 def test_a_device_trickling_its_answer_body_is_cut_off_at_the_deadline(peer):
-    device = peer(trickle(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n{\"result\": [", every=0.2))
+    device = peer(trickle(b'HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n{"result": [', every=0.2))
     started = time.monotonic()
     with pytest.raises(DeviceError) as caught:
         HttpQPU(timeout=1).run(device=device_at(device.url), job=JOB)

@@ -52,7 +52,8 @@ def deploy_warnings(environ: dict[str, str]) -> set[str]:
     environment produces; returns the ids it reports."""
     values = load_settings(environ)
     security = {
-        name: value for name, value in values.items()
+        name: value
+        for name, value in values.items()
         if name.startswith(("SECURE_", "SESSION_COOKIE_", "CSRF_", "SECRET_KEY"))
         or name in {"DEBUG", "ALLOWED_HOSTS", "MIDDLEWARE", "X_FRAME_OPTIONS"}
     }
@@ -113,7 +114,11 @@ def test_serve_without_a_key_exits_with_one_line_saying_what_to_set(tmp_path):
     env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'db.sqlite3'}"
     proc = subprocess.run(
         [sys.executable, str(ROOT / "manage.py"), "serve", "--port", "0"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 1, (proc.stdout, proc.stderr)
     lines = proc.stderr.strip().splitlines()
@@ -166,7 +171,11 @@ def test_check_deploy_passes_as_a_real_command_with_the_documented_environment(t
     env = {"PATH": os.environ.get("PATH", ""), "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}", **PRODUCTION}
     proc = subprocess.run(
         [sys.executable, str(ROOT / "manage.py"), "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "no issues" in proc.stdout

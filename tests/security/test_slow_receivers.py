@@ -31,7 +31,7 @@ def test_a_slow_receiver_costs_one_timeout_and_the_fast_one_is_served(finished_j
     slow_jobs = [finished_job(slow.url + "/hook") for _ in range(3)]
     fast_jobs = [finished_job(fast.url + "/hook", owner=other_user) for _ in range(3)]
     # One worker taking the deliveries in queue order, the two users interleaved.
-    outcomes = [callback_deliver(job_id=job.pk) for pair in zip(slow_jobs, fast_jobs) for job in pair]
+    outcomes = [callback_deliver(job_id=job.pk) for pair in zip(slow_jobs, fast_jobs, strict=True) for job in pair]
     assert outcomes == ["pending", "delivered"] * 3
     assert slow.accepted == 1 and len(fast.requests) == 3
     first, *waiting = [type(j).objects.get(pk=j.pk) for j in slow_jobs]
@@ -77,8 +77,9 @@ def test_a_receiver_silent_for_long_is_probed_again_not_given_up(finished_job, p
     receiver = peer(answer(204))
     job = finished_job(receiver.url + "/hook")
     long_ago = timezone.now() - 2 * give_up_after()
-    SlowReceiver.objects.create(receiver=f"http://127.0.0.1:{receiver.port}", since=long_ago,
-                                until=long_ago + timedelta(seconds=60))
+    SlowReceiver.objects.create(
+        receiver=f"http://127.0.0.1:{receiver.port}", since=long_ago, until=long_ago + timedelta(seconds=60)
+    )
     assert callback_deliver(job_id=job.pk) == "delivered"
 
 

@@ -13,7 +13,9 @@ import pytest
 
 from devices.clients import DeviceError, DeviceRef, HttpQPU, JobPayload
 
-pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command to make a certificate")
+pytestmark = pytest.mark.skipif(
+    shutil.which("openssl") is None, reason="needs the openssl command to make a certificate"
+)
 
 
 @pytest.fixture
@@ -22,10 +24,28 @@ def tls_device(tmp_path, monkeypatch):
     qpu.lab.example, trusted through SSL_CERT_FILE; records the SNI it gets."""
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-         "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=qpu.lab.example",
-         "-addext", "subjectAltName=DNS:qpu.lab.example"],
-        check=True, capture_output=True,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=qpu.lab.example",
+            "-addext",
+            "subjectAltName=DNS:qpu.lab.example",
+        ],
+        check=True,
+        capture_output=True,
     )
     monkeypatch.setenv("SSL_CERT_FILE", str(cert))
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -44,7 +64,9 @@ def tls_device(tmp_path, monkeypatch):
                 with context.wrap_socket(conn, server_side=True) as tls:
                     tls.recv(65536)
                     body = b'{"result": ["01"]}'
-                    tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+                    tls.sendall(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
+                    )
             except (ssl.SSLError, OSError):
                 continue
 

@@ -27,8 +27,9 @@ pytestmark = pytest.mark.django_db
 
 def claim(device: Device, runner_name: str = "w1"):
     Device.objects.filter(pk=device.pk).update(runner=runner_name)
-    return claims.job_claim(device_id=device.id, device_type=device.type, device_size=device.size,
-                            runner=runner_name, lease_seconds=30)
+    return claims.job_claim(
+        device_id=device.id, device_type=device.type, device_size=device.size, runner=runner_name, lease_seconds=30
+    )
 
 
 # --- the claim never hands out a result a device could not store ---------------------------
@@ -52,7 +53,9 @@ def test_a_runner_with_a_stale_size_claims_nothing(make_device, make_program, se
     make_program(shots=20)  # fits 4 qubits (80 bits), not 8
     dev = make_device("grown", size=8)
     Device.objects.filter(pk=dev.pk).update(runner="w1")
-    assert claims.job_claim(device_id=dev.id, device_type=dev.type, device_size=4, runner="w1", lease_seconds=30) is None
+    assert (
+        claims.job_claim(device_id=dev.id, device_type=dev.type, device_size=4, runner="w1", lease_seconds=30) is None
+    )
     assert Job.objects.get().status == JobStatus.QUEUED
 
 
@@ -63,8 +66,14 @@ def test_finish_and_claim_applies_the_same_bound(make_device, make_program, sett
     dev = make_device("large", size=8)
     first = claim(dev)
     callback, nxt = claims.job_finish_and_claim(
-        job_id=first.id, token=first.token, result=["1" * 8] * 10, device_id=dev.id, device_type=dev.type,
-        device_size=dev.size, runner="w1", lease_seconds=30,
+        job_id=first.id,
+        token=first.token,
+        result=["1" * 8] * 10,
+        device_id=dev.id,
+        device_type=dev.type,
+        device_size=dev.size,
+        runner="w1",
+        lease_seconds=30,
     )
     assert callback == "" and nxt is None
     assert Job.objects.get(key=f"{too_big.key}-j0").status == JobStatus.QUEUED
@@ -73,8 +82,9 @@ def test_finish_and_claim_applies_the_same_bound(make_device, make_program, sett
 # --- a result the database refuses is a failed attempt ----------------------------------------
 
 
-def test_a_store_the_database_refuses_is_a_failed_attempt_then_the_job_fails(make_device, make_program, recording,
-                                                                            monkeypatch, settings):
+def test_a_store_the_database_refuses_is_a_failed_attempt_then_the_job_fails(
+    make_device, make_program, recording, monkeypatch, settings
+):
     settings.JOB_MAX_ATTEMPTS = 2
 
     def refuse(**kwargs):
@@ -89,12 +99,19 @@ def test_a_store_the_database_refuses_is_a_failed_attempt_then_the_job_fails(mak
     job = Job.objects.get()
     assert len(log) == 2  # tried JOB_MAX_ATTEMPTS times, not handed back forever
     assert job.status == JobStatus.FAILED and job.attempts == 2 and job.finished_at is not None
-    assert job.error == ("result could not be stored: DataError: total size of jsonb array elements exceeds "
-                         "the maximum of 268435455 bytes")
+    assert job.error == (
+        "result could not be stored: DataError: total size of jsonb array elements exceeds "
+        "the maximum of 268435455 bytes"
+    )
 
 
-def test_a_lost_connection_while_storing_hands_the_job_back_as_a_requeue(make_device, make_program, recording,
-                                                                        live_worker, monkeypatch):  # noqa: F811
+def test_a_lost_connection_while_storing_hands_the_job_back_as_a_requeue(
+    make_device,
+    make_program,
+    recording,
+    live_worker,  # noqa: F811
+    monkeypatch,
+):
     real = claims.job_finish_and_claim
     state = {"raised": False, "lost": False}
 
@@ -135,8 +152,9 @@ class BusyThen:
         return ["0" * device.size] * job.shots
 
 
-def test_a_device_answering_busy_in_a_row_is_drained_with_the_reason_shown(make_device, make_program, staff_api,
-                                                                          settings):
+def test_a_device_answering_busy_in_a_row_is_drained_with_the_reason_shown(
+    make_device, make_program, staff_api, settings
+):
     settings.DEVICE_MAX_BUSY_ANSWERS = 3
     calls: list = []
     make_device("qpu-b", address="http://127.0.0.1:9/qpu")
@@ -238,8 +256,12 @@ def test_failed_attempts_and_requeues_are_counted_apart(make_device, make_progra
 
 
 @pytest.mark.postgres
-def test_a_device_removed_mid_job_again_and_again_ends_the_job(make_device, make_program, live_worker,  # noqa: F811
-                                                             settings):
+def test_a_device_removed_mid_job_again_and_again_ends_the_job(
+    make_device,
+    make_program,
+    live_worker,  # noqa: F811
+    settings,
+):
     """The real runner and device removals racing it on PostgreSQL: every
     removal requeues the job (refunded), and the one after JOB_MAX_REQUEUES
     fails it; the job does not bounce forever."""

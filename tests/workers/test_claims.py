@@ -16,7 +16,9 @@ pytestmark = pytest.mark.django_db
 
 def claim(device: Device, runner: str = "w1"):
     Device.objects.filter(pk=device.pk).update(runner=runner)
-    return claims.job_claim(device_id=device.id, device_type=device.type, device_size=device.size, runner=runner, lease_seconds=30)
+    return claims.job_claim(
+        device_id=device.id, device_type=device.type, device_size=device.size, runner=runner, lease_seconds=30
+    )
 
 
 def test_claims_follow_priority_then_submission_order_across_programs(make_device, make_program):
@@ -65,7 +67,10 @@ def test_no_claim_by_a_runner_that_does_not_hold_the_device(make_device, make_pr
     make_program()
     dev = make_device()
     Device.objects.filter(pk=dev.pk).update(runner="someone-else")
-    assert claims.job_claim(device_id=dev.id, device_type=dev.type, device_size=dev.size, runner="me", lease_seconds=30) is None
+    assert (
+        claims.job_claim(device_id=dev.id, device_type=dev.type, device_size=dev.size, runner="me", lease_seconds=30)
+        is None
+    )
 
 
 def test_result_is_stored_exactly_once_and_stale_runs_are_rejected(make_device, make_program):
@@ -91,12 +96,18 @@ def test_failed_attempts_requeue_in_place_then_fail_with_the_error(make_device, 
         job = claim(dev)
         # Requeued in its original place: it comes back before the later job of equal priority.
         assert job.key == f"{first.key}-j0" and job.attempts == attempt
-        assert claims.job_fail_attempt(job_id=job.id, token=job.token, error="timeout", max_attempts=3) == ("queued", "")
+        assert claims.job_fail_attempt(job_id=job.id, token=job.token, error="timeout", max_attempts=3) == (
+            "queued",
+            "",
+        )
         row = Job.objects.get(pk=job.id)
         assert row.status == JobStatus.QUEUED and row.error == "timeout" and row.device_id is None
     job = claim(dev)
     assert job.key == f"{first.key}-j0" and job.attempts == 3
-    assert claims.job_fail_attempt(job_id=job.id, token=job.token, error="device exploded", max_attempts=3) == ("failed", "")
+    assert claims.job_fail_attempt(job_id=job.id, token=job.token, error="device exploded", max_attempts=3) == (
+        "failed",
+        "",
+    )
     row = Job.objects.get(pk=job.id)
     assert row.status == JobStatus.FAILED and row.error == "device exploded" and row.finished_at is not None
     assert row.device_id == dev.id

@@ -56,8 +56,9 @@ def _live(device_id: str, runner: str = "w1") -> None:
 
 def _claim(device: Device, runner: str = "w1"):
     _live(device.id, runner)
-    return claims.job_claim(device_id=device.id, device_type=device.type, device_size=device.size, runner=runner,
-                            lease_seconds=30)
+    return claims.job_claim(
+        device_id=device.id, device_type=device.type, device_size=device.size, runner=runner, lease_seconds=30
+    )
 
 
 def _fail(job, error: str = "device timed out") -> tuple[str, str]:
@@ -67,7 +68,9 @@ def _fail(job, error: str = "device timed out") -> tuple[str, str]:
 # --- quarantine ---------------------------------------------------------------
 
 
-def test_three_jobs_failing_in_a_row_quarantine_the_device_with_the_reason(make_device, make_program, settings, staff_api):
+def test_three_jobs_failing_in_a_row_quarantine_the_device_with_the_reason(
+    make_device, make_program, settings, staff_api
+):
     settings.JOB_MAX_ATTEMPTS = 1
     settings.DEVICE_QUARANTINE_FAILURES = 3
     program = make_program(jobs=5)
@@ -212,10 +215,16 @@ def test_a_failed_job_goes_to_another_device_first(make_device, make_program):
 def test_without_another_device_that_could_run_it_the_same_device_takes_it_again(make_device, make_program, other):
     make_program(jobs=1, min_size=4)
     bad = make_device("qpu-bad", size=4)
-    make_device("qpu-other", size=2 if other == "too small" else 4, type="digital" if other == "other type" else "analog",
-                status=other if other in ("draining", "offline") else "online")
+    make_device(
+        "qpu-other",
+        size=2 if other == "too small" else 4,
+        type="digital" if other == "other type" else "analog",
+        status=other if other in ("draining", "offline") else "online",
+    )
     if other == "runner dead":
-        Device.objects.filter(pk="qpu-other").update(runner="w2", runner_expires_at=timezone.now() - timedelta(seconds=1))
+        Device.objects.filter(pk="qpu-other").update(
+            runner="w2", runner_expires_at=timezone.now() - timedelta(seconds=1)
+        )
     elif other != "no runner":
         _live("qpu-other", runner="w2")
     job = _claim(bad)
@@ -235,7 +244,9 @@ def test_another_device_whose_results_would_be_too_large_does_not_count(make_dev
     assert _claim(bad).id == job.id
 
 
-def test_end_to_end_the_failed_jobs_run_elsewhere_and_the_bad_device_is_quarantined(make_device, make_program, settings):
+def test_end_to_end_the_failed_jobs_run_elsewhere_and_the_bad_device_is_quarantined(
+    make_device, make_program, settings
+):
     settings.JOB_MAX_ATTEMPTS = 3
     settings.DEVICE_QUARANTINE_FAILURES = 3
     program = make_program(jobs=6)
@@ -274,8 +285,15 @@ def test_the_claim_still_walks_the_partial_index_on_postgres(make_device, make_p
         cursor.execute("ANALYZE jobs_job")
     dev = make_device("qpu-a")
     _live(dev.id)
-    sql, params = claims._claim_sql(device_id=dev.id, device_type=dev.type, device_size=dev.size, runner="w1",
-                                    token="t", now=timezone.now(), lease_seconds=30)
+    sql, params = claims._claim_sql(
+        device_id=dev.id,
+        device_type=dev.type,
+        device_size=dev.size,
+        runner="w1",
+        token="t",
+        now=timezone.now(),
+        lease_seconds=30,
+    )
     with connection.cursor() as cursor:
         cursor.execute("EXPLAIN " + sql, params)
         plan = "\n".join(row[0] for row in cursor.fetchall())

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from devices.clients import DeviceBusy, DeviceError, DeviceRef, HttpQPU, JobPayload, client_for, SimulatedQPU
+from devices.clients import DeviceBusy, DeviceError, DeviceRef, HttpQPU, JobPayload, SimulatedQPU, client_for
 from devices.simulator import SchedulerLink, SimulatedDeviceServer
 from tests.factories import make_token
 
@@ -48,8 +48,10 @@ def test_http_client_reports_device_faults_and_timeouts(qpu):
     with pytest.raises(DeviceError, match="timed out"):
         HttpQPU(timeout=0.2).run(device=ref(slow), job=JobPayload(key="j", instructions=[], shots=1))
     with pytest.raises(DeviceError, match="connection failed"):
-        HttpQPU(timeout=1).run(device=DeviceRef(id="x", type="a", size=1, address="http://127.0.0.1:9"),
-                               job=JobPayload(key="j", instructions=[], shots=1))
+        HttpQPU(timeout=1).run(
+            device=DeviceRef(id="x", type="a", size=1, address="http://127.0.0.1:9"),
+            job=JobPayload(key="j", instructions=[], shots=1),
+        )
 
 
 def test_simulated_device_runs_one_job_at_a_time(qpu):
@@ -88,7 +90,10 @@ def test_simulated_device_registers_heartbeats_and_leaves(qpu, live_server, staf
     token = make_token(staff_user)
     server = qpu(device_id="sim-http-7")
     link = SchedulerLink(scheduler_url=live_server.url, token=token)
-    assert link.register(device_id="sim-http-7", address=server.address, type="analog", size=5).status_code in (200, 201)
+    assert link.register(device_id="sim-http-7", address=server.address, type="analog", size=5).status_code in (
+        200,
+        201,
+    )
     device = Device.objects.get(pk="sim-http-7")
     assert device.address == server.address and device.status == "online"
     assert link.heartbeat(device_id="sim-http-7").status_code == 200
@@ -109,8 +114,9 @@ def test_registering_a_broken_url_address_is_a_400_naming_address(staff_api, add
 
 @pytest.mark.django_db
 def test_invalid_utf8_in_a_curl_style_body_is_a_400(staff_api):
-    r = staff_api.generic("POST", "/devices", b'{"id": "d\xff", "type": "a", "size": 2}',
-                          content_type="application/x-www-form-urlencoded")
+    r = staff_api.generic(
+        "POST", "/devices", b'{"id": "d\xff", "type": "a", "size": 2}', content_type="application/x-www-form-urlencoded"
+    )
     assert r.status_code == 400
 
 
@@ -121,7 +127,9 @@ def test_list_pages_are_capped_at_1000_rows(staff_api):
     from devices.models import Device
 
     now = timezone.now()
-    Device.objects.bulk_create([Device(id=f"d{i}", type="a", size=1, registered_at=now, last_seen_at=now) for i in range(1005)])
+    Device.objects.bulk_create(
+        [Device(id=f"d{i}", type="a", size=1, registered_at=now, last_seen_at=now) for i in range(1005)]
+    )
     # Above the cap is a 400 naming `limit` (the schema says 1 to 1,000), not a silent cap.
     r = staff_api.get("/devices?limit=100000")
     assert r.status_code == 400 and "limit" in r.json()
@@ -131,8 +139,12 @@ def test_list_pages_are_capped_at_1000_rows(staff_api):
 
 @pytest.mark.django_db
 def test_nan_in_a_curl_style_program_is_a_400_not_a_500(api):
-    r = api.generic("POST", "/programs", '{"priority": 1, "device_type": "a", "jobs": [{"instructions": [NaN]}]}',
-                    content_type="application/x-www-form-urlencoded")
+    r = api.generic(
+        "POST",
+        "/programs",
+        '{"priority": 1, "device_type": "a", "jobs": [{"instructions": [NaN]}]}',
+        content_type="application/x-www-form-urlencoded",
+    )
     assert r.status_code == 400
     from jobs.models import Program
 

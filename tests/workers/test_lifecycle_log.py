@@ -62,8 +62,11 @@ def test_a_program_of_many_jobs_logs_one_submission_line(user, lifecycle):
 
 
 def test_a_single_job_submission_names_the_job(api, lifecycle):
-    answer = api.post("/jobs", {"id": "solo-1", "priority": 1, "user_id": "u1", "program_id": "prog-1",
-                                "device_type": "analog"}, format="json")
+    answer = api.post(
+        "/jobs",
+        {"id": "solo-1", "priority": 1, "user_id": "u1", "program_id": "prog-1", "device_type": "analog"},
+        format="json",
+    )
     assert answer.status_code == 201, answer.content
     (line,) = lifecycle("submitted")
     entry = fields(line)

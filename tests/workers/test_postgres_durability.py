@@ -21,7 +21,6 @@ from tests.helpers import ROOT, wait_until
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 
-
 def _claim_all(device_id: str, out) -> None:
     from django.db import connection as conn
 
@@ -32,8 +31,13 @@ def _claim_all(device_id: str, out) -> None:
     device = Device.objects.get(pk=device_id)
     taken = []
     while True:
-        job = claims.job_claim(device_id=device.id, device_type=device.type, device_size=device.size,
-                               runner=f"proc-{device_id}", lease_seconds=60)
+        job = claims.job_claim(
+            device_id=device.id,
+            device_type=device.type,
+            device_size=device.size,
+            runner=f"proc-{device_id}",
+            lease_seconds=60,
+        )
         if job is None:
             break
         row = Job.objects.values_list("priority", "id").get(pk=job.id)
@@ -79,10 +83,15 @@ def test_worker_killed_with_sigkill_mid_job_loses_nothing(make_device, make_prog
     }
     proc = subprocess.Popen(  # the qpu-workers role itself (runworkers would restart it)
         [sys.executable, str(ROOT / "manage.py"), "qpu_workers"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
-        assert wait_until(lambda: Job.objects.get().status == JobStatus.RUNNING, timeout=30), proc.stderr.read1() if proc.poll() else ""
+        assert wait_until(lambda: Job.objects.get().status == JobStatus.RUNNING, timeout=30), (
+            proc.stderr.read1() if proc.poll() else ""
+        )
         first = Job.objects.get()
         assert first.device_id == "qpu-k" and first.attempts == 1
     finally:
@@ -93,8 +102,11 @@ def test_worker_killed_with_sigkill_mid_job_loses_nothing(make_device, make_prog
 
     from devices.clients import SimulatedQPU
 
-    worker = Worker(client_factory=lambda d, stop_event=None: SimulatedQPU(seconds=0, stop_event=stop_event),
-                    lease_seconds=2, listen=False)
+    worker = Worker(
+        client_factory=lambda d, stop_event=None: SimulatedQPU(seconds=0, stop_event=stop_event),
+        lease_seconds=2,
+        listen=False,
+    )
     # The dead worker's leases run out after 2 s; then its device and job are taken over.
     assert wait_until(lambda: worker.run_once() == 1, timeout=20)
     job = Job.objects.get()
@@ -106,11 +118,19 @@ def test_worker_killed_with_sigkill_mid_job_loses_nothing(make_device, make_prog
 def test_sigterm_stops_runworkers_cleanly_and_hands_the_job_back(make_device, make_program):
     make_device("qpu-t", address="sim")
     make_program(jobs=1)
-    env = {**os.environ, "DATABASE_URL": current_database_url(), "DEVICE_SIM_SECONDS": "60", "LOG_LEVEL": "WARNING",
-           "WORKER_SHUTDOWN_GRACE_SECONDS": "0.5"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": current_database_url(),
+        "DEVICE_SIM_SECONDS": "60",
+        "LOG_LEVEL": "WARNING",
+        "WORKER_SHUTDOWN_GRACE_SECONDS": "0.5",
+    }
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "manage.py"), "runworkers", "--no-task-cluster", "--no-vm-scheduler"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     try:
         assert wait_until(lambda: Job.objects.get().status == JobStatus.RUNNING, timeout=30)

@@ -116,7 +116,9 @@ def test_retries_carry_the_same_webhook_id_and_a_fresh_signature(make_device, ma
         Webhook(job.program.webhook_secret).verify(body, headers)
 
 
-def test_failed_delivery_is_retried_with_exponential_backoff_until_it_succeeds(make_device, make_program, receiver, recording, settings):
+def test_failed_delivery_is_retried_with_exponential_backoff_until_it_succeeds(
+    make_device, make_program, receiver, recording, settings
+):
     settings.CALLBACK_BACKOFF_SECONDS = 10
     r = receiver(fail=2)
     job = finish_one(make_device, make_program, r.url, recording)
@@ -148,7 +150,9 @@ def test_delivery_gives_up_after_the_maximum_attempts(make_device, make_program,
     assert job.callback_status == "failed" and job.callback_attempts == 2
 
 
-def test_failed_jobs_are_delivered_too_and_unreachable_receivers_are_retried(make_device, make_program, recording, settings):
+def test_failed_jobs_are_delivered_too_and_unreachable_receivers_are_retried(
+    make_device, make_program, recording, settings
+):
     settings.JOB_MAX_ATTEMPTS = 1
     log, factory = recording
     factory.options.update(fail_times=1)

@@ -17,10 +17,14 @@ class Command(BaseCommand):
         parser.add_argument("--connections", type=int, default=16)
         parser.add_argument("--json", action="store_true")
         parser.add_argument("--keepdb", action="store_true", help="keep (and reuse) the scratch database")
-        parser.add_argument("--phases", default="healthz,post_jobs,get_job",
-                            help="comma-separated subset of healthz, post_jobs, get_job")
-        parser.add_argument("--no-workers", action="store_true",
-                            help="serve without workers (to tell their share of the cost apart)")
+        parser.add_argument(
+            "--phases",
+            default="healthz,post_jobs,get_job",
+            help="comma-separated subset of healthz, post_jobs, get_job",
+        )
+        parser.add_argument(
+            "--no-workers", action="store_true", help="serve without workers (to tell their share of the cost apart)"
+        )
 
     def handle(self, *args, **o):
         from django.contrib.auth import get_user_model
@@ -38,17 +42,25 @@ class Command(BaseCommand):
         say = (lambda m: self.stderr.write(m)) if o["json"] else (lambda m: self.stdout.write(m))
         creation = connection.creation
         old_name = connection.settings_dict["NAME"]
-        test_name = creation.create_test_db(verbosity=0, autoclobber=not o["keepdb"], keepdb=o["keepdb"],
-                                              serialize=False)  # a kept 1M-job database is never dumped
+        test_name = creation.create_test_db(
+            verbosity=0, autoclobber=not o["keepdb"], keepdb=o["keepdb"], serialize=False
+        )  # a kept 1M-job database is never dumped
         try:
             user, _ = get_user_model().objects.get_or_create(username="bench-api", defaults={"is_staff": True})
             token = Token.objects.get_or_create(user=user)[0].key
             _fill(user.id, o["queued"], say)
             url = _database_url(test_name)
             connections.close_all()
-            figures = bench_api.run(database_url=url, queued=o["queued"], seconds=o["seconds"],
-                                    connections=o["connections"], token=token, say=say, phases=phases,
-                                    serve_args=("--no-workers",) if o["no_workers"] else ())
+            figures = bench_api.run(
+                database_url=url,
+                queued=o["queued"],
+                seconds=o["seconds"],
+                connections=o["connections"],
+                token=token,
+                say=say,
+                phases=phases,
+                serve_args=("--no-workers",) if o["no_workers"] else (),
+            )
         finally:
             connections.close_all()
             if not o["keepdb"]:

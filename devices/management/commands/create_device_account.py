@@ -32,4 +32,6 @@ class Command(BaseCommand):
         if not account.user.is_active:
             self.stderr.write(f"Account {name!r} is inactive: its token is refused until an operator activates it.")
         self.stdout.write(f"Token ({'new' if account.rotated else 'current'}): {account.token}")
-        self.stdout.write(f"Use it as 'Authorization: Token {account.token}'; the device manages only the ids it registers.")
+        self.stdout.write(
+            f"Use it as 'Authorization: Token {account.token}'; the device manages only the ids it registers."
+        )

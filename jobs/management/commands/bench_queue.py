@@ -34,8 +34,13 @@ class Command(BaseCommand):
         creation.create_test_db(verbosity=0, autoclobber=True, keepdb=False)
         try:
             figures = run_bench(
-                queued=o["queued"], jobs=o["jobs"], devices=o["devices"], enqueue_jobs=o["enqueue_jobs"],
-                claim_samples=o["claim_samples"], wake_samples=o["wake_samples"], log=log,
+                queued=o["queued"],
+                jobs=o["jobs"],
+                devices=o["devices"],
+                enqueue_jobs=o["enqueue_jobs"],
+                claim_samples=o["claim_samples"],
+                wake_samples=o["wake_samples"],
+                log=log,
             )
         finally:
             if not o["keepdb"]:
