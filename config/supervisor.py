@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -41,10 +42,12 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Role:
-    """One kind of child process: a name for the logs and its command line."""
+    """One kind of child process: a name for the logs, its command line, and
+    environment variables it gets on top of the supervisor's."""
 
     name: str
     argv: tuple[str, ...]
+    env: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -60,20 +63,43 @@ class Backoff:
         return min(self.cap, self.initial * self.factor ** max(0, quick_deaths - 1))
 
 
-def manage_py_role(name: str, command: str, *args: str) -> Role:
+def manage_py_role(name: str, command: str, *args: str, env: dict[str, str] | None = None) -> Role:
     from django.conf import settings
 
-    return Role(name, (sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), command, *args))
+    argv = (sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), command, *args)
+    return Role(name, argv, tuple(sorted((env or {}).items())))
+
+
+def _free_local_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def service_roles(*, qpu_workers: bool = True, task_cluster: bool = True, vm_scheduler: bool = True) -> list[Role]:
     """The roles of ``runworkers`` and ``serve``. The VM loop is no role of its
-    own: it is a django-q2 task of the task cluster (``vms.tasks``)."""
+    own: it is a django-q2 task of the task cluster (``vms.tasks``).
+
+    Without ``VM_PROVIDER_URL`` (the embedded default: no real cloud) a
+    ``mock-cloud`` role serves the stand-in provider on a free loopback port
+    and the cluster is pointed at it: the VM loop runs in whichever cluster
+    worker takes the task, so the fake's VMs must live in one process of
+    their own, not in each worker (a restarted mock cloud starts empty, as a
+    real provider's outage would look).
+    """
+    from django.conf import settings
+
     roles = []
     if qpu_workers:
         roles.append(manage_py_role("qpu-workers", "qpu_workers"))
     if task_cluster:
-        roles.append(manage_py_role("task-cluster", "task_cluster", *([] if vm_scheduler else ["--no-vm-scheduler"])))
+        env: dict[str, str] = {}
+        if vm_scheduler and not settings.VM_PROVIDER_URL:
+            port = _free_local_port()
+            roles.append(manage_py_role("mock-cloud", "run_mock_cloud", "--port", str(port)))
+            env["VM_PROVIDER_URL"] = f"http://127.0.0.1:{port}"
+        args = [] if vm_scheduler else ["--no-vm-scheduler"]
+        roles.append(manage_py_role("task-cluster", "task_cluster", *args, env=env))
     return roles
 
 
@@ -179,7 +205,7 @@ class Supervisor:
     # --- internals ------------------------------------------------------------
 
     def _spawn(self, child: _Child, now: float) -> None:
-        env = {**self.env, SUPERVISOR_PID_ENV: str(os.getpid())}
+        env = {**self.env, **dict(child.role.env), SUPERVISOR_PID_ENV: str(os.getpid())}
         try:
             # No preexec_fn: it is unsafe with threads (serve runs waitress next to us).
             child.proc = subprocess.Popen(child.role.argv, env=env, cwd=self.cwd, process_group=0)

@@ -195,3 +195,31 @@ def test_a_child_stops_by_itself_when_its_supervisor_is_killed(tmp_path):
     finally:
         if sup.poll() is None:
             sup.kill()
+
+
+def test_a_role_gets_its_own_environment_on_top_of_the_supervisors(supervisors, tmp_path):
+    out = tmp_path / "env"
+    role = Role("env", py(f"import os, pathlib; pathlib.Path({str(out)!r}).write_text(os.environ['ROLE_ONLY'])"),
+                env=(("ROLE_ONLY", "yes"),))
+    sup = Supervisor([role])
+    supervisors.append(sup)
+    sup.start()
+    assert wait_until(lambda: out.exists() and out.read_text() == "yes", timeout=20)
+
+
+def test_without_a_provider_url_the_cluster_talks_to_one_mock_cloud_role(settings):
+    """The VM loop runs in whichever cluster worker takes the task: the fake's
+    VMs live in one process (the mock-cloud role) that the cluster is pointed at."""
+    from config.supervisor import service_roles
+
+    settings.VM_PROVIDER_URL = ""
+    roles = {role.name: role for role in service_roles()}
+    assert set(roles) == {"qpu-workers", "mock-cloud", "task-cluster"}
+    port = roles["mock-cloud"].argv[roles["mock-cloud"].argv.index("--port") + 1]
+    assert dict(roles["task-cluster"].env) == {"VM_PROVIDER_URL": f"http://127.0.0.1:{port}"}
+    assert {role.name for role in service_roles(vm_scheduler=False)} == {"qpu-workers", "task-cluster"}
+
+    settings.VM_PROVIDER_URL = "https://cloud.example"
+    roles = {role.name: role for role in service_roles()}
+    assert set(roles) == {"qpu-workers", "task-cluster"}
+    assert roles["task-cluster"].env == ()

@@ -8,12 +8,12 @@ Routes: POST /start, POST /stop/<uuid>, GET /vms (snapshot and every VM).
 
 from __future__ import annotations
 
-import signal
 import threading
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from core.stopping import install_stop_signals
 from vms.clock import SystemClock
 from vms.providers.fake import FakeProvider
 from vms.providers.mock_server import MockCloudServer
@@ -49,10 +49,9 @@ class Command(BaseCommand):
             raise CommandError(f"cannot listen on {host}:{port}: {exc}") from exc
 
         stop = threading.Event()
-        previous = {}
         if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                previous[sig] = signal.signal(sig, lambda *_: stop.set())
+            # SIGINT/SIGTERM, or the supervisor's death when serve/runworkers run it as a role
+            install_stop_signals(stop)
         # serve_forever runs in a thread: shutdown() waits for it to return, so
         # it cannot be called from the thread that serves.
         thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="mock-cloud", daemon=True)
@@ -69,8 +68,6 @@ class Command(BaseCommand):
             server.shutdown()
             server.server_close()
             thread.join(timeout=5)
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
         snapshot = provider.snapshot()
         self.stdout.write(
             f"Mock cloud stopped: {snapshot['total']} VMs started, {snapshot['stopped']} stopped, {snapshot['ready']} still ready"
