@@ -30,7 +30,7 @@ def share_fresh_vms(st: PassState, fresh: list[VmIn], ready_of: dict[int, int]) 
         key=lambda e: (e.start_ms - margin, e.start_ms, e.id),
     )
     st.future = [Want(e, e.start_ms - margin) for e in future]
-    own: dict[int, list[Fresh]] = {w.exam.id: [] for w in st.future}
+    own: dict[int | None, list[Fresh]] = {w.exam.id: [] for w in st.future}
     pool = st.pool
     for vm in fresh:
         item = Fresh(vm, ready_of.get(vm.id, vm.ready_ms))

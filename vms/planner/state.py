@@ -57,7 +57,7 @@ class Pool:
     """Surplus fresh VMs, sorted by ready time; take the latest ready by a deadline
     (the one that would idle least before that exam)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._keys: list[tuple[int, int]] = []
         self._items: list[Fresh] = []
 
