@@ -10,12 +10,9 @@ two cost trades that keep every on-time count. What no exam kept is stopped.
 from __future__ import annotations
 
 import bisect
-from operator import attrgetter
 
 from vms.planner.state import Fresh, PassState, Want, slots_between
 from vms.planner.types import STOP_RELEASE, STOP_SURPLUS, Run, VmIn
-
-_BY_READY = attrgetter("key")  # (ready, VM id)
 
 
 def share_fresh_vms(st: PassState, fresh: list[VmIn], ready_of: dict[int, int]) -> None:
@@ -41,7 +38,7 @@ def share_fresh_vms(st: PassState, fresh: list[VmIn], ready_of: dict[int, int]) 
             pool.add(item)
     for w in st.future:
         deadline = w.deadline
-        mine = sorted(own[w.exam.id], key=_BY_READY)
+        mine = sorted(own[w.exam.id], key=lambda f: (f.ready, f.vm.id))
         on_time = [f for f in mine if f.ready <= deadline]
         w.keep = on_time[: w.exam.students]
         for f in on_time[w.exam.students :]:

@@ -45,12 +45,11 @@ class Fresh:
     """A fresh VM (no student can have used it) and its ready time as the
     queue now stands (earlier than recorded when VMs ahead of it are stopped)."""
 
-    __slots__ = ("vm", "ready", "key")
+    __slots__ = ("vm", "ready")
 
     def __init__(self, vm: VmIn, ready: int):
         self.vm = vm
         self.ready = ready
-        self.key = (ready, vm.id)  # the order of the pool and of an exam's own VMs
 
 
 class Pool:
@@ -62,7 +61,7 @@ class Pool:
         self._items: list[Fresh] = []
 
     def add(self, item: Fresh) -> None:
-        key = item.key
+        key = (item.ready, item.vm.id)
         i = bisect.bisect_left(self._keys, key)
         self._keys.insert(i, key)
         self._items.insert(i, item)
@@ -72,7 +71,7 @@ class Pool:
         return self._items[i - 1] if i else None
 
     def remove(self, item: Fresh) -> None:
-        i = bisect.bisect_left(self._keys, item.key)
+        i = bisect.bisect_left(self._keys, (item.ready, item.vm.id))
         del self._keys[i]
         del self._items[i]
 
