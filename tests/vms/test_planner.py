@@ -457,6 +457,17 @@ def test_a_started_exam_missing_vms_gets_late_ones_at_once():
     assert p.exam(1).expected_ready_at_start == 1 and p.exam(1).shortfall == 2
 
 
+def test_vms_may_come_as_a_one_shot_iterable():
+    # The planner reads the live VMs once (the scheduler could stream them):
+    # a started exam's first request is learnt in the same pass.
+    now = T0 + 2 * H + 10 * MIN
+    vms = [ready_vm(1, 1, 2 * H, used=True), ready_vm(2, 1, 2 * H - I, used=True), ready_vm(3, 2, 2 * H)]
+    exams = [exam(1, 2 * H, 3, end=4 * H), exam(2, 5 * H, 20)]
+    p = plan(exams=exams, vms=iter(vms), now_ms=now, config=CFG)
+    assert p == plan(exams=exams, vms=vms, now_ms=now, config=CFG)
+    assert p.exam(1).requesting_starts_ms == T0 + 2 * H - 2 * I
+
+
 def test_pending_stops_come_first():
     now = T0 + 5 * H
     vms = [ready_vm(1, 1, H, used=True), VmIn(id=2, exam_id=9, requested_ms=T0, ready_ms=T0 + I, stopping=True)]
