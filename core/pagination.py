@@ -135,9 +135,10 @@ class KeysetPagination(BasePagination):
         return beyond | (Q(**{column: value}) & id_after)
 
     def _decode(self, raw: str | None):
-        if not raw:
+        if raw is None:
             return None
-        if len(raw) > 1000 or not raw.isascii():
+        # An empty `?cursor=` is no cursor a page ever gave (the schema's pattern says so).
+        if not raw or len(raw) > 1000 or not raw.isascii():
             raise ValidationError({"cursor": ["Invalid cursor: use the `next` link of a previous page."]})
         try:
             data = json.loads(base64.urlsafe_b64decode(raw.encode("ascii") + b"=" * (-len(raw) % 4)))

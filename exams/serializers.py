@@ -82,3 +82,13 @@ class ExamSerializer(serializers.ModelSerializer):
     def update(self, instance: Exam, validated_data: dict) -> Exam:
         validated_data.pop("id", None)
         return exam_update(exam=instance, **validated_data)
+
+
+
+class ExamUpdateSerializer(ExamSerializer):
+    """The request shape of PUT and PATCH, for the schema only: the id is the
+    one in the URL and cannot change, so it is read-only here (a body that
+    names another id is a 400 naming ``id``; the views validate with
+    ``ExamSerializer``)."""
+
+    id = serializers.IntegerField(read_only=True, help_text="The exam's id (the one in the URL; cannot change).")

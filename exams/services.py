@@ -23,6 +23,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.color import no_style
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Exists, Min, OuterRef
 
 from exams import rules
 from exams.exceptions import ExamIdTaken, ExamNotFound
@@ -97,18 +98,50 @@ def exam_create(*, name: str, start: datetime, end: datetime, students: int, id:
     with transaction.atomic():
         if id is not None and Exam.objects.filter(pk=id).exists():
             raise ExamIdTaken(f"An exam with id {id} already exists.", field="id")
-        try:
-            with transaction.atomic():
-                exam.save(force_insert=True)
-        except IntegrityError:
-            if id is not None and Exam.objects.filter(pk=id).exists():
-                # created concurrently between our check and our insert
-                raise ExamIdTaken(f"An exam with id {id} already exists.", field="id") from None
-            raise
+        _insert(exam, id=id)
         if id is not None:
             _reset_id_sequence()
         _notify(exam.pk)
     return exam
+
+
+class _PastIdMax(Exception):
+    pass
+
+
+def _insert(exam: Exam, *, id: int | None) -> None:
+    """Insert with the given id, else the database's next one - unless that
+    is above ``rules.ID_MAX`` (an exam was created with id 2,147,483,647):
+    exam ids are 32-bit everywhere (the API, the VM records), so then the
+    lowest free id is taken instead."""
+    try:
+        with transaction.atomic():
+            exam.save(force_insert=True)
+            if id is None and exam.pk > rules.ID_MAX:
+                raise _PastIdMax
+    except _PastIdMax:
+        exam.pk = _lowest_free_id()
+        with transaction.atomic():
+            exam.save(force_insert=True)
+    except IntegrityError:
+        if id is not None and Exam.objects.filter(pk=id).exists():
+            # created concurrently between our check and our insert
+            raise ExamIdTaken(f"An exam with id {id} already exists.", field="id") from None
+        raise
+
+
+def _lowest_free_id() -> int:
+    if not Exam.objects.filter(pk=rules.ID_MIN).exists():
+        return rules.ID_MIN
+    followed = Exam.objects.filter(pk=OuterRef("pk") + 1)
+    gap = (
+        Exam.objects.filter(pk__lt=rules.ID_MAX)
+        .exclude(Exists(followed))
+        .aggregate(first=Min("pk"))["first"]
+    )
+    if gap is None:
+        raise ExamIdTaken(f"Every exam id from {rules.ID_MIN} to {rules.ID_MAX} is taken.", field="id")
+    return gap + 1
 
 
 def exam_update(*, exam: Exam, **fields: Any) -> Exam:

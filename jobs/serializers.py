@@ -190,11 +190,23 @@ class _PriorityField(serializers.IntegerField):
         super().__init__(**kwargs)
 
 
+# What URLField accepts, as far as a pattern can say it: http(s), a host (no
+# userinfo: refused by the callback policy) of at most 253 characters (DNS),
+# then any path; or empty (no callbacks). The public-address rule is checked
+# at submission and again at delivery (core.outbound), not stated here.
+CALLBACK_URL_PATTERN = r"^$|^[Hh][Tt][Tt][Pp][Ss]?://[^/?#@\s]{1,253}(?:[/?#]\S*)?$"
+
+
+@extend_schema_field({"type": "string", "format": "uri", "maxLength": 1000, "pattern": CALLBACK_URL_PATTERN})
+class _CallbackUrlField(serializers.URLField):
+    pass
+
+
 class ProgramCreateSerializer(serializers.Serializer):
     id = PublicIdField(required=False, help_text="Public id; generated (uuid4 hex) when absent.")
     priority = _PriorityField()
     device_type = TextField(max_length=100)
-    callback_url = serializers.URLField(
+    callback_url = _CallbackUrlField(
         required=False,
         allow_blank=True,
         default="",

@@ -11,6 +11,7 @@ from __future__ import annotations
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 
+from exams.serializers import ExamUpdateSerializer
 from exams.views import R400, R403, R404, R409, ExamDetailView, ExamListCreateView
 from vms.selectors import exam_plan_brief
 from vms.serializers import ExamWithPlanSerializer
@@ -35,11 +36,11 @@ class ExamListCreateWithPlanView(ExamListCreateView):
 class ExamDetailWithPlanView(ExamDetailView):
     __doc__ = ExamDetailView.__doc__
 
-    @extend_schema(responses={200: ExamWithPlanSerializer, 400: R400, 403: R403, 404: R404})
+    @extend_schema(request=ExamUpdateSerializer, responses={200: ExamWithPlanSerializer, 400: R400, 403: R403, 404: R404})
     def put(self, request, *args, **kwargs):
         return super().put(request, *args, **kwargs)
 
-    @extend_schema(responses={200: ExamWithPlanSerializer, 400: R400, 403: R403, 404: R404})
+    @extend_schema(request=ExamUpdateSerializer, responses={200: ExamWithPlanSerializer, 400: R400, 403: R403, 404: R404})
     def patch(self, request, *args, **kwargs):
         return super().patch(request, *args, **kwargs)
 

@@ -56,6 +56,14 @@ def _parse_change(raw: Any, where: str) -> ExamChange:
     return ExamChange(action, exam_id, values)
 
 
+class PreviewConflict(ScenarioError):
+    """A well-formed change that does not fit the exams as they are (creating
+    an id that exists, updating or deleting one that does not): a 409, like
+    ``POST /exams`` with a taken id, not a 400 about the request's shape."""
+
+    status_code = 409
+
+
 def apply_changes(exams: dict[int, ExamIn], changes: list[ExamChange]) -> tuple[dict[int, ExamIn], list[int]]:
     """The exams after the changes (new exams without an id get -1, -2, ...),
     and the ids the changes name, in order."""
@@ -70,11 +78,11 @@ def apply_changes(exams: dict[int, ExamIn], changes: list[ExamChange]) -> tuple[
                 new_id -= 1
                 exam_id = new_id
             elif exam_id in after:
-                raise ScenarioError(f"exam {exam_id} already exists", field=f"{where}.id")
+                raise PreviewConflict(f"exam {exam_id} already exists", field=f"{where}.id")
             start, end = to_ms_floor(c.fields["start"]), to_ms(c.fields["end"])
             after[exam_id] = ExamIn(exam_id, start, end, c.fields["students"])
         elif exam_id not in after:
-            raise ScenarioError(f"no exam {exam_id}", field=f"{where}.id")
+            raise PreviewConflict(f"no exam {exam_id}", field=f"{where}.id")
         elif c.action == "delete":
             del after[exam_id]
         else:

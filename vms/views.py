@@ -19,6 +19,10 @@ from vms.serializers import ExamPlanSerializer, ExamPreviewRequestSerializer, Ex
 R400 = OpenApiResponse(description="Invalid input; the body names the field.")
 R403 = OpenApiResponse(description="Staff only.")
 R404 = OpenApiResponse(description="No such exam.")
+R409_PREVIEW = OpenApiResponse(
+    description="A change does not fit the exams as they are (it creates an id that exists, or updates or "
+    "deletes one that does not); the body names the change (`changes[1].exam.id`)."
+)
 
 
 class ExamPlanView(APIView):
@@ -44,7 +48,10 @@ class ExamPreviewView(APIView):
 
     permission_classes = [IsAdminUser]
 
-    @extend_schema(request=ExamPreviewRequestSerializer, responses={200: ExamPreviewSerializer, 400: R400, 403: R403})
+    @extend_schema(
+        request=ExamPreviewRequestSerializer,
+        responses={200: ExamPreviewSerializer, 400: R400, 403: R403, 409: R409_PREVIEW},
+    )
     def post(self, request):
         changes = parse_changes(request.data)
         return Response({"exams": exam_changes_preview(changes=changes, now=timezone.now())})

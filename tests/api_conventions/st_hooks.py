@@ -1,20 +1,36 @@
-"""schemathesis hooks: the cross-field rules of exams that OpenAPI cannot
-state (``end`` after ``start``, both within the years 2000 to 2100 UTC; the
-API documents them in words and answers a 400 naming the field).
+"""schemathesis hooks: the rules OpenAPI cannot state, applied to every
+generated *positive* case (one meant to be valid), in every phase (``map_case``
+runs in the coverage phase too, where the per-operation settings of
+schemathesis.toml do not reach):
 
-Generated exam bodies whose dates parse are moved into that window, so the
-"schema-valid request rejected" check tests the other fields instead of
-tripping on a rule it cannot know. Bodies that are invalid anyway (a date
-that is not a date, a number for a string) are left alone. Used by the
-test suite and by the full-budget command in docs/api.md:
+- exams: ``end`` after ``start``, both within the years 2000 to 2100 UTC;
+- submissions: the priority ceiling that depends on who asks, and a result
+  within RESULT_MAX_BITS (device size x shots);
+- a job-list ``cursor`` is only ever one the API issued;
+- ``POST /api/token/``: the right username and password cannot be generated;
+  with ST_LOGIN_USERNAME and ST_LOGIN_PASSWORD set, positive cases use them
+  (the login then succeeds), else they are left out.
+
+The API documents each rule in words and answers a 400 naming the field
+(tested in the suite). Negative cases (meant to violate the schema) are left
+alone: they must still be refused. Used by the test suite and by the
+full-budget command in docs/api.md:
 ``SCHEMATHESIS_HOOKS=tests.api_conventions.st_hooks st run ...``.
 """
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timedelta, timezone
 
+import django
 import schemathesis
+from django.conf import settings as django_settings
+from schemathesis.generation import GenerationMode
+
+if not django_settings.configured:  # the `st` command line: read the service's settings
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    django.setup()
 
 EXAM_BODIES = {("POST", "/exams"), ("PUT", "/exams/{id}"), ("PATCH", "/exams/{id}")}
 SUBMISSIONS = {("POST", "/jobs"), ("POST", "/programs")}
@@ -25,9 +41,7 @@ def priority_within_the_ceiling(body):
     ordinary users, none for staff; docs/security.md), which OpenAPI cannot
     state: generated priorities above it are folded below it, so both tokens
     may send the same body. The ceiling has its own tests (tests/security)."""
-    from django.conf import settings
-
-    ceiling = settings.USER_MAX_PRIORITY
+    ceiling = django_settings.USER_MAX_PRIORITY
     if isinstance(body, dict) and isinstance(body.get("priority"), int) and not isinstance(body["priority"], bool):
         if body["priority"] > ceiling:
             body["priority"] = body["priority"] % (ceiling + 1)
@@ -66,27 +80,77 @@ def exam_dates_in_window(body):
     return body
 
 
-@schemathesis.hook
-def map_body(context, body):
-    operation = context.operation
-    where = (operation.method.upper(), operation.path) if operation is not None else None
-    if where in EXAM_BODIES:
-        return exam_dates_in_window(body)
-    if where in SUBMISSIONS:
-        return priority_within_the_ceiling(body)
-    if where == PREVIEW and isinstance(body, dict) and isinstance(body.get("changes"), list):
-        for change in body["changes"]:
-            if isinstance(change, dict):
-                exam_dates_in_window(change.get("exam"))
+def _int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def result_within_the_cap(job):
+    """``size x shots`` must stay within RESULT_MAX_BITS on some device the job
+    may run on (size >= min_size, at most DEVICE_MAX_SIZE): a ``min_size``
+    above any device is folded below DEVICE_MAX_SIZE, and ``shots`` below
+    what the largest device allows."""
+    if not isinstance(job, dict):
+        return job
+    largest = django_settings.DEVICE_MAX_SIZE
+    if _int(job.get("min_size")) and job["min_size"] > largest:
+        job["min_size"] = job["min_size"] % largest + 1
+    most_shots = max(1, django_settings.RESULT_MAX_BITS // largest)
+    if _int(job.get("shots")) and job["shots"] > most_shots:
+        job["shots"] = job["shots"] % most_shots + 1
+    return job
+
+
+def submission(body):
+    body = priority_within_the_ceiling(body)
+    if isinstance(body, dict):
+        result_within_the_cap(body)
+        jobs = body.get("jobs")
+        for job in jobs if isinstance(jobs, list) else []:
+            result_within_the_cap(job)
     return body
 
 
+def login(body):
+    username, password = os.environ.get("ST_LOGIN_USERNAME"), os.environ.get("ST_LOGIN_PASSWORD")
+    if isinstance(body, dict) and username and password:
+        body["username"], body["password"] = username, password
+    return body
+
+
+def _where(case) -> tuple[str, str]:
+    return case.operation.method.upper(), case.operation.path
+
+
 @schemathesis.hook
-def map_query(context, query):
-    """A job list ``cursor`` is only ever one the API issued (in ``next``),
-    like a token: a generated one is refused with a 400 (tested in
-    tests/api_conventions), so it is left out."""
-    operation = context.operation
-    if operation is not None and operation.path == "/jobs" and isinstance(query, dict):
-        query.pop("cursor", None)
-    return query
+def filter_case(context, case):
+    """Without known credentials a positive login case cannot be made."""
+    if _where(case) == ("POST", "/api/token/") and _positive(case):
+        return bool(os.environ.get("ST_LOGIN_USERNAME") and os.environ.get("ST_LOGIN_PASSWORD"))
+    return True
+
+
+def _positive(case) -> bool:
+    meta = case.meta
+    return meta is None or meta.generation.mode == GenerationMode.POSITIVE
+
+
+@schemathesis.hook
+def map_case(context, case):
+    if not _positive(case):
+        return case
+    where = _where(case)
+    if where in EXAM_BODIES:
+        case.body = exam_dates_in_window(case.body)
+    elif where in SUBMISSIONS:
+        case.body = submission(case.body)
+    elif where == PREVIEW and isinstance(case.body, dict) and isinstance(case.body.get("changes"), list):
+        for change in case.body["changes"]:
+            if isinstance(change, dict):
+                exam_dates_in_window(change.get("exam"))
+    elif where == ("POST", "/api/token/"):
+        case.body = login(case.body)
+    elif where == ("GET", "/jobs") and isinstance(case.query, dict):
+        # A cursor is only ever one the API issued (in ``next``), like a
+        # token: a made-up one is a 400 (tested in tests/api_conventions).
+        case.query.pop("cursor", None)
+    return case

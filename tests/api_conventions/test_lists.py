@@ -110,6 +110,7 @@ def test_a_cursor_follows_filters_and_visibility(api, other_api, user, other_use
         ("limit=5&limit=5", "limit"),
         ("offset=10", "offset"),
         ("cursor=garbage!", "cursor"),
+        ("cursor=", "cursor"),  # no page ever gives an empty cursor
         ("cursor=eyJvIjoiY3JlYXRlZCJ9", "cursor"),  # valid base64 JSON, fields missing
         ("status=queued&status=done", "status"),
         ("device_type=a%00b", "device_type"),

@@ -136,3 +136,16 @@ def test_a_failing_wake_up_does_not_undo_the_write(make_exam, django_capture_on_
 def test_direct_exam_create_without_optional_id():
     exam = exam_create(name="N", start=START, end=END, students=0)
     assert Exam.objects.get(pk=exam.pk).students == 0
+
+
+def test_after_the_largest_id_a_new_exam_takes_the_lowest_free_one(db):
+    """Exam ids are 32-bit everywhere: once an exam holds 2,147,483,647 the
+    database's next id would be above it, so the lowest free id is used."""
+    from exams import rules
+
+    exam_create(id=1, name="a", start=START, end=END, students=1)
+    exam_create(id=2, name="b", start=START, end=END, students=1)
+    exam_create(id=rules.ID_MAX, name="top", start=START, end=END, students=1)
+    assert exam_create(name="next", start=START, end=END, students=1).pk == 3
+    assert exam_create(name="then", start=START, end=END, students=1).pk == 4
+    assert Exam.objects.filter(pk__gt=rules.ID_MAX).count() == 0

@@ -274,7 +274,6 @@ def test_preview_shows_the_impact_and_saves_nothing(staff_api, now):
         ({"changes": "x"}, "changes"),
         ({"changes": [{"action": "rename", "exam": {"id": 1}}]}, "changes[0].action"),
         ({"changes": [{"action": "update", "exam": {"students": 5}}]}, "changes[0].exam.id"),
-        ({"changes": [{"action": "update", "exam": {"id": 999999, "students": 5}}]}, "changes[0].exam.id"),
         ({"changes": [{"action": "update", "exam": {"id": "{id}", "students": -1}}]}, "changes[0].exam.students"),
         ({"changes": [{"action": "update", "exam": {"id": "{id}", "end": "2000-01-01T00:00:00Z"}}]}, "changes[0].exam.end"),
         ({"changes": [{"action": "create", "exam": {"name": "x", "start": "tomorrow", "end": "x", "students": 1}}]}, "changes[0].exam.start"),
@@ -287,6 +286,23 @@ def test_preview_rejects_bad_changes_naming_the_field(staff_api, now, body, fiel
     response = staff_api.post("/exams/preview", body, format="json")
     assert response.status_code == 400, response.json()
     assert field in response.json(), response.json()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"action": "update", "exam": {"id": 999999, "students": 5}},
+        {"action": "delete", "exam": {"id": 999999}},
+        {"action": "create", "exam": {"id": "{id}", "name": "B", "start": "2030-01-01T09:00:00Z",
+                                      "end": "2030-01-01T10:00:00Z", "students": 1}},
+    ],
+)
+def test_a_preview_change_that_does_not_fit_the_stored_exams_is_a_409_naming_it(staff_api, now, change):
+    exam = Exam.objects.create(name="A", start=now + timedelta(minutes=30), end=now + timedelta(hours=2), students=1)
+    body = json.loads(json.dumps({"changes": [change]}).replace('"{id}"', str(exam.id)))
+    response = staff_api.post("/exams/preview", body, format="json")
+    assert response.status_code == 409, response.json()
+    assert "changes[0].exam.id" in response.json(), response.json()
 
 
 def test_preview_is_for_staff_only(api, anon_api):
