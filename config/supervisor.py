@@ -195,7 +195,9 @@ class Supervisor:
             try:
                 child.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                logger.warning("role %s (pid %s) did not stop within %.0f s: killed", child.role.name, child.proc.pid, self.grace)
+                logger.warning(
+                    "role %s (pid %s) did not stop within %.0f s: killed", child.role.name, child.proc.pid, self.grace
+                )
         for child in self.children.values():
             if child.proc is not None:
                 _kill_group(child.proc.pid)
@@ -229,10 +231,18 @@ class Supervisor:
         child.quick_deaths += 1
         delay = self.backoff.delay(child.quick_deaths)
         child.restart_at = now + delay
-        how = f"killed by {signal.Signals(-code).name}" if code < 0 and -code in signal.valid_signals() else f"exit code {code}"
+        how = (
+            f"killed by {signal.Signals(-code).name}"
+            if code < 0 and -code in signal.valid_signals()
+            else f"exit code {code}"
+        )
         logger.warning(
             "role %s (pid %s) died (%s) after %.1f s; restarting in %.1f s",
-            child.role.name, child.proc.pid, how, now - child.started_at, delay,
+            child.role.name,
+            child.proc.pid,
+            how,
+            now - child.started_at,
+            delay,
             extra={"role": child.role.name, "exit_code": code, "delay_seconds": delay},
         )
 

@@ -112,7 +112,9 @@ def _with_vm_columns() -> None:
     current = admin.site._registry.get(Exam)
     if current is None or isinstance(current, ExamVmPlanAdminMixin):
         return
-    combined = type(type(current).__name__, (ExamVmPlanAdminMixin, type(current)), {"__module__": type(current).__module__})
+    combined = type(
+        type(current).__name__, (ExamVmPlanAdminMixin, type(current)), {"__module__": type(current).__module__}
+    )
     admin.site.unregister(Exam)
     admin.site.register(Exam, combined)
 

@@ -85,7 +85,14 @@ def vms_alive(*, now_ms: int, interval_ms: int, include_lost: bool = True) -> li
     )
     out = [
         LiveVM(
-            pk, uuid, exam_id, state, to_ms(req), to_ms(ready) if ready else to_ms(req) + interval_ms, used is not None, ref
+            pk,
+            uuid,
+            exam_id,
+            state,
+            to_ms(req),
+            to_ms(ready) if ready else to_ms(req) + interval_ms,
+            used is not None,
+            ref,
         )
         for pk, uuid, exam_id, state, req, ready, used, ref in rows
     ]
@@ -164,8 +171,17 @@ def exam_plan_report(*, exam: Exam, now: datetime) -> ExamPlanReport:
     row = ExamPlanSummary.objects.filter(exam_id=exam.id).first()
     counts = exam_vm_counts(exam_ids=[exam.id], now=now).get(exam.id, {})
     at_start = ready_at_start_from_records(exam_ids=[exam.id]) if exam.start <= now else {}
-    report = _report(exam.id, exam.name, exam.start, exam.end, exam.students, row=row, counts=counts,
-                     at_start=at_start.get(exam.id, 0), now=now)
+    report = _report(
+        exam.id,
+        exam.name,
+        exam.start,
+        exam.end,
+        exam.students,
+        row=row,
+        counts=counts,
+        at_start=at_start.get(exam.id, 0),
+        now=now,
+    )
     # Over: nothing is planned for it any more; ``actual`` tells the story.
     planned = () if row is None or report.ended else tuple(ReadyPoint(from_ms(t), n) for t, n in row.timeline)
     actual = tuple(ReadyPoint(from_ms(t), n) for t, n in thin(_actual_timeline(exam_id=exam.id, until=now)))
@@ -185,8 +201,17 @@ def exam_plan_reports(*, exam_ids: list[int], now: datetime) -> dict[int, ExamPl
     started_ids = [pk for pk, _, start, _, _ in exams if start <= now]
     at_start = ready_at_start_from_records(exam_ids=started_ids) if started_ids else {}
     return {
-        pk: _report(pk, name, start, end, students, row=rows.get(pk), counts=counts.get(pk, {}),
-                    at_start=at_start.get(pk, 0), now=now)
+        pk: _report(
+            pk,
+            name,
+            start,
+            end,
+            students,
+            row=rows.get(pk),
+            counts=counts.get(pk, {}),
+            at_start=at_start.get(pk, 0),
+            now=now,
+        )
         for pk, name, start, end, students in exams
     }
 
@@ -203,7 +228,13 @@ def _report(pk, name, start, end, students, *, row, counts: dict, at_start: int,
         expected = None if row is None else row.expected_ready_at_start
         shortfall = None if row is None else row.shortfall
     return ExamPlanReport(
-        id=pk, name=name, start=start, end=end, students=students, started=started, ended=ended,
+        id=pk,
+        name=name,
+        start=start,
+        end=end,
+        students=students,
+        started=started,
+        ended=ended,
         planned_at=None if row is None else row.planned_at,
         stale=row is not None and not _planned_as_is(row, start=start, end=end, students=students),
         plan_note=_plan_note(row, start=start, end=end, students=students, ended=ended),
@@ -229,11 +260,15 @@ def _plan_note(row, *, start: datetime, end: datetime, students: int, ended: boo
     if ended:
         return "the exam is over: nothing is planned for it any more"
     if row is None:
-        return ("not planned yet: the VM scheduler has not planned this exam (it plans when it runs and "
-                "whenever an exam changes)")
+        return (
+            "not planned yet: the VM scheduler has not planned this exam (it plans when it runs and "
+            "whenever an exam changes)"
+        )
     if not _planned_as_is(row, start=start, end=end, students=students):
-        return (f"planned by the VM scheduler at {iso_ms(row.planned_at)} for the exam before its last change; "
-                "it replans at its next pass")
+        return (
+            f"planned by the VM scheduler at {iso_ms(row.planned_at)} for the exam before its last change; "
+            "it replans at its next pass"
+        )
     return f"as planned by the VM scheduler at {iso_ms(row.planned_at)}"
 
 
@@ -244,8 +279,14 @@ def exam_plan_brief(*, exam_id: int, now: datetime) -> dict:
     plan_ = current_plan(now=now)
     ep = plan_.exam(exam_id)
     if ep is None:  # over, or nothing to plan
-        return {"expected_ready_at_start": None, "shortfall": None, "requesting_starts_at": None,
-                "late_planned": 0, "last_late_ready_at": None, "note": "nothing is planned for this exam"}
+        return {
+            "expected_ready_at_start": None,
+            "shortfall": None,
+            "requesting_starts_at": None,
+            "late_planned": 0,
+            "last_late_ready_at": None,
+            "note": "nothing is planned for this exam",
+        }
     first = exam_vm_counts(exam_ids=[exam_id], now=now).get(exam_id, {}).get("first_requested")
     requesting = ep.requesting_starts_ms
     if first is not None:
@@ -294,9 +335,9 @@ def ready_at_start_from_records(*, exam_ids: list[int]) -> dict[int, int]:
 def _actual_timeline(*, exam_id: int, until: datetime) -> list[tuple[int, int]]:
     """Ready VMs of the exam over time so far, from the VM records."""
     events: list[tuple[int, int]] = []
-    rows = VM.objects.filter(Q(exam_id=exam_id) | Q(exam__isnull=True, exam_ref=exam_id), ready_at__lte=until).values_list(
-        "ready_at", "stopped_at", "state"
-    )
+    rows = VM.objects.filter(
+        Q(exam_id=exam_id) | Q(exam__isnull=True, exam_ref=exam_id), ready_at__lte=until
+    ).values_list("ready_at", "stopped_at", "state")
     until_ms = to_ms(until)
     for ready, stopped, state in rows:
         if state in (VMState.FAILED, VMState.LOST, VMState.REQUESTING, VMState.GONE):

@@ -33,7 +33,8 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument(
-            "--no-vm-scheduler", action="store_true",
+            "--no-vm-scheduler",
+            action="store_true",
             help="Do not install or start the VM loop (run `schedule_vms` elsewhere); a watchdog schedule installed earlier stays.",
         )
 
