@@ -83,8 +83,9 @@ def service_database_url(request, tmp_path):
     if request.param == "postgres":
         # The django_db(transaction=True) mark of this variant has set up the
         # suite's test database (e.g. test_qa) and flushes it afterwards.
-        from core.dburl import current_database_url
         from django.db import connection
+
+        from core.dburl import current_database_url
 
         url = current_database_url()
         with connection.cursor() as cursor:

@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from vms.planner import ExamIn, ExamPlan, PlannerConfig, VmIn, from_ms, plan, to_ms, to_ms_floor
 from exams import rules
+from vms.planner import ExamIn, ExamPlan, PlannerConfig, VmIn, from_ms, plan, to_ms, to_ms_floor
 from vms.simulation import ScenarioError, parse_exam_change
 
 

@@ -27,8 +27,6 @@ Time is the injected clock's, in integer milliseconds (see ``vms.planner``).
 
 from __future__ import annotations
 
-from django.conf import settings
-
 import fcntl
 import logging
 import threading
@@ -36,6 +34,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from django.conf import settings
 from django.db import connection, connections
 
 from core.heartbeats import VM_SCHEDULER, heartbeat_beat

@@ -9,8 +9,8 @@ from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from exams.selectors import exam_get
 from core.pagination import non_empty_params
+from exams.selectors import exam_get
 from vms.preview import parse_changes
 from vms.selectors import exam_changes_preview, exam_plan_report, vm_list
 from vms.serializers import (
@@ -20,7 +20,6 @@ from vms.serializers import (
     VMListQuerySerializer,
     VMSerializer,
 )
-
 
 R400 = OpenApiResponse(description="Invalid input; the body names the field.")
 R403 = OpenApiResponse(description="Staff only.")

@@ -4,14 +4,15 @@ UTC with seconds (issue 8, point 7)."""
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 import pytest
+from axes.models import AccessFailureLog
 from django.contrib import admin
 from django.contrib.admin.utils import quote
 from django.contrib.auth.models import Group
 from django.urls import reverse
-from axes.models import AccessFailureLog
 from django_q.models import Schedule, Task
 from django_q.tasks import async_task
 

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import html
 import re
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 import pytest
 from django.contrib.auth.models import Permission
 from django.test import Client
-from django.utils import timezone
 
 from devices.models import Device, DeviceStatus
 from exams.services import exam_create

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import html as html_lib
 import re
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 import pytest
 from django.utils import timezone
 
 from exams.models import Exam
-from vms.admin_exam import chart_range, fmt_utc, plan_chart_svg
 from tests.vms.plan_helpers import store_plan
+from vms.admin_exam import chart_range, fmt_utc, plan_chart_svg
 from vms.models import VM, VMState
 from vms.plan_summary import ExamPlanReport, PlanTimeline, ReadyPoint, VmCounts
 

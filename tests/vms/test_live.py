@@ -13,14 +13,14 @@ from django.core.management import call_command
 from django.db import connection, connections
 from django.utils import timezone
 
+from tests.factories import make_exam
+from tests.helpers import ROOT, wait_until
 from vms import signals
 from vms.clock import SystemClock
 from vms.models import VM, ProviderCall
 from vms.providers.fake import FakeProvider
 from vms.providers.selection import reset_default_provider
 from vms.scheduler import SchedulerLock
-from tests.factories import make_exam
-from tests.helpers import ROOT, wait_until
 
 
 @pytest.fixture

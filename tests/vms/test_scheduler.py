@@ -368,6 +368,7 @@ def test_pacer_allows_three_calls_in_any_rolling_second():
 
 def test_one_pass_command_makes_the_due_calls(db, settings):
     from io import StringIO
+
     from django.core.management import call_command
     from django.utils import timezone
 

@@ -11,12 +11,11 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from exams.models import Exam
+from tests.data import EXAMPLE_SCENARIO as EXAMPLE
+from tests.factories import make_exam
 from vms.models import VM, ProviderCall, VMState
 from vms.providers import replay_calls
 from vms.simulation import Progress, ScenarioError, make_scenario, parse_scenario, simulate
-
-from tests.data import EXAMPLE_SCENARIO as EXAMPLE
-from tests.factories import make_exam
 
 pytestmark = pytest.mark.django_db
 

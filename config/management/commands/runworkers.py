@@ -8,8 +8,8 @@ import threading
 
 from django.core.management.base import BaseCommand, CommandError
 
-from core.secret_key import require_configured_secret_key
 from config.supervisor import Supervisor, service_roles, supervisor_options
+from core.secret_key import require_configured_secret_key
 from core.stopping import install_stop_signals
 
 

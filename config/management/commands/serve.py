@@ -19,8 +19,8 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
 from config.supervisor import Supervisor, service_roles, supervisor_options
-from core.secret_key import require_configured_secret_key
 from core.metrics import clear_metrics_dir
+from core.secret_key import require_configured_secret_key
 
 logger = logging.getLogger(__name__)
 

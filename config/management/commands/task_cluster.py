@@ -21,8 +21,8 @@ import threading
 from django.core.management.base import BaseCommand
 from django.db import connections
 
-from core.secret_key import require_configured_secret_key
 from core.heartbeats import ensure_heartbeat_schedule
+from core.secret_key import require_configured_secret_key
 from core.stopping import install_stop_signals
 
 logger = logging.getLogger(__name__)
