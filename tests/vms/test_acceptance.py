@@ -239,7 +239,7 @@ def exam_history(scn: dict) -> dict:
     hist: dict[int, list] = defaultdict(list)
     for e in scn["exams"]:
         hist[e["id"]].append((s0, {"start": ms(e["start"]), "end": ms(e["end"]), "students": e["students"]}))
-    for i, c in sorted(enumerate(scn.get("changes", [])), key=lambda ic: (ms(ic[1]["at"]), ic[0])):
+    for _i, c in sorted(enumerate(scn.get("changes", [])), key=lambda ic: (ms(ic[1]["at"]), ic[0])):
         if "exam" not in c:
             continue  # not an exam change (scheduler_down)
         at = ms(c["at"])
@@ -286,7 +286,7 @@ def ideal_latest_ready(exams_final: dict, start_ms: int, interval=I_MS):
     packing of unit jobs with deadlines) -> sorted list, or None if infeasible."""
     cursor = None
     readies = []
-    for exam_id, (start, _end, n) in sorted(exams_final.items(), key=lambda kv: -kv[1][0]):
+    for _exam_id, (start, _end, n) in sorted(exams_final.items(), key=lambda kv: -kv[1][0]):
         end = start if cursor is None else min(start, cursor)
         for k in range(n):
             readies.append(end - k * interval)
