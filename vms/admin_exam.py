@@ -115,19 +115,6 @@ class ExamVmPlanAdminMixin:
             '<span title="requested {} / ready now {} / stopped {}">{} / {} / {}</span>', *counts, *counts
         )
 
-    # The single counts, for admins that list them separately.
-    @admin.display(description=_header("VMs req", "VMs requested"))
-    def vms_requested(self, exam):
-        return self._counts(exam)[0]
-
-    @admin.display(description=_header("ready", "VMs ready now"))
-    def vms_ready(self, exam):
-        return self._counts(exam)[1]
-
-    @admin.display(description=_header("stopped", "VMs stopped"))
-    def vms_stopped(self, exam):
-        return self._counts(exam)[2]
-
     @admin.display(description=_header("requesting starts", "requesting starts (UTC)"))
     def requesting_starts(self, exam):
         o = self._overview(exam)

@@ -10,7 +10,7 @@ from django.db.models import Count, F, Max, Min, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 
 from exams.models import Exam
-from vms.models import ALIVE_STATES, VM, ExamPlanSummary, ProviderCall, VMState
+from vms.models import ALIVE_STATES, VM, ExamPlanSummary, VMState
 from vms.plan_summary import ExamPlanReport, PlannedRun, PlanTimeline, ReadyPoint, VmCounts, iso_ms, thin
 from vms.planner import ExamIn, Plan, PlannerConfig, VmIn, from_ms, plan, to_ms, to_ms_floor
 
@@ -104,10 +104,6 @@ def vms_alive(*, now_ms: int, interval_ms: int, include_lost: bool = True) -> li
         ):
             out.append(LiveVM(pk, None, exam_id, VMState.LOST, to_ms(req), to_ms(ready), True, exam_id))
     return out
-
-
-def lost_vm_count() -> int:
-    return VM.objects.filter(state=VMState.LOST).count()
 
 
 def vm_list(*, now: datetime, exam: int | None = None, state: str | None = None) -> QuerySet[VM]:
@@ -358,10 +354,6 @@ def _actual_timeline(*, exam_id: int, until: datetime) -> list[tuple[int, int]]:
         else:
             points.append((t, count))
     return points
-
-
-def calls_in_order() -> QuerySet[ProviderCall]:
-    return ProviderCall.objects.order_by("t", "id")
 
 
 def exam_changes_preview(*, changes: list, now: datetime, config: PlannerConfig | None = None) -> list[dict]:

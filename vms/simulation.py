@@ -30,7 +30,6 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, NoReturn
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 
 from core.exceptions import DomainError
@@ -783,7 +782,3 @@ def make_scenario(
             "provider": {"allocation_interval_s": 6, "requests_per_second": 3},
         }
     )
-
-
-def validation_errors(exc: ValidationError) -> str:
-    return "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())
