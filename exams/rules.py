@@ -72,6 +72,11 @@ def students_too_many(limit: int) -> str:
 class ExamRuleError(DomainError):
     """An exam value breaks a rule (400); ``field`` is the exam field: name, start, end, students or id."""
 
+    field: str  # always set: every rule concerns one field
+
+    def __init__(self, message: str, *, field: str):
+        super().__init__(message, field=field)
+
 
 # --- the checks -----------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import TypedDict
 
 from django.conf import settings
 from django.db.models import Count, F, Max, Min, OuterRef, Q, QuerySet, Subquery
@@ -102,6 +103,7 @@ def vms_alive(*, now_ms: int, interval_ms: int, include_lost: bool = True) -> li
         for pk, exam_id, req, ready in VM.objects.filter(state=VMState.LOST, ready_at__gt=horizon).values_list(
             "id", "exam_id", "requested_at", "ready_at"
         ):
+            assert ready is not None  # ready_at__gt excludes NULL
             out.append(LiveVM(pk, None, exam_id, VMState.LOST, to_ms(req), to_ms(ready), True, exam_id))
     return out
 
@@ -122,8 +124,19 @@ def vm_list(*, now: datetime, exam: int | None = None, state: str | None = None)
     return qs.order_by("requested_at", "id")
 
 
-def exam_vm_counts(*, exam_ids: list[int] | None = None, now: datetime) -> dict[int, dict[str, int]]:
-    """Per exam: VMs requested (ever), ready now, stopped."""
+class ExamVmCounts(TypedDict, total=False):
+    """One exam's row of ``exam_vm_counts`` (``{}``: the exam has no VMs)."""
+
+    requested: int
+    ready: int
+    stopped: int
+    gone: int
+    first_requested: datetime | None
+
+
+def exam_vm_counts(*, exam_ids: list[int] | None = None, now: datetime) -> dict[int | None, ExamVmCounts]:
+    """Per exam (``exam_ref``; None for VMs never bound): VMs requested
+    (ever), ready now, stopped."""
     qs = VM.objects.exclude(state=VMState.FAILED)
     if exam_ids is not None:
         qs = qs.filter(exam_ref__in=exam_ids)
@@ -212,12 +225,16 @@ def exam_plan_reports(*, exam_ids: list[int], now: datetime) -> dict[int, ExamPl
     }
 
 
-def _report(pk, name, start, end, students, *, row, counts: dict, at_start: int, now: datetime) -> ExamPlanReport:
+def _report(
+    pk, name, start, end, students, *, row, counts: ExamVmCounts, at_start: int, now: datetime
+) -> ExamPlanReport:
     started, ended = start <= now, end <= now
     requesting = None if row is None else row.requesting_starts_at
     first_requested = counts.get("first_requested")
     if first_requested is not None:
         requesting = first_requested if requesting is None else min(first_requested, requesting)
+    expected: int | None
+    shortfall: int | None
     if started:
         expected, shortfall = at_start, max(0, students - at_start)
     else:
@@ -234,7 +251,9 @@ def _report(pk, name, start, end, students, *, row, counts: dict, at_start: int,
         planned_at=None if row is None else row.planned_at,
         stale=row is not None and not _planned_as_is(row, start=start, end=end, students=students),
         plan_note=_plan_note(row, start=start, end=end, students=students, ended=ended),
-        vms=VmCounts(*(counts.get(k, 0) for k in ("requested", "ready", "stopped", "gone"))),
+        vms=VmCounts(
+            counts.get("requested", 0), counts.get("ready", 0), counts.get("stopped", 0), counts.get("gone", 0)
+        ),
         requesting_starts_at=requesting,
         expected_ready_at_start=expected,
         shortfall=shortfall,
@@ -338,6 +357,7 @@ def _actual_timeline(*, exam_id: int, until: datetime) -> list[tuple[int, int]]:
     for ready, stopped, state in rows:
         if state in (VMState.FAILED, VMState.LOST, VMState.REQUESTING, VMState.GONE):
             continue  # never (known to be) ready; a gone VM's provider disowned it
+        assert ready is not None  # ready_at__lte excludes NULL
         r = to_ms(ready)
         if stopped is not None and to_ms(stopped) <= r:
             continue  # stopped before it was ever ready

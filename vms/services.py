@@ -20,6 +20,7 @@ statements and no savepoints.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -220,7 +221,7 @@ def vms_recover(*, now: datetime) -> Recovery:
 
 
 def exam_plan_summaries_store(
-    *, summaries: list[ExamSummary], planned_at: datetime, drop: list[int] = (), keep_only: list[int] | None = None
+    *, summaries: list[ExamSummary], planned_at: datetime, drop: Sequence[int] = (), keep_only: list[int] | None = None
 ) -> None:
     """Store the scheduler's plan summary: upsert ``summaries`` (exams whose
     figures changed), delete the rows of exams ``drop`` (no longer planned)
