@@ -242,14 +242,14 @@ def fmt_utc_html(t: datetime) -> str:
 _fmt_html = fmt_utc_html
 
 
-def _parse(iso: str | None) -> datetime | None:
-    return None if iso is None else datetime.fromisoformat(iso.replace("Z", "+00:00"))
+def _parse(iso: str) -> datetime:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00"))
 
 
 def render_plan_panel(report: ExamPlanReport, *, now: datetime | None = None) -> str:
     """The change page's panel: warning, figures, where the plan comes from, chart."""
     now = now or timezone.now()
-    parts = []
+    parts: list[str] = []
     if report.shortfall:
         figures = (report.expected_ready_at_start, report.students, report.shortfall)
         if not report.started:
@@ -392,7 +392,9 @@ def _clip(
     if v0 is not None:
         out.append((t0, v0))
     out += [(t, n) for t, n in points if t0 < t < t1]
-    out.append((t1, value_at(t1)))
+    v1 = value_at(t1)
+    assert v1 is not None  # the first point is before t1 (checked above)
+    out.append((t1, v1))
     return out
 
 
@@ -406,7 +408,7 @@ class _Axes:
     plot_w: int
     pad_top: int
     plot_h: int
-    top: int
+    top: float
 
     def x(self, t: datetime) -> float:
         return self.left + (t - self.t0).total_seconds() / self.span_s * self.plot_w

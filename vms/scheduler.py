@@ -33,6 +33,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 from django.conf import settings
 from django.db import connection, connections
@@ -101,7 +102,7 @@ class SchedulerLock:
         # The simulation's lock guards a private world: no file for it.
         self.file_lock = file_lock
         self._conn_ident: int | None = None
-        self._file = None
+        self._file: TextIO | None = None
         self._held = False
         # Bumped on every (re)acquisition: the holder must then recover, since
         # another scheduler may have acted (or crashed) in between.
@@ -263,7 +264,7 @@ class Scheduler:
         self._reload = True
         self._dirty = True
         self._seen_generation = signals.generation()
-        self._fingerprint = None
+        self._fingerprint: tuple | None = None
         self._next_poll_ms = 0
         self._next_promote_ms = 0
         self._promote_pending = False
@@ -406,7 +407,8 @@ class Scheduler:
         wanted = set(exam_ids)
         vms = [v for v in self.vms.values() if v.exam_id in wanted and not v.used and v.state != VMState.LOST]
         if vms:
-            services.vms_mark_used(exam_ids=sorted({v.exam_id for v in vms}), now=from_ms(now))
+            bound = {v.exam_id for v in vms if v.exam_id is not None}  # all of them: each is in ``wanted``
+            services.vms_mark_used(exam_ids=sorted(bound), now=from_ms(now))
             for v in vms:
                 v.used = True
 
@@ -425,16 +427,14 @@ class Scheduler:
         self._next_event_ms = self.plan.next_event_ms
         self._dirty = False
         self._report_shortfalls(self.plan)
-        self._store_summary(now)
+        self._store_summary(self.plan, now)
 
-    def _store_summary(self, now: int) -> None:
+    def _store_summary(self, plan_: Plan, now: int) -> None:
         """Store the plan's per-exam figures for the readers (admin, API),
         only for exams whose figures changed since the last store: most
         replans change a few exams, and the rest is not written again."""
         alive = (VMState.WAITING, VMState.READY)
-        summaries = summarize(
-            self.plan, vms=[(v.id, v.exam_id, v.ready_ms) for v in self.vms.values() if v.state in alive]
-        )
+        summaries = summarize(plan_, vms=[(v.id, v.exam_id, v.ready_ms) for v in self.vms.values() if v.state in alive])
         stored = self._stored_summaries
         fresh = self._summaries_acquisition != self.lock.acquisitions
         if fresh:
@@ -554,7 +554,7 @@ class Scheduler:
         queue = self._stop_queue
         if not queue or now < self._retry_at["stop"]:
             return []
-        batch = []
+        batch: list[LiveVM] = []
         budget = self.pacers["stop"].available(now)
         while queue and len(batch) < budget:
             s = queue.popleft()
@@ -578,11 +578,13 @@ class Scheduler:
 
     def _call_stop(self, v: LiveVM) -> tuple[services.StopCall, bool]:
         """Stop one VM; returns what to record and whether the batch may go on."""
+        uuid = v.uuid
+        assert uuid is not None  # _take_stop_batch skips VMs without a provider id
         t = self.now_ms()
         try:
-            self.provider.stop(v.uuid)
+            self.provider.stop(uuid)
         except RateLimitExceeded as exc:
-            call = services.StopCall(v.id, v.uuid, v.exam_ref, from_ms(t), CallOutcome.RATE_LIMITED, str(exc))
+            call = services.StopCall(v.id, uuid, v.exam_ref, from_ms(t), CallOutcome.RATE_LIMITED, str(exc))
             self.stats.rate_limited += 1
             self._retry("stop", t, exc.retry_after)
             return call, False
@@ -592,7 +594,7 @@ class Scheduler:
             self.pacers["stop"].record(self.now_ms())
             self._reachable("stop")
             call = services.StopCall(
-                v.id, v.uuid, v.exam_ref, from_ms(t), CallOutcome.ERROR, str(exc), gone=True, unknown=True
+                v.id, uuid, v.exam_ref, from_ms(t), CallOutcome.ERROR, str(exc), gone=True, unknown=True
             )
             self.stats.errors += 1
             logger.warning(
@@ -605,12 +607,12 @@ class Scheduler:
             return call, True
         except ProviderError as exc:
             self._failed("stop", t, exc)
-            call = services.StopCall(v.id, v.uuid, v.exam_ref, from_ms(t), CallOutcome.ERROR, str(exc))
+            call = services.StopCall(v.id, uuid, v.exam_ref, from_ms(t), CallOutcome.ERROR, str(exc))
             self.stats.errors += 1
             return call, False
         self.pacers["stop"].record(self.now_ms())
         self._reachable("stop")
-        call = services.StopCall(v.id, v.uuid, v.exam_ref, from_ms(t), CallOutcome.OK, gone=True)
+        call = services.StopCall(v.id, uuid, v.exam_ref, from_ms(t), CallOutcome.OK, gone=True)
         self.stats.stops += 1
         self._backoff["stop"] = self.config.backoff_initial_ms
         return call, True
