@@ -220,6 +220,7 @@ def _parse_changes(raw_changes: list, start: datetime) -> tuple[list, list[Scena
             continue
         _object(raw, where, {"at", "action", "exam"})
         action, exam_id, values = parse_exam_change(raw, where)
+        assert exam_id is not None  # required: id_optional_on_create is off
         parsed.append((at, i, ScenarioChange(at=at, action=action, exam_id=exam_id, fields=values), where))
     parsed.sort(key=lambda item: (item[0], item[1]))
     return parsed, downs
@@ -526,7 +527,9 @@ def shortfall_cause(scenario: Scenario, exam_id: int, students: int, *, ready_ma
       have made ``students`` VMs by the start (``(start - t) / interval``);
     * else the slots before its start went to earlier exams."""
     interval_ms = round(scenario.allocation_interval_s * 1000)
-    state = next(({"start": e.start, "students": e.students} for e in scenario.exams if e.id == exam_id), None)
+    state: dict[str, Any] | None = next(
+        ({"start": e.start, "students": e.students} for e in scenario.exams if e.id == exam_id), None
+    )
     asked_at = scenario.start if state is not None else None
     during = False
     for c in sorted((c for c in scenario.changes if c.exam_id == exam_id), key=lambda c: c.at):
@@ -696,7 +699,7 @@ def make_scenario(
     start = start or datetime(2030, 3, 4, tzinfo=timezone.utc)
     start = start.replace(hour=0, minute=0, second=0, microsecond=0)
     lo, hi = students
-    exams = []
+    exams: list[dict[str, Any]] = []
     for i in range(n_exams):
         day = i * days // n_exams
         t = start + timedelta(days=day, hours=8) + timedelta(minutes=30 * rng.randrange(0, 18))
@@ -720,7 +723,7 @@ def make_scenario(
             step = max(-e["students"], min(diff, settings.EXAM_MAX_STUDENTS - e["students"]))
             e["students"] += step
             diff -= step
-    change_list = []
+    change_list: list[dict[str, Any]] = []
     next_id = n_exams + 1
     alive = {e["id"]: dict(e) for e in exams}  # the state as changes apply, not the initial exams
     for _ in range(changes):
