@@ -178,7 +178,7 @@ class Supervisor:
             if child.proc is not None and child.restart_at is None:
                 code = child.proc.poll()
                 if code is not None:
-                    self._died(child, code, now)
+                    self._died(child, child.proc.pid, code, now)
             if child.restart_at is not None and now >= child.restart_at:
                 self._spawn(child, now)
 
@@ -186,16 +186,18 @@ class Supervisor:
         """SIGTERM to every child, up to ``grace`` seconds for all of them to
         exit, then SIGKILL to what is left (with its process group)."""
         self.stopping = True
-        running = [c for c in self.children.values() if c.proc is not None and c.proc.poll() is None]
-        for child in running:
-            logger.info("stopping role %s (pid %s)", child.role.name, child.proc.pid)
-            _signal(child.proc.pid, signal.SIGTERM)
+        running = [(c, c.proc) for c in self.children.values() if c.proc is not None and c.proc.poll() is None]
+        for child, proc in running:
+            logger.info("stopping role %s (pid %s)", child.role.name, proc.pid)
+            _signal(proc.pid, signal.SIGTERM)
         deadline = time.monotonic() + self.grace
-        for child in running:
+        for child, proc in running:
             try:
-                child.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                logger.warning("role %s (pid %s) did not stop within %.0f s: killed", child.role.name, child.proc.pid, self.grace)
+                logger.warning(
+                    "role %s (pid %s) did not stop within %.0f s: killed", child.role.name, proc.pid, self.grace
+                )
         for child in self.children.values():
             if child.proc is not None:
                 _kill_group(child.proc.pid)
@@ -222,17 +224,25 @@ class Supervisor:
         else:
             logger.info("role %s restarted (pid %s, start %s)", child.role.name, child.proc.pid, child.starts)
 
-    def _died(self, child: _Child, code: int, now: float) -> None:
-        _kill_group(child.proc.pid)  # what it started itself must not outlive it
+    def _died(self, child: _Child, pid: int, code: int, now: float) -> None:
+        _kill_group(pid)  # what it started itself must not outlive it
         if now - child.started_at >= self.backoff.reset_after:
             child.quick_deaths = 0
         child.quick_deaths += 1
         delay = self.backoff.delay(child.quick_deaths)
         child.restart_at = now + delay
-        how = f"killed by {signal.Signals(-code).name}" if code < 0 and -code in signal.valid_signals() else f"exit code {code}"
+        how = (
+            f"killed by {signal.Signals(-code).name}"
+            if code < 0 and -code in signal.valid_signals()
+            else f"exit code {code}"
+        )
         logger.warning(
             "role %s (pid %s) died (%s) after %.1f s; restarting in %.1f s",
-            child.role.name, child.proc.pid, how, now - child.started_at, delay,
+            child.role.name,
+            pid,
+            how,
+            now - child.started_at,
+            delay,
             extra={"role": child.role.name, "exit_code": code, "delay_seconds": delay},
         )
 

@@ -26,7 +26,10 @@ SUPERVISOR_PID_ENV = "SUPERVISOR_PID"
 
 
 def install_stop_signals(
-    stop_event: threading.Event, *, on_stop: Callable[[], None] | None = None, poll_seconds: float = 1.0,
+    stop_event: threading.Event,
+    *,
+    on_stop: Callable[[], None] | None = None,
+    poll_seconds: float = 1.0,
 ) -> threading.Thread:
     """SIGINT and SIGTERM (and the supervisor's death) set ``stop_event``,
     then call ``on_stop`` (e.g. to wake a loop sleeping on its own condition).

@@ -55,7 +55,9 @@ NOT_A_STRING = "Must be a string."
 NAME_BLANK = "This field may not be blank."
 NAME_TOO_LONG = f"Ensure this field has no more than {NAME_MAX_LENGTH} characters."
 NOT_AN_INTEGER = "A valid integer is required."
-TIME_INVALID = "Datetime has wrong format. Use one of these formats instead: YYYY-MM-DDThh:mm[:ss[.uuuuuu]][+HH:MM|-HH:MM|Z]."
+TIME_INVALID = (
+    "Datetime has wrong format. Use one of these formats instead: YYYY-MM-DDThh:mm[:ss[.uuuuuu]][+HH:MM|-HH:MM|Z]."
+)
 DATE_WINDOW = f"Exam dates must be within the years {EXAM_YEARS[0]} to {EXAM_YEARS[1]} (UTC)."
 END_NOT_AFTER_START = "End must be after start."
 ID_TOO_SMALL = f"Ensure this value is greater than or equal to {ID_MIN}."
@@ -69,6 +71,11 @@ def students_too_many(limit: int) -> str:
 
 class ExamRuleError(DomainError):
     """An exam value breaks a rule (400); ``field`` is the exam field: name, start, end, students or id."""
+
+    field: str  # always set: every rule concerns one field
+
+    def __init__(self, message: str, *, field: str):
+        super().__init__(message, field=field)
 
 
 # --- the checks -----------------------------------------------------------------------

@@ -75,8 +75,16 @@ def make_program(
         key=key or f"prog-{next(_seq)}", owner=owner, priority=priority, device_type=device_type, **fields
     )
     Job.objects.bulk_create(
-        Job(key=f"{program.key}-j{i}", program=program, owner=owner, priority=priority, device_type=device_type,
-            instructions=[{"op": "x", "q": i}], shots=shots, min_size=min_size)
+        Job(
+            key=f"{program.key}-j{i}",
+            program=program,
+            owner=owner,
+            priority=priority,
+            device_type=device_type,
+            instructions=[{"op": "x", "q": i}],
+            shots=shots,
+            min_size=min_size,
+        )
         for i in range(jobs)
     )
     return program

@@ -56,7 +56,9 @@ class Client:
     def post(self, path: str, body: dict | None = None) -> requests.Response:
         data = json.dumps(body) if body is not None else None
         return self.http.post(
-            self.base + path, data=data, timeout=10,
+            self.base + path,
+            data=data,
+            timeout=10,
             headers={"Content-Type": "application/x-www-form-urlencoded"},
         )
 
@@ -81,8 +83,9 @@ def service_database_url(request, tmp_path):
     if request.param == "postgres":
         # The django_db(transaction=True) mark of this variant has set up the
         # suite's test database (e.g. test_qa) and flushes it afterwards.
-        from core.dburl import current_database_url
         from django.db import connection
+
+        from core.dburl import current_database_url
 
         url = current_database_url()
         with connection.cursor() as cursor:
@@ -112,7 +115,9 @@ def test_serve_runs_jobs_by_priority_over_http_and_stops_on_ctrl_c(service_datab
         me = Client(service.base, tokens["e2e-alice"])
 
         # The background roles run as supervised child processes.
-        assert "role qpu-workers started" in service.log() and "role task-cluster started" in service.log(), service.log()
+        assert "role qpu-workers started" in service.log() and "role task-cluster started" in service.log(), (
+            service.log()
+        )
 
         # No token: 401, never a 500 or an HTML page.
         assert Client(service.base, None).get("/jobs").status_code == 401
@@ -123,8 +128,17 @@ def test_serve_runs_jobs_by_priority_over_http_and_stops_on_ctrl_c(service_datab
         assert r.json()["status"] == "online"
 
         # A job submitted while the device is idle starts at once (wake-up, not a poll).
-        r = me.post("/jobs", {"id": "blocker", "priority": 0, "user_id": "u-1", "program_id": "e2e-blocker",
-                              "device_type": TYPE, "instructions": [{"op": "h", "q": 0}]})
+        r = me.post(
+            "/jobs",
+            {
+                "id": "blocker",
+                "priority": 0,
+                "user_id": "u-1",
+                "program_id": "e2e-blocker",
+                "device_type": TYPE,
+                "instructions": [{"op": "h", "q": 0}],
+            },
+        )
         assert r.status_code == 201, r.text
         blocker = _wait_job(me, "blocker", {"running", "done", "failed"}, timeout=5)
         assert blocker["status"] in {"running", "done"}, blocker
@@ -140,17 +154,35 @@ def test_serve_runs_jobs_by_priority_over_http_and_stops_on_ctrl_c(service_datab
             ("low-1", 1, "e2e-low", 1, "jobs"),
             ("mid-1", 5, "e2e-mid", 2, "jobs"),
             ("high-1", 9, "e2e-high", 3, "jobs"),
-            ("mid-2", 5, "e2e-mid", 1, "jobs"),       # joins e2e-mid
+            ("mid-2", 5, "e2e-mid", 1, "jobs"),  # joins e2e-mid
             ("midb-1", 5, "e2e-mid-b", 3, "programs"),  # same priority, another program, later
-            ("mid-3", 5, "e2e-mid", 2, "jobs"),       # joins e2e-mid again, latest of priority 5
+            ("mid-3", 5, "e2e-mid", 2, "jobs"),  # joins e2e-mid again, latest of priority 5
         ]
         for job_id, priority, program, shots, how in submitted:
             if how == "jobs":
-                r = me.post("/jobs", {"id": job_id, "priority": priority, "user_id": "u-1", "program_id": program,
-                                      "device_type": TYPE, "shots": shots, "instructions": [{"op": "x", "q": 1}]})
+                r = me.post(
+                    "/jobs",
+                    {
+                        "id": job_id,
+                        "priority": priority,
+                        "user_id": "u-1",
+                        "program_id": program,
+                        "device_type": TYPE,
+                        "shots": shots,
+                        "instructions": [{"op": "x", "q": 1}],
+                    },
+                )
             else:
-                r = me.post("/programs", {"id": program, "priority": priority, "device_type": TYPE, "user_id": "u-1",
-                                          "jobs": [{"id": job_id, "shots": shots, "instructions": ["h 0", "measure"]}]})
+                r = me.post(
+                    "/programs",
+                    {
+                        "id": program,
+                        "priority": priority,
+                        "device_type": TYPE,
+                        "user_id": "u-1",
+                        "jobs": [{"id": job_id, "shots": shots, "instructions": ["h 0", "measure"]}],
+                    },
+                )
             assert r.status_code == 201, (job_id, r.text)
         expected_order = ["high-1", "mid-1", "mid-2", "midb-1", "mid-3", "low-1"]
 
@@ -183,7 +215,8 @@ def test_serve_runs_jobs_by_priority_over_http_and_stops_on_ctrl_c(service_datab
         # Strict priority order, oldest first among equals, one job at a time.
         started = sorted(jobs.values(), key=lambda j: _ts(j["started_at"]))
         assert [j["id"] for j in started] == expected_order
-        for before, after in zip(started, started[1:]):
+        # consecutive pairs: the shifted copy is one element shorter
+        for before, after in zip(started, started[1:], strict=False):
             assert _ts(after["started_at"]) >= _ts(before["finished_at"]), (before, after)
 
         device = op.get(f"/devices/{DEVICE}").json()
@@ -205,7 +238,7 @@ def test_serve_runs_jobs_by_priority_over_http_and_stops_on_ctrl_c(service_datab
         log = service.log()
         assert code == 0, log
         assert took < 20, log
-        shutdown = log[log.rindex("stopping ..."):] if "stopping ..." in log else ""
+        shutdown = log[log.rindex("stopping ...") :] if "stopping ..." in log else ""
         assert "stopped." in shutdown and "Traceback" not in shutdown, log
         assert wait_until(lambda: not service.group_alive(), timeout=5), (
             "processes of the service (django-q2 cluster?) outlived it"

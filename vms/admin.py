@@ -54,10 +54,11 @@ class VMAdmin(admin.ModelAdmin):
 
     @admin.display(description="exam", ordering="exam_ref")
     def exam_link(self, vm: VM):
-        if vm.exam_id is None:
+        exam = vm.exam
+        if exam is None:
             return f"#{vm.exam_ref} (deleted)" if vm.exam_ref else "-"
         return format_html(
-            '<a href="../../exams/exam/{}/change/" title="{}">#{} {}</a>', vm.exam_id, vm.exam, vm.exam_id, vm.exam.name
+            '<a href="../../exams/exam/{}/change/" title="{}">#{} {}</a>', exam.id, exam, exam.id, exam.name
         )
 
     @admin.display(description="state", ordering="state")
@@ -112,7 +113,9 @@ def _with_vm_columns() -> None:
     current = admin.site._registry.get(Exam)
     if current is None or isinstance(current, ExamVmPlanAdminMixin):
         return
-    combined = type(type(current).__name__, (ExamVmPlanAdminMixin, type(current)), {"__module__": type(current).__module__})
+    combined = type(
+        type(current).__name__, (ExamVmPlanAdminMixin, type(current)), {"__module__": type(current).__module__}
+    )
     admin.site.unregister(Exam)
     admin.site.register(Exam, combined)
 

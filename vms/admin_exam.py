@@ -19,7 +19,8 @@ from __future__ import annotations
 import re
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 from django import forms
 from django.contrib import admin
@@ -114,19 +115,6 @@ class ExamVmPlanAdminMixin:
             '<span title="requested {} / ready now {} / stopped {}">{} / {} / {}</span>', *counts, *counts
         )
 
-    # The single counts, for admins that list them separately.
-    @admin.display(description=_header("VMs req", "VMs requested"))
-    def vms_requested(self, exam):
-        return self._counts(exam)[0]
-
-    @admin.display(description=_header("ready", "VMs ready now"))
-    def vms_ready(self, exam):
-        return self._counts(exam)[1]
-
-    @admin.display(description=_header("stopped", "VMs stopped"))
-    def vms_stopped(self, exam):
-        return self._counts(exam)[2]
-
     @admin.display(description=_header("requesting starts", "requesting starts (UTC)"))
     def requesting_starts(self, exam):
         o = self._overview(exam)
@@ -219,14 +207,17 @@ def impact_message(impact: list[dict]) -> str:
     lines = []
     for r in worse:
         who = "this exam" if r["id"] is None else f"exam {r['id']}"
-        before = "new" if r["on_time_before"] is None else f"was {r['on_time_before']}, short by {r['shortfall_before']}"
+        before = (
+            "new" if r["on_time_before"] is None else f"was {r['on_time_before']}, short by {r['shortfall_before']}"
+        )
         lines.append(
             f"{who} (start {_fmt(_parse(r['start']))}, {r['students']} students): {r['on_time_after']} VMs on time, "
             f"short by {r['shortfall_after']} ({before})"
         )
     return (
-        "This change leaves students without a VM at the start - " + "; ".join(lines)
-        + ". Tick \"Save despite the VM impact\" and save again to go ahead."
+        "This change leaves students without a VM at the start - "
+        + "; ".join(lines)
+        + '. Tick "Save despite the VM impact" and save again to go ahead.'
     )
 
 
@@ -251,14 +242,14 @@ def fmt_utc_html(t: datetime) -> str:
 _fmt_html = fmt_utc_html
 
 
-def _parse(iso: str | None) -> datetime | None:
-    return None if iso is None else datetime.fromisoformat(iso.replace("Z", "+00:00"))
+def _parse(iso: str) -> datetime:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00"))
 
 
 def render_plan_panel(report: ExamPlanReport, *, now: datetime | None = None) -> str:
     """The change page's panel: warning, figures, where the plan comes from, chart."""
     now = now or timezone.now()
-    parts = []
+    parts: list[str] = []
     if report.shortfall:
         figures = (report.expected_ready_at_start, report.students, report.shortfall)
         if not report.started:
@@ -297,11 +288,17 @@ def render_plan_panel(report: ExamPlanReport, *, now: datetime | None = None) ->
         )
     )
     if report.ended:
-        parts.append(mark_safe('<p style="color:#666">The exam is over: nothing is planned for it any more '
-                               "(the chart shows what was actually ready).</p>"))
+        parts.append(
+            mark_safe(
+                '<p style="color:#666">The exam is over: nothing is planned for it any more '
+                "(the chart shows what was actually ready).</p>"
+            )
+        )
     else:
         style = "color:#ba2121" if report.planned_at is None or report.stale else "color:#666"
-        parts.append(format_html('<p class="vm-plan-source" style="{}">Plan: {}.</p>', style, _times_as_shown(report.plan_note)))
+        parts.append(
+            format_html('<p class="vm-plan-source" style="{}">Plan: {}.</p>', style, _times_as_shown(report.plan_note))
+        )
     parts.append(plan_chart_svg(report, now=now))
     return mark_safe("".join(str(p) for p in parts))
 
@@ -329,7 +326,28 @@ def _late_ready(report: ExamPlanReport) -> int:
     return min(report.shortfall or 0, max(0, peak - expected))
 
 
-_TICK_STEPS_S = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 172800, 604800]
+_TICK_STEPS_S = [
+    1,
+    2,
+    5,
+    10,
+    15,
+    30,
+    60,
+    120,
+    300,
+    600,
+    900,
+    1800,
+    3600,
+    7200,
+    10800,
+    21600,
+    43200,
+    86400,
+    172800,
+    604800,
+]
 
 
 def chart_range(report: ExamPlanReport) -> tuple[datetime, datetime]:
@@ -374,7 +392,9 @@ def _clip(
     if v0 is not None:
         out.append((t0, v0))
     out += [(t, n) for t, n in points if t0 < t < t1]
-    out.append((t1, value_at(t1)))
+    v1 = value_at(t1)
+    assert v1 is not None  # the first point is before t1 (checked above)
+    out.append((t1, v1))
     return out
 
 
@@ -388,7 +408,7 @@ class _Axes:
     plot_w: int
     pad_top: int
     plot_h: int
-    top: int
+    top: float
 
     def x(self, t: datetime) -> float:
         return self.left + (t - self.t0).total_seconds() / self.span_s * self.plot_w
@@ -416,14 +436,19 @@ def _ticks(axes: _Axes, t1: datetime) -> list[dict]:
     out = []
     for k in range(first_tick, int(t1.timestamp()) + 1, step_s):
         t = datetime.fromtimestamp(k, dt_timezone.utc)
-        out.append({"x": f"{axes.x(t):.1f}", "y1": f"{y0 + 4:.1f}", "ty": f"{y0 + 14:.1f}", "label": t.strftime(tick_fmt)})
+        out.append(
+            {"x": f"{axes.x(t):.1f}", "y1": f"{y0 + 4:.1f}", "ty": f"{y0 + 14:.1f}", "label": t.strftime(tick_fmt)}
+        )
     return out
 
 
 def _markers(report: ExamPlanReport, axes: _Axes, *, now: datetime, t1: datetime, width: int) -> list[dict]:
     """Start, end (and now, when inside the axis), with labels in two rows
     above the plot so they never overlap."""
-    markers = [("start", report.start, "#2b6cb0", _fmt(report.start)[10:]), ("end", report.end, "#555", _fmt(report.end)[10:])]
+    markers = [
+        ("start", report.start, "#2b6cb0", _fmt(report.start)[10:]),
+        ("end", report.end, "#555", _fmt(report.end)[10:]),
+    ]
     if axes.t0 <= now <= t1:
         markers.append(("now", now, "#b7791f", ""))
     rows: list[float] = [float("-inf"), float("-inf")]  # right edge of the last label in each row
@@ -433,8 +458,17 @@ def _markers(report: ExamPlanReport, axes: _Axes, *, now: datetime, t1: datetime
         lx = min(max(axes.x(t), 2 + w / 2), width - 2 - w / 2)
         row = next((i for i, edge in enumerate(rows) if lx - w / 2 > edge + 4), len(rows) - 1)
         rows[row] = lx + w / 2
-        out.append({"name": name, "x": f"{axes.x(t):.1f}", "colour": colour, "dashed": name == "now",
-                    "label_x": f"{lx:.1f}", "label_y": 12 + 12 * row, "time": time})
+        out.append(
+            {
+                "name": name,
+                "x": f"{axes.x(t):.1f}",
+                "colour": colour,
+                "dashed": name == "now",
+                "label_x": f"{lx:.1f}",
+                "label_y": 12 + 12 * row,
+                "time": time,
+            }
+        )
     return out
 
 
@@ -453,13 +487,29 @@ def plan_chart_context(report: ExamPlanReport, *, now: datetime, width: int = 68
     actual = _clip([(p.t, p.ready) for p in report.timeline.actual], t0, min(t1, now), step=True, zero_before=True)
     students = int(report.students)
     left, right, pad_top, bottom = 40, 16, 34, 40
-    axes = _Axes(t0=t0, span_s=(t1 - t0).total_seconds(), left=left, plot_w=width - left - right, pad_top=pad_top,
-                 plot_h=height - pad_top - bottom, top=max([students, 1] + [n for _, n in planned + actual]))
+    axes = _Axes(
+        t0=t0,
+        span_s=(t1 - t0).total_seconds(),
+        left=left,
+        plot_w=width - left - right,
+        pad_top=pad_top,
+        plot_h=height - pad_top - bottom,
+        top=max([students, 1] + [n for _, n in planned + actual]),
+    )
     return {
-        "width": width, "height": height, "left": left, "x1": width - right, "pad_top": pad_top,
-        "t0": _fmt(t0), "t1": _fmt(t1),
-        "y0": f"{axes.y(0):.1f}", "y0_label": f"{axes.y(0) + 3:.1f}", "label_x": left - 4,
-        "students": students, "y_students": f"{axes.y(students):.1f}", "y_students_label": f"{axes.y(students) + 3:.1f}",
+        "width": width,
+        "height": height,
+        "left": left,
+        "x1": width - right,
+        "pad_top": pad_top,
+        "t0": _fmt(t0),
+        "t1": _fmt(t1),
+        "y0": f"{axes.y(0):.1f}",
+        "y0_label": f"{axes.y(0) + 3:.1f}",
+        "label_x": left - 4,
+        "students": students,
+        "y_students": f"{axes.y(students):.1f}",
+        "y_students_label": f"{axes.y(students) + 3:.1f}",
         "ticks": _ticks(axes, t1),
         "markers": _markers(report, axes, now=now, t1=t1, width=width),
         "planned": axes.polyline(planned, step=False) if planned else "",
@@ -474,6 +524,7 @@ def plan_chart_svg(report: ExamPlanReport, *, now: datetime | None = None, width
     """The chart as inline SVG (template ``vms/plan_chart.svg``)."""
     context = plan_chart_context(report, now=now or timezone.now(), width=width, height=height)
     return mark_safe(render_to_string("vms/plan_chart.svg", context).strip())
+
 
 class ExamPlanAdmin(ExamVmPlanAdminMixin, admin.ModelAdmin):
     """A stand-alone exam admin with the VM columns, should the exams app's

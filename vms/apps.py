@@ -2,8 +2,8 @@ from django.apps import AppConfig
 
 
 class VmsConfig(AppConfig):
-    default_auto_field = 'django.db.models.BigAutoField'
-    name = 'vms'
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "vms"
 
     def ready(self) -> None:
         # Every committed exam write wakes the VM scheduler (exams never imports vms).

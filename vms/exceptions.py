@@ -37,7 +37,7 @@ class RateLimitExceeded(DomainError):
 class ProviderError(DomainError):
     """Any other provider failure (HTTP 5xx, timeout, network error)."""
 
-    status_code = status.HTTP_502_BAD_GATEWAY
+    status_code: int = status.HTTP_502_BAD_GATEWAY
 
     def __init__(self, message: str, *, may_have_taken_effect: bool = True, unreachable: bool = False):
         super().__init__(message)

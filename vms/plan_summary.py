@@ -73,13 +73,25 @@ class ExamSummary:
 
     def without_timeline(self) -> tuple:
         return (
-            self.exam_id, self.start_ms, self.end_ms, self.students, self.started, self.expected_ready_at_start,
-            self.shortfall, self.late_planned, self.planned_requests, self.requesting_starts_ms,
-            self.last_late_ready_ms, self.shortfall_note, self.runs,
+            self.exam_id,
+            self.start_ms,
+            self.end_ms,
+            self.students,
+            self.started,
+            self.expected_ready_at_start,
+            self.shortfall,
+            self.late_planned,
+            self.planned_requests,
+            self.requesting_starts_ms,
+            self.last_late_ready_ms,
+            self.shortfall_note,
+            self.runs,
         )
 
 
-def summarize(plan: Plan, *, vms: Iterable[tuple[int, int | None, int]], max_points: int = MAX_POINTS) -> dict[int, ExamSummary]:
+def summarize(
+    plan: Plan, *, vms: Iterable[tuple[int, int | None, int]], max_points: int = MAX_POINTS
+) -> dict[int, ExamSummary]:
     """Per exam of ``plan``: its figures and planned ready timeline.
 
     ``vms`` are the live ready-or-allocating VMs as ``(vm_id, exam_id,
@@ -115,7 +127,8 @@ def _exam_summary(ep: ExamPlan, now_ms: int, ready_times, max_points: int) -> Ex
         last_late_ready_ms=ep.last_late_ready_ms,
         shortfall_note=ep.shortfall_note(),
         runs=tuple(
-            (r.first_request_ms, r.count, r.interval_ms, r.ready_ms(0), r.ready_ms(r.count - 1), r.late) for r in ep.runs
+            (r.first_request_ms, r.count, r.interval_ms, r.ready_ms(0), r.ready_ms(r.count - 1), r.late)
+            for r in ep.runs
         ),
         timeline=tuple(thin(_planned_points(ep, now_ms, ready_times), max_points)),
     )
@@ -160,7 +173,9 @@ class PlannedRun:
     @classmethod
     def from_stored(cls, row: list) -> PlannedRun:
         first_request, count, interval, first_ready, last_ready, late = row
-        return cls(from_ms(first_request), count, interval / 1000, from_ms(first_ready), from_ms(last_ready), bool(late))
+        return cls(
+            from_ms(first_request), count, interval / 1000, from_ms(first_ready), from_ms(last_ready), bool(late)
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from vms.planner import ExamIn, ExamPlan, PlannerConfig, VmIn, from_ms, plan, to_ms, to_ms_floor
 from exams import rules
+from vms.planner import ExamIn, ExamPlan, PlannerConfig, VmIn, from_ms, plan, to_ms, to_ms_floor
 from vms.simulation import ScenarioError, parse_exam_change
 
 
@@ -51,7 +51,9 @@ def _parse_change(raw: Any, where: str) -> ExamChange:
         raise ScenarioError(f"{where}: expected an object", field=where)
     unknown = set(raw) - {"action", "exam"}
     if unknown:
-        raise ScenarioError(f"{where}: unknown field(s) {', '.join(sorted(unknown))} (a preview applies changes now)", field=where)
+        raise ScenarioError(
+            f"{where}: unknown field(s) {', '.join(sorted(unknown))} (a preview applies changes now)", field=where
+        )
     action, exam_id, values = parse_exam_change(raw, where, id_optional_on_create=True)
     return ExamChange(action, exam_id, values)
 

@@ -27,15 +27,15 @@ Time is the injected clock's, in integer milliseconds (see ``vms.planner``).
 
 from __future__ import annotations
 
-from django.conf import settings
-
 import fcntl
 import logging
 import threading
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
+from django.conf import settings
 from django.db import connection, connections
 
 from core.heartbeats import VM_SCHEDULER, heartbeat_beat
@@ -102,7 +102,7 @@ class SchedulerLock:
         # The simulation's lock guards a private world: no file for it.
         self.file_lock = file_lock
         self._conn_ident: int | None = None
-        self._file = None
+        self._file: TextIO | None = None
         self._held = False
         # Bumped on every (re)acquisition: the holder must then recover, since
         # another scheduler may have acted (or crashed) in between.
@@ -248,7 +248,9 @@ class _StartRecord:
 
 
 class Scheduler:
-    def __init__(self, *, clock: Clock, provider, config: SchedulerConfig | None = None, lock: SchedulerLock | None = None):
+    def __init__(
+        self, *, clock: Clock, provider, config: SchedulerConfig | None = None, lock: SchedulerLock | None = None
+    ):
         self.clock = clock
         self.provider = provider
         self.config = config or SchedulerConfig.from_settings()
@@ -262,7 +264,7 @@ class Scheduler:
         self._reload = True
         self._dirty = True
         self._seen_generation = signals.generation()
-        self._fingerprint = None
+        self._fingerprint: tuple | None = None
         self._next_poll_ms = 0
         self._next_promote_ms = 0
         self._promote_pending = False
@@ -405,7 +407,8 @@ class Scheduler:
         wanted = set(exam_ids)
         vms = [v for v in self.vms.values() if v.exam_id in wanted and not v.used and v.state != VMState.LOST]
         if vms:
-            services.vms_mark_used(exam_ids=sorted({v.exam_id for v in vms}), now=from_ms(now))
+            bound = {v.exam_id for v in vms if v.exam_id is not None}  # all of them: each is in ``wanted``
+            services.vms_mark_used(exam_ids=sorted(bound), now=from_ms(now))
             for v in vms:
                 v.used = True
 
@@ -424,14 +427,14 @@ class Scheduler:
         self._next_event_ms = self.plan.next_event_ms
         self._dirty = False
         self._report_shortfalls(self.plan)
-        self._store_summary(now)
+        self._store_summary(self.plan, now)
 
-    def _store_summary(self, now: int) -> None:
+    def _store_summary(self, plan_: Plan, now: int) -> None:
         """Store the plan's per-exam figures for the readers (admin, API),
         only for exams whose figures changed since the last store: most
         replans change a few exams, and the rest is not written again."""
         alive = (VMState.WAITING, VMState.READY)
-        summaries = summarize(self.plan, vms=[(v.id, v.exam_id, v.ready_ms) for v in self.vms.values() if v.state in alive])
+        summaries = summarize(plan_, vms=[(v.id, v.exam_id, v.ready_ms) for v in self.vms.values() if v.state in alive])
         stored = self._stored_summaries
         fresh = self._summaries_acquisition != self.lock.acquisitions
         if fresh:
@@ -462,16 +465,26 @@ class Scheduler:
                 if ep.shortfall and ep.started:
                     logger.warning(
                         "exam %s started short: %s of %s VMs were ready at its start (shortfall %s); %s",
-                        ep.exam_id, ep.expected_ready_at_start, ep.students, ep.shortfall, ep.shortfall_note(),
+                        ep.exam_id,
+                        ep.expected_ready_at_start,
+                        ep.students,
+                        ep.shortfall,
+                        ep.shortfall_note(),
                     )
                 elif ep.shortfall:
                     logger.warning(
                         "exam %s at risk: %s of %s VMs can be ready at its start %s (shortfall %s); %s",
-                        ep.exam_id, ep.expected_ready_at_start, ep.students, _iso(ep.start_ms), ep.shortfall,
+                        ep.exam_id,
+                        ep.expected_ready_at_start,
+                        ep.students,
+                        _iso(ep.start_ms),
+                        ep.shortfall,
                         ep.shortfall_note(),
                     )
                 elif seen:
-                    logger.info("exam %s no longer at risk: all %s VMs can be ready at its start", ep.exam_id, ep.students)
+                    logger.info(
+                        "exam %s no longer at risk: all %s VMs can be ready at its start", ep.exam_id, ep.students
+                    )
             self._shortfalls[key] = ep.shortfall
 
     def _recompute_queue(self, now: int) -> None:
@@ -506,9 +519,20 @@ class Scheduler:
                 continue
             services.vm_assign(vm_id=v.id, uuid=v.uuid, exam_id=a.exam_id, t=from_ms(self.now_ms()))
             if self.config.log_calls:
-                logger.info("VM %s (provider id %s) re-bound from exam %s to exam %s", v.id, v.uuid, v.exam_id,
-                            a.exam_id, extra={"event": "vm_rebound", "vm": v.id, "uuid": v.uuid, "exam": a.exam_id,
-                                              "from_exam": v.exam_id})
+                logger.info(
+                    "VM %s (provider id %s) re-bound from exam %s to exam %s",
+                    v.id,
+                    v.uuid,
+                    v.exam_id,
+                    a.exam_id,
+                    extra={
+                        "event": "vm_rebound",
+                        "vm": v.id,
+                        "uuid": v.uuid,
+                        "exam": a.exam_id,
+                        "from_exam": v.exam_id,
+                    },
+                )
             v.exam_id = v.exam_ref = a.exam_id
             self.stats.assigns += 1
         self._assigns = []
@@ -530,7 +554,7 @@ class Scheduler:
         queue = self._stop_queue
         if not queue or now < self._retry_at["stop"]:
             return []
-        batch = []
+        batch: list[LiveVM] = []
         budget = self.pacers["stop"].available(now)
         while queue and len(batch) < budget:
             s = queue.popleft()
@@ -554,11 +578,13 @@ class Scheduler:
 
     def _call_stop(self, v: LiveVM) -> tuple[services.StopCall, bool]:
         """Stop one VM; returns what to record and whether the batch may go on."""
+        uuid = v.uuid
+        assert uuid is not None  # _take_stop_batch skips VMs without a provider id
         t = self.now_ms()
         try:
-            self.provider.stop(v.uuid)
+            self.provider.stop(uuid)
         except RateLimitExceeded as exc:
-            call = services.StopCall(v.id, v.uuid, v.exam_ref, from_ms(t), CallOutcome.RATE_LIMITED, str(exc))
+            call = services.StopCall(v.id, uuid, v.exam_ref, from_ms(t), CallOutcome.RATE_LIMITED, str(exc))
             self.stats.rate_limited += 1
             self._retry("stop", t, exc.retry_after)
             return call, False
@@ -568,21 +594,25 @@ class Scheduler:
             self.pacers["stop"].record(self.now_ms())
             self._reachable("stop")
             call = services.StopCall(
-                v.id, v.uuid, v.exam_ref, from_ms(t), CallOutcome.ERROR, str(exc), gone=True, unknown=True
+                v.id, uuid, v.exam_ref, from_ms(t), CallOutcome.ERROR, str(exc), gone=True, unknown=True
             )
             self.stats.errors += 1
-            logger.warning("VM %s (provider id %s, exam %s) is unknown to the provider: marked gone", v.id,
-                           v.uuid, v.exam_ref, extra={"event": "vm_gone", "vm": v.id, "uuid": v.uuid,
-                                                      "exam": v.exam_ref})
+            logger.warning(
+                "VM %s (provider id %s, exam %s) is unknown to the provider: marked gone",
+                v.id,
+                v.uuid,
+                v.exam_ref,
+                extra={"event": "vm_gone", "vm": v.id, "uuid": v.uuid, "exam": v.exam_ref},
+            )
             return call, True
         except ProviderError as exc:
             self._failed("stop", t, exc)
-            call = services.StopCall(v.id, v.uuid, v.exam_ref, from_ms(t), CallOutcome.ERROR, str(exc))
+            call = services.StopCall(v.id, uuid, v.exam_ref, from_ms(t), CallOutcome.ERROR, str(exc))
             self.stats.errors += 1
             return call, False
         self.pacers["stop"].record(self.now_ms())
         self._reachable("stop")
-        call = services.StopCall(v.id, v.uuid, v.exam_ref, from_ms(t), CallOutcome.OK, gone=True)
+        call = services.StopCall(v.id, uuid, v.exam_ref, from_ms(t), CallOutcome.OK, gone=True)
         self.stats.stops += 1
         self._backoff["stop"] = self.config.backoff_initial_ms
         return call, True
@@ -593,8 +623,13 @@ class Scheduler:
         if self.config.log_calls:
             for c in calls:
                 if c.gone and not c.unknown:
-                    logger.info("VM %s (provider id %s) stopped, exam %s", c.vm_id, c.uuid, c.exam_id,
-                                extra={"event": "vm_stopped", "vm": c.vm_id, "uuid": c.uuid, "exam": c.exam_id})
+                    logger.info(
+                        "VM %s (provider id %s) stopped, exam %s",
+                        c.vm_id,
+                        c.uuid,
+                        c.exam_id,
+                        extra={"event": "vm_stopped", "vm": c.vm_id, "uuid": c.uuid, "exam": c.exam_id},
+                    )
         queue_moved = False
         for c in calls:
             if c.gone:
@@ -637,7 +672,12 @@ class Scheduler:
                 uuid = self.provider.start()
             except RateLimitExceeded as exc:
                 services.vm_start_failed(
-                    vm_id=vm_id, exam_id=exam_id, t=from_ms(t), outcome=CallOutcome.RATE_LIMITED, error=str(exc), may_exist=False
+                    vm_id=vm_id,
+                    exam_id=exam_id,
+                    t=from_ms(t),
+                    outcome=CallOutcome.RATE_LIMITED,
+                    error=str(exc),
+                    may_exist=False,
                 )
                 self.stats.rate_limited += 1
                 self._retry("start", t, exc.retry_after)
@@ -647,7 +687,12 @@ class Scheduler:
                 may_exist = bool(getattr(exc, "may_have_taken_effect", True))
                 self._failed("start", t, exc)
                 services.vm_start_failed(
-                    vm_id=vm_id, exam_id=exam_id, t=from_ms(t), outcome=CallOutcome.ERROR, error=str(exc), may_exist=may_exist
+                    vm_id=vm_id,
+                    exam_id=exam_id,
+                    t=from_ms(t),
+                    outcome=CallOutcome.ERROR,
+                    error=str(exc),
+                    may_exist=may_exist,
                 )
                 self.stats.errors += 1
                 if may_exist:
@@ -687,8 +732,13 @@ class Scheduler:
 
     def _log_started(self, vm_id: int, exam_id: int, uuid: str) -> None:
         if self.config.log_calls:
-            logger.info("VM %s (provider id %s) started for exam %s", vm_id, uuid, exam_id,
-                        extra={"event": "vm_started", "vm": vm_id, "uuid": uuid, "exam": exam_id})
+            logger.info(
+                "VM %s (provider id %s) started for exam %s",
+                vm_id,
+                uuid,
+                exam_id,
+                extra={"event": "vm_started", "vm": vm_id, "uuid": uuid, "exam": exam_id},
+            )
 
     def _failed(self, endpoint: str, t: int, exc: ProviderError) -> None:
         """A call raised ``ProviderError``. If it may have reached the
@@ -702,7 +752,10 @@ class Scheduler:
         if endpoint not in self._unreachable_since:
             self._unreachable_since[endpoint] = t
             logger.warning(
-                "VM provider unreachable (%s): %s; retrying every %.1f s", endpoint, exc, self.config.unreachable_retry_ms / 1000
+                "VM provider unreachable (%s): %s; retrying every %.1f s",
+                endpoint,
+                exc,
+                self.config.unreachable_retry_ms / 1000,
             )
         self._retry_at[endpoint] = t + self.config.unreachable_retry_ms
 

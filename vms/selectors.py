@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import TypedDict
 
 from django.conf import settings
 from django.db.models import Count, F, Max, Min, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 
 from exams.models import Exam
-from vms.models import ALIVE_STATES, VM, ExamPlanSummary, ProviderCall, VMState
+from vms.models import ALIVE_STATES, VM, ExamPlanSummary, VMState
 from vms.plan_summary import ExamPlanReport, PlannedRun, PlanTimeline, ReadyPoint, VmCounts, iso_ms, thin
 from vms.planner import ExamIn, Plan, PlannerConfig, VmIn, from_ms, plan, to_ms, to_ms_floor
 
@@ -85,7 +86,14 @@ def vms_alive(*, now_ms: int, interval_ms: int, include_lost: bool = True) -> li
     )
     out = [
         LiveVM(
-            pk, uuid, exam_id, state, to_ms(req), to_ms(ready) if ready else to_ms(req) + interval_ms, used is not None, ref
+            pk,
+            uuid,
+            exam_id,
+            state,
+            to_ms(req),
+            to_ms(ready) if ready else to_ms(req) + interval_ms,
+            used is not None,
+            ref,
         )
         for pk, uuid, exam_id, state, req, ready, used, ref in rows
     ]
@@ -95,12 +103,9 @@ def vms_alive(*, now_ms: int, interval_ms: int, include_lost: bool = True) -> li
         for pk, exam_id, req, ready in VM.objects.filter(state=VMState.LOST, ready_at__gt=horizon).values_list(
             "id", "exam_id", "requested_at", "ready_at"
         ):
+            assert ready is not None  # ready_at__gt excludes NULL
             out.append(LiveVM(pk, None, exam_id, VMState.LOST, to_ms(req), to_ms(ready), True, exam_id))
     return out
-
-
-def lost_vm_count() -> int:
-    return VM.objects.filter(state=VMState.LOST).count()
 
 
 def vm_list(*, now: datetime, exam: int | None = None, state: str | None = None) -> QuerySet[VM]:
@@ -119,8 +124,19 @@ def vm_list(*, now: datetime, exam: int | None = None, state: str | None = None)
     return qs.order_by("requested_at", "id")
 
 
-def exam_vm_counts(*, exam_ids: list[int] | None = None, now: datetime) -> dict[int, dict[str, int]]:
-    """Per exam: VMs requested (ever), ready now, stopped."""
+class ExamVmCounts(TypedDict, total=False):
+    """One exam's row of ``exam_vm_counts`` (``{}``: the exam has no VMs)."""
+
+    requested: int
+    ready: int
+    stopped: int
+    gone: int
+    first_requested: datetime | None
+
+
+def exam_vm_counts(*, exam_ids: list[int] | None = None, now: datetime) -> dict[int | None, ExamVmCounts]:
+    """Per exam (``exam_ref``; None for VMs never bound): VMs requested
+    (ever), ready now, stopped."""
     qs = VM.objects.exclude(state=VMState.FAILED)
     if exam_ids is not None:
         qs = qs.filter(exam_ref__in=exam_ids)
@@ -164,8 +180,17 @@ def exam_plan_report(*, exam: Exam, now: datetime) -> ExamPlanReport:
     row = ExamPlanSummary.objects.filter(exam_id=exam.id).first()
     counts = exam_vm_counts(exam_ids=[exam.id], now=now).get(exam.id, {})
     at_start = ready_at_start_from_records(exam_ids=[exam.id]) if exam.start <= now else {}
-    report = _report(exam.id, exam.name, exam.start, exam.end, exam.students, row=row, counts=counts,
-                     at_start=at_start.get(exam.id, 0), now=now)
+    report = _report(
+        exam.id,
+        exam.name,
+        exam.start,
+        exam.end,
+        exam.students,
+        row=row,
+        counts=counts,
+        at_start=at_start.get(exam.id, 0),
+        now=now,
+    )
     # Over: nothing is planned for it any more; ``actual`` tells the story.
     planned = () if row is None or report.ended else tuple(ReadyPoint(from_ms(t), n) for t, n in row.timeline)
     actual = tuple(ReadyPoint(from_ms(t), n) for t, n in thin(_actual_timeline(exam_id=exam.id, until=now)))
@@ -185,29 +210,50 @@ def exam_plan_reports(*, exam_ids: list[int], now: datetime) -> dict[int, ExamPl
     started_ids = [pk for pk, _, start, _, _ in exams if start <= now]
     at_start = ready_at_start_from_records(exam_ids=started_ids) if started_ids else {}
     return {
-        pk: _report(pk, name, start, end, students, row=rows.get(pk), counts=counts.get(pk, {}),
-                    at_start=at_start.get(pk, 0), now=now)
+        pk: _report(
+            pk,
+            name,
+            start,
+            end,
+            students,
+            row=rows.get(pk),
+            counts=counts.get(pk, {}),
+            at_start=at_start.get(pk, 0),
+            now=now,
+        )
         for pk, name, start, end, students in exams
     }
 
 
-def _report(pk, name, start, end, students, *, row, counts: dict, at_start: int, now: datetime) -> ExamPlanReport:
+def _report(
+    pk, name, start, end, students, *, row, counts: ExamVmCounts, at_start: int, now: datetime
+) -> ExamPlanReport:
     started, ended = start <= now, end <= now
     requesting = None if row is None else row.requesting_starts_at
     first_requested = counts.get("first_requested")
     if first_requested is not None:
         requesting = first_requested if requesting is None else min(first_requested, requesting)
+    expected: int | None
+    shortfall: int | None
     if started:
         expected, shortfall = at_start, max(0, students - at_start)
     else:
         expected = None if row is None else row.expected_ready_at_start
         shortfall = None if row is None else row.shortfall
     return ExamPlanReport(
-        id=pk, name=name, start=start, end=end, students=students, started=started, ended=ended,
+        id=pk,
+        name=name,
+        start=start,
+        end=end,
+        students=students,
+        started=started,
+        ended=ended,
         planned_at=None if row is None else row.planned_at,
         stale=row is not None and not _planned_as_is(row, start=start, end=end, students=students),
         plan_note=_plan_note(row, start=start, end=end, students=students, ended=ended),
-        vms=VmCounts(*(counts.get(k, 0) for k in ("requested", "ready", "stopped", "gone"))),
+        vms=VmCounts(
+            counts.get("requested", 0), counts.get("ready", 0), counts.get("stopped", 0), counts.get("gone", 0)
+        ),
         requesting_starts_at=requesting,
         expected_ready_at_start=expected,
         shortfall=shortfall,
@@ -229,11 +275,15 @@ def _plan_note(row, *, start: datetime, end: datetime, students: int, ended: boo
     if ended:
         return "the exam is over: nothing is planned for it any more"
     if row is None:
-        return ("not planned yet: the VM scheduler has not planned this exam (it plans when it runs and "
-                "whenever an exam changes)")
+        return (
+            "not planned yet: the VM scheduler has not planned this exam (it plans when it runs and "
+            "whenever an exam changes)"
+        )
     if not _planned_as_is(row, start=start, end=end, students=students):
-        return (f"planned by the VM scheduler at {iso_ms(row.planned_at)} for the exam before its last change; "
-                "it replans at its next pass")
+        return (
+            f"planned by the VM scheduler at {iso_ms(row.planned_at)} for the exam before its last change; "
+            "it replans at its next pass"
+        )
     return f"as planned by the VM scheduler at {iso_ms(row.planned_at)}"
 
 
@@ -244,8 +294,14 @@ def exam_plan_brief(*, exam_id: int, now: datetime) -> dict:
     plan_ = current_plan(now=now)
     ep = plan_.exam(exam_id)
     if ep is None:  # over, or nothing to plan
-        return {"expected_ready_at_start": None, "shortfall": None, "requesting_starts_at": None,
-                "late_planned": 0, "last_late_ready_at": None, "note": "nothing is planned for this exam"}
+        return {
+            "expected_ready_at_start": None,
+            "shortfall": None,
+            "requesting_starts_at": None,
+            "late_planned": 0,
+            "last_late_ready_at": None,
+            "note": "nothing is planned for this exam",
+        }
     first = exam_vm_counts(exam_ids=[exam_id], now=now).get(exam_id, {}).get("first_requested")
     requesting = ep.requesting_starts_ms
     if first is not None:
@@ -294,13 +350,14 @@ def ready_at_start_from_records(*, exam_ids: list[int]) -> dict[int, int]:
 def _actual_timeline(*, exam_id: int, until: datetime) -> list[tuple[int, int]]:
     """Ready VMs of the exam over time so far, from the VM records."""
     events: list[tuple[int, int]] = []
-    rows = VM.objects.filter(Q(exam_id=exam_id) | Q(exam__isnull=True, exam_ref=exam_id), ready_at__lte=until).values_list(
-        "ready_at", "stopped_at", "state"
-    )
+    rows = VM.objects.filter(
+        Q(exam_id=exam_id) | Q(exam__isnull=True, exam_ref=exam_id), ready_at__lte=until
+    ).values_list("ready_at", "stopped_at", "state")
     until_ms = to_ms(until)
     for ready, stopped, state in rows:
         if state in (VMState.FAILED, VMState.LOST, VMState.REQUESTING, VMState.GONE):
             continue  # never (known to be) ready; a gone VM's provider disowned it
+        assert ready is not None  # ready_at__lte excludes NULL
         r = to_ms(ready)
         if stopped is not None and to_ms(stopped) <= r:
             continue  # stopped before it was ever ready
@@ -317,10 +374,6 @@ def _actual_timeline(*, exam_id: int, until: datetime) -> list[tuple[int, int]]:
         else:
             points.append((t, count))
     return points
-
-
-def calls_in_order() -> QuerySet[ProviderCall]:
-    return ProviderCall.objects.order_by("t", "id")
 
 
 def exam_changes_preview(*, changes: list, now: datetime, config: PlannerConfig | None = None) -> list[dict]:

@@ -23,7 +23,9 @@ def effective_state(vm: VM, now) -> str:
 class VMSerializer(serializers.ModelSerializer):
     state = serializers.SerializerMethodField()
     exam = serializers.IntegerField(source="exam_id", allow_null=True, read_only=True)
-    exam_ref = serializers.IntegerField(read_only=True, help_text="Id of the exam it was last bound to (kept after a delete).")
+    exam_ref = serializers.IntegerField(
+        read_only=True, help_text="Id of the exam it was last bound to (kept after a delete)."
+    )
 
     class Meta:
         model = VM
@@ -69,7 +71,9 @@ class _VMCountsSerializer(serializers.Serializer):
     requested = serializers.IntegerField(help_text="VMs requested for the exam, ever (failed starts excluded).")
     ready = serializers.IntegerField(help_text="VMs ready now.")
     stopped = serializers.IntegerField()
-    gone = serializers.IntegerField(help_text="VMs the provider answered 404 for: unknown to it, never counted as ready.")
+    gone = serializers.IntegerField(
+        help_text="VMs the provider answered 404 for: unknown to it, never counted as ready."
+    )
 
 
 class _RunSerializer(serializers.Serializer):
@@ -93,7 +97,9 @@ class _TimelineSerializer(serializers.Serializer):
         "over (nothing is planned for it any more and past plans are not kept; `actual` shows what happened) and "
         "before the scheduler has planned it. At most 200 points.",
     )
-    actual = _PointSerializer(many=True, help_text="Ready VMs over time so far, from the VM records. At most 200 points.")
+    actual = _PointSerializer(
+        many=True, help_text="Ready VMs over time so far, from the VM records. At most 200 points."
+    )
 
 
 class ExamPlanSerializer(serializers.Serializer):
@@ -126,7 +132,9 @@ class ExamPlanSerializer(serializers.Serializer):
         help_text="Before the start: VMs the plan has ready by it. After the start: how many were ready at it (VM "
         "records). Null: not planned yet.",
     )
-    shortfall = serializers.IntegerField(allow_null=True, help_text="Students without a VM at the start. Null: not planned yet.")
+    shortfall = serializers.IntegerField(
+        allow_null=True, help_text="Students without a VM at the start. Null: not planned yet."
+    )
     at_risk = serializers.BooleanField(allow_null=True, help_text="A shortfall. Null: not planned yet.")
     planned_requests = serializers.IntegerField(help_text="VM requests still planned for the exam.")
     late_planned = serializers.IntegerField(help_text="Late VMs planned for the shortfall (ready after the start).")
@@ -143,9 +151,13 @@ class ExamPlanSerializer(serializers.Serializer):
 
 
 class ExamPlanBriefSerializer(serializers.Serializer):
-    expected_ready_at_start = serializers.IntegerField(allow_null=True, help_text="VMs that can be ready at the start (on time).")
+    expected_ready_at_start = serializers.IntegerField(
+        allow_null=True, help_text="VMs that can be ready at the start (on time)."
+    )
     shortfall = serializers.IntegerField(allow_null=True, help_text="Students without a VM at the start.")
-    requesting_starts_at = serializers.DateTimeField(allow_null=True, help_text="The first VM request (made or planned).")
+    requesting_starts_at = serializers.DateTimeField(
+        allow_null=True, help_text="The first VM request (made or planned)."
+    )
     late_planned = serializers.IntegerField(help_text="Late VMs planned for the shortfall (ready after the start).")
     last_late_ready_at = serializers.DateTimeField(allow_null=True)
     note = serializers.CharField(help_text="In words: what is planned about the missing VMs.")
@@ -188,7 +200,14 @@ class _PreviewChangeSerializer(serializers.Serializer):
 
 
 class ExamPreviewRequestSerializer(serializers.Serializer):
-    changes = _PreviewChangeSerializer(many=True, allow_empty=False, max_length=1000, help_text="Applied now, in order (the scenario format without `at`).")
+    # max_length goes to the ListSerializer that many=True builds (DRF >= 3.14);
+    # the drf-stubs signature of Serializer.__init__ lacks it.
+    changes = _PreviewChangeSerializer(  # type: ignore[call-arg]
+        many=True,
+        allow_empty=False,
+        max_length=1000,
+        help_text="Applied now, in order (the scenario format without `at`).",
+    )
 
 
 class _ImpactSerializer(serializers.Serializer):

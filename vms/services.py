@@ -20,6 +20,7 @@ statements and no savepoints.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -67,8 +68,12 @@ def vm_start_succeeded(*, vm_id: int, exam_id: int, uuid: str, t: datetime) -> N
                 [*call, uuid, VMState.WAITING, vm_id],
             )
         else:
-            cursor.execute(f"INSERT INTO {_table(ProviderCall)} {_CALL_COLUMNS} VALUES (%s, %s, %s, %s, %s, %s, %s)", call)
-            cursor.execute(f"UPDATE {_table(VM)} SET uuid = %s, state = %s WHERE id = %s", [uuid, VMState.WAITING, vm_id])
+            cursor.execute(
+                f"INSERT INTO {_table(ProviderCall)} {_CALL_COLUMNS} VALUES (%s, %s, %s, %s, %s, %s, %s)", call
+            )
+            cursor.execute(
+                f"UPDATE {_table(VM)} SET uuid = %s, state = %s WHERE id = %s", [uuid, VMState.WAITING, vm_id]
+            )
 
 
 def vm_start_failed(*, vm_id: int, exam_id: int, t: datetime, outcome: str, error: str, may_exist: bool) -> None:
@@ -80,8 +85,13 @@ def vm_start_failed(*, vm_id: int, exam_id: int, t: datetime, outcome: str, erro
     )
     VM.objects.filter(pk=vm_id).update(state=VMState.LOST if may_exist else VMState.FAILED, error=error[:2000])
     if may_exist:
-        logger.warning("start of VM %s for exam %s may have created a VM we cannot name (lost): %s", vm_id, exam_id,
-                       error, extra={"event": "vm_lost", "vm": vm_id, "exam": exam_id})
+        logger.warning(
+            "start of VM %s for exam %s may have created a VM we cannot name (lost): %s",
+            vm_id,
+            exam_id,
+            error,
+            extra={"event": "vm_lost", "vm": vm_id, "exam": exam_id},
+        )
 
 
 def vms_mark_stopping(*, vm_ids: list[int], now: datetime) -> None:
@@ -186,9 +196,11 @@ def vms_recover(*, now: datetime) -> Recovery:
     for vm in VM.objects.filter(state=VMState.REQUESTING).annotate(logged=Exists(logged_start)):
         if vm.logged:
             # crashed after logging the call but before updating the row
-            uuid = ProviderCall.objects.filter(vm_id=vm.id, endpoint=CallEndpoint.START, outcome=CallOutcome.OK).values_list(
-                "vm_uuid", flat=True
-            ).first()
+            uuid = (
+                ProviderCall.objects.filter(vm_id=vm.id, endpoint=CallEndpoint.START, outcome=CallOutcome.OK)
+                .values_list("vm_uuid", flat=True)
+                .first()
+            )
             VM.objects.filter(pk=vm.id).update(uuid=uuid, state=VMState.WAITING)
             restored += 1
         else:
@@ -197,8 +209,11 @@ def vms_recover(*, now: datetime) -> Recovery:
                 error="start outcome unknown: the scheduler stopped between recording the intent and the answer",
             )
             logger.warning(
-                "VM row %s (exam %s, requested %s): start outcome unknown, marked lost", vm.id, vm.exam_ref,
-                vm.requested_at, extra={"event": "vm_lost", "vm": vm.id, "exam": vm.exam_ref},
+                "VM row %s (exam %s, requested %s): start outcome unknown, marked lost",
+                vm.id,
+                vm.exam_ref,
+                vm.requested_at,
+                extra={"event": "vm_lost", "vm": vm.id, "exam": vm.exam_ref},
             )
     lost = VM.objects.filter(state=VMState.LOST).count()
     pending = VM.objects.filter(state=VMState.STOPPING).count()
@@ -206,7 +221,7 @@ def vms_recover(*, now: datetime) -> Recovery:
 
 
 def exam_plan_summaries_store(
-    *, summaries: list[ExamSummary], planned_at: datetime, drop: list[int] = (), keep_only: list[int] | None = None
+    *, summaries: list[ExamSummary], planned_at: datetime, drop: Sequence[int] = (), keep_only: list[int] | None = None
 ) -> None:
     """Store the scheduler's plan summary: upsert ``summaries`` (exams whose
     figures changed), delete the rows of exams ``drop`` (no longer planned)

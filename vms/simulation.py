@@ -30,7 +30,6 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, NoReturn
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 
 from core.exceptions import DomainError
@@ -221,6 +220,7 @@ def _parse_changes(raw_changes: list, start: datetime) -> tuple[list, list[Scena
             continue
         _object(raw, where, {"at", "action", "exam"})
         action, exam_id, values = parse_exam_change(raw, where)
+        assert exam_id is not None  # required: id_optional_on_create is off
         parsed.append((at, i, ScenarioChange(at=at, action=action, exam_id=exam_id, fields=values), where))
     parsed.sort(key=lambda item: (item[0], item[1]))
     return parsed, downs
@@ -231,9 +231,17 @@ def _parse_provider(raw: Any) -> tuple[float, int]:
     interval = provider.get("allocation_interval_s", settings.VM_ALLOCATION_INTERVAL_SECONDS)
     if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not 0 < interval <= 3600:
         _fail("provider.allocation_interval_s", "expected a number of seconds in (0, 3600]")
-    rps = _int(provider.get("requests_per_second", settings.VM_REQUESTS_PER_SECOND), "provider.requests_per_second", low=1, high=1000)
+    rps = _int(
+        provider.get("requests_per_second", settings.VM_REQUESTS_PER_SECOND),
+        "provider.requests_per_second",
+        low=1,
+        high=1000,
+    )
     if interval * rps < 1:
-        _fail("provider", "allocation_interval_s * requests_per_second must be at least 1 (calls, not allocation, would limit)")
+        _fail(
+            "provider",
+            "allocation_interval_s * requests_per_second must be at least 1 (calls, not allocation, would limit)",
+        )
     return float(interval), rps
 
 
@@ -416,7 +424,12 @@ def _run(scenario: Scenario, holder: list, restart, clock: VirtualClock, progres
     downs = list(scenario.downs)
     ci = 0
     scheduler = holder[0]
-    horizon = max([e.end for e in scenario.exams] + [c.at for c in changes] + [c.fields["end"] for c in changes if "end" in c.fields] + [scenario.start])
+    horizon = max(
+        [e.end for e in scenario.exams]
+        + [c.at for c in changes]
+        + [c.fields["end"] for c in changes if "end" in c.fields]
+        + [scenario.start]
+    )
     same_instant = 0
     last_now = None
     while True:
@@ -514,7 +527,9 @@ def shortfall_cause(scenario: Scenario, exam_id: int, students: int, *, ready_ma
       have made ``students`` VMs by the start (``(start - t) / interval``);
     * else the slots before its start went to earlier exams."""
     interval_ms = round(scenario.allocation_interval_s * 1000)
-    state = next(({"start": e.start, "students": e.students} for e in scenario.exams if e.id == exam_id), None)
+    state: dict[str, Any] | None = next(
+        ({"start": e.start, "students": e.students} for e in scenario.exams if e.id == exam_id), None
+    )
     asked_at = scenario.start if state is not None else None
     during = False
     for c in sorted((c for c in scenario.changes if c.exam_id == exam_id), key=lambda c: c.at):
@@ -542,7 +557,9 @@ def add_shortfall_causes(report: dict, scenario: Scenario, *, ready_margin_ms: i
     for e in report["exams"]:
         e["shortfall_cause"] = None
         if e["shortfall"]:
-            e["shortfall_cause"] = shortfall_cause(scenario, e["id"], e["students_at_start"], ready_margin_ms=ready_margin_ms)
+            e["shortfall_cause"] = shortfall_cause(
+                scenario, e["id"], e["students_at_start"], ready_margin_ms=ready_margin_ms
+            )
             short.append({"id": e["id"], "shortfall": e["shortfall"], "cause": e["shortfall_cause"]})
     report["summary"]["shortfalls"] = short
 
@@ -682,11 +699,19 @@ def make_scenario(
     start = start or datetime(2030, 3, 4, tzinfo=timezone.utc)
     start = start.replace(hour=0, minute=0, second=0, microsecond=0)
     lo, hi = students
-    exams = []
+    exams: list[dict[str, Any]] = []
     for i in range(n_exams):
         day = i * days // n_exams
         t = start + timedelta(days=day, hours=8) + timedelta(minutes=30 * rng.randrange(0, 18))
-        exams.append({"id": i + 1, "name": f"Exam {i + 1}", "start": t, "end": t + timedelta(minutes=rng.choice([60, 90, 120, 180])), "students": rng.randint(lo, hi)})
+        exams.append(
+            {
+                "id": i + 1,
+                "name": f"Exam {i + 1}",
+                "start": t,
+                "end": t + timedelta(minutes=rng.choice([60, 90, 120, 180])),
+                "students": rng.randint(lo, hi),
+            }
+        )
     if vms is not None:
         total = sum(e["students"] for e in exams)
         for e in exams:
@@ -698,7 +723,7 @@ def make_scenario(
             step = max(-e["students"], min(diff, settings.EXAM_MAX_STUDENTS - e["students"]))
             e["students"] += step
             diff -= step
-    change_list = []
+    change_list: list[dict[str, Any]] = []
     next_id = n_exams + 1
     alive = {e["id"]: dict(e) for e in exams}  # the state as changes apply, not the initial exams
     for _ in range(changes):
@@ -708,7 +733,13 @@ def make_scenario(
             day = rng.randrange(days)
             t = start + timedelta(days=day, hours=8) + timedelta(minutes=30 * rng.randrange(0, 18))
             at = max(start, t - timedelta(minutes=rng.choice([20, 60, 240])))
-            exam = {"id": next_id, "name": f"Late exam {next_id}", "start": t, "end": t + timedelta(hours=1), "students": rng.randint(10, 400)}
+            exam = {
+                "id": next_id,
+                "name": f"Late exam {next_id}",
+                "start": t,
+                "end": t + timedelta(hours=1),
+                "students": rng.randint(10, 400),
+            }
             change_list.append({"at": at, "action": "create", "exam": exam})
             alive[next_id] = dict(exam)
             next_id += 1
@@ -722,11 +753,17 @@ def make_scenario(
             shift = timedelta(minutes=rng.choice([-60, -30, 30, 120]))
             new_start = max(at + timedelta(minutes=5), e["start"] + shift)
             new_end = new_start + (e["end"] - e["start"])
-            change_list.append({"at": at, "action": "update", "exam": {"id": target, "start": new_start, "end": new_end}})
+            change_list.append(
+                {"at": at, "action": "update", "exam": {"id": target, "start": new_start, "end": new_end}}
+            )
             e.update(start=new_start, end=new_end)
         else:
             n = e["students"]
-            n = min(settings.EXAM_MAX_STUDENTS, n + rng.randint(1, 200)) if kind == "more" else max(0, n - rng.randint(1, 200))
+            n = (
+                min(settings.EXAM_MAX_STUDENTS, n + rng.randint(1, 200))
+                if kind == "more"
+                else max(0, n - rng.randint(1, 200))
+            )
             change_list.append({"at": at, "action": "update", "exam": {"id": target, "students": n}})
             e["students"] = n
     change_list.sort(key=lambda c: c["at"])
@@ -740,8 +777,11 @@ def make_scenario(
             return [enc(v) for v in value]
         return value
 
-    return enc({"start": start, "exams": exams, "changes": change_list, "provider": {"allocation_interval_s": 6, "requests_per_second": 3}})
-
-
-def validation_errors(exc: ValidationError) -> str:
-    return "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())
+    return enc(
+        {
+            "start": start,
+            "exams": exams,
+            "changes": change_list,
+            "provider": {"allocation_interval_s": 6, "requests_per_second": 3},
+        }
+    )

@@ -52,7 +52,10 @@ _cluster_stopping = None
 
 
 def vm_loop_run(
-    *, stop_event: threading.Event, run_seconds: float | None = None, lock_wait_seconds: float | None = None,
+    *,
+    stop_event: threading.Event,
+    run_seconds: float | None = None,
+    lock_wait_seconds: float | None = None,
     scheduler: Scheduler | None = None,
 ) -> Scheduler | None:
     """Run the live VM loop in this process until ``stop_event`` is set (or

@@ -9,12 +9,17 @@ from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from exams.selectors import exam_get
 from core.pagination import non_empty_params
+from exams.selectors import exam_get
 from vms.preview import parse_changes
 from vms.selectors import exam_changes_preview, exam_plan_report, vm_list
-from vms.serializers import ExamPlanSerializer, ExamPreviewRequestSerializer, ExamPreviewSerializer, VMListQuerySerializer, VMSerializer
-
+from vms.serializers import (
+    ExamPlanSerializer,
+    ExamPreviewRequestSerializer,
+    ExamPreviewSerializer,
+    VMListQuerySerializer,
+    VMSerializer,
+)
 
 R400 = OpenApiResponse(description="Invalid input; the body names the field.")
 R403 = OpenApiResponse(description="Staff only.")

@@ -29,8 +29,14 @@ def test_operator_reads_a_job_page_and_a_device_page(browser, live_server, djang
     make_device("qpu-8", type="analog")
     now = timezone.now()
     for i in range(3):
-        make_job(program, key=f"done-{i}", status=JobStatus.DONE, device=device,
-                 started_at=now - timedelta(minutes=10 - i), finished_at=now - timedelta(minutes=9 - i))
+        make_job(
+            program,
+            key=f"done-{i}",
+            status=JobStatus.DONE,
+            device=device,
+            started_at=now - timedelta(minutes=10 - i),
+            finished_at=now - timedelta(minutes=9 - i),
+        )
     make_job(program, key="broke", status=JobStatus.FAILED, device=device, error="device timeout")
     make_job(program, key="ü-ß", status=JobStatus.RUNNING, device=device)
     make_job(program, key="ahead")

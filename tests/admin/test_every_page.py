@@ -4,14 +4,15 @@ UTC with seconds (issue 8, point 7)."""
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 import pytest
+from axes.models import AccessFailureLog
 from django.contrib import admin
 from django.contrib.admin.utils import quote
 from django.contrib.auth.models import Group
 from django.urls import reverse
-from axes.models import AccessFailureLog
 from django_q.models import Schedule, Task
 from django_q.tasks import async_task
 
@@ -40,8 +41,15 @@ def rows_everywhere(user, client):
     """A row in every table the admin shows, with times at T0."""
     program = make_program(user, key="prog-1", created_at=T0)
     device = make_device("qpu-1", registered_at=T0, last_seen_at=T0)
-    make_job(program, key="job-1", status=JobStatus.DONE, device=device, started_at=T0, finished_at=T0,
-             callback_delivered_at=T0)
+    make_job(
+        program,
+        key="job-1",
+        status=JobStatus.DONE,
+        device=device,
+        started_at=T0,
+        finished_at=T0,
+        callback_delivered_at=T0,
+    )
     make_job(program, key="job-2")
     exam = exam_create(name="Algebra", start=T0 + timedelta(days=1), end=T0 + timedelta(days=1, hours=2), students=3)
     vm = VM.objects.create(uuid="u-1", exam=exam, exam_ref=exam.pk, state="ready", requested_at=T0, ready_at=T0)
@@ -54,8 +62,9 @@ def rows_everywhere(user, client):
 
     Token.objects.create(user=user)
     client.post("/admin/login/", {"username": user.username, "password": "wrong"})  # django-axes' records
-    AccessFailureLog.objects.create(username=user.username, ip_address="127.0.0.1", user_agent="test",
-                                    path_info="/admin/login/", http_accept="*/*")
+    AccessFailureLog.objects.create(
+        username=user.username, ip_address="127.0.0.1", user_agent="test", path_info="/admin/login/", http_accept="*/*"
+    )
     async_task("math.floor", 1.5, sync=False)  # a task waiting in the broker's table (no cluster runs here)
 
 
@@ -82,8 +91,14 @@ def test_every_list_and_object_page_renders_with_utc_times_with_seconds(admin_cl
                 assert not pattern.search(html), (url, pattern.search(html).group(0))
             checked.append(url)
     # The tables with times at T0 show them to the second, in UTC.
-    for url in ["/admin/jobs/job/", "/admin/jobs/job/job-1/change/", "/admin/jobs/program/prog-1/change/",
-                "/admin/devices/device/", "/admin/devices/device/qpu-1/change/", "/admin/django_q/success/"]:
+    for url in [
+        "/admin/jobs/job/",
+        "/admin/jobs/job/job-1/change/",
+        "/admin/jobs/program/prog-1/change/",
+        "/admin/devices/device/",
+        "/admin/devices/device/qpu-1/change/",
+        "/admin/django_q/success/",
+    ]:
         html = admin_client_.get(url).content.decode()
         assert "2026-03-02 07:15:42 UTC" in html, url
     for url in ["/admin/vms/vm/", "/admin/vms/providercall/"]:

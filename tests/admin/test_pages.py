@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import html
 import re
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 import pytest
 from django.contrib.auth.models import Permission
 from django.test import Client
-from django.utils import timezone
 
 from devices.models import Device, DeviceStatus
 from exams.services import exam_create
@@ -30,8 +30,14 @@ SAVE = 'name="_save"'
 
 
 def _done(program, device, seconds: float, **fields):
-    return make_job(program, status=JobStatus.DONE, device=device, started_at=T0,
-                    finished_at=T0 + timedelta(seconds=seconds), **fields)
+    return make_job(
+        program,
+        status=JobStatus.DONE,
+        device=device,
+        started_at=T0,
+        finished_at=T0 + timedelta(seconds=seconds),
+        **fields,
+    )
 
 
 def test_job_page_shows_queue_position_and_estimated_start(admin_client_, user):
@@ -99,8 +105,12 @@ def records(user):
 
 
 def test_read_only_pages_have_no_save_or_delete_button(admin_client_, records):
-    read_only = [public_id_url(records["job"]), public_id_url(records["program"]),
-                 f"/admin/vms/vm/{records['vm'].pk}/change/", f"/admin/vms/providercall/{records['call'].pk}/change/"]
+    read_only = [
+        public_id_url(records["job"]),
+        public_id_url(records["program"]),
+        f"/admin/vms/vm/{records['vm'].pk}/change/",
+        f"/admin/vms/providercall/{records['call'].pk}/change/",
+    ]
     for url in read_only:
         page = admin_client_.get(url)
         assert page.status_code == 200, url

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import html
 import re
-
 from urllib.parse import unquote as unquote_url
 
 import pytest

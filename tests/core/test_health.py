@@ -111,7 +111,11 @@ def test_the_task_cluster_beat_and_its_schedule():
     heartbeats.ensure_heartbeat_schedule()
     heartbeats.ensure_heartbeat_schedule()
     schedule = Schedule.objects.get(name=heartbeats.HEARTBEAT_SCHEDULE)
-    assert (schedule.func, schedule.schedule_type, schedule.minutes) == ("core.heartbeats.task_cluster_beat", Schedule.MINUTES, 1)
+    assert (schedule.func, schedule.schedule_type, schedule.minutes) == (
+        "core.heartbeats.task_cluster_beat",
+        Schedule.MINUTES,
+        1,
+    )
     assert heartbeats.task_cluster_beat() == "alive"
     assert Heartbeat.objects.filter(name=heartbeats.TASK_CLUSTER).exists()
 

@@ -73,7 +73,9 @@ def test_change_and_delete_exam(operator_client, make_exam, exam_changed, django
     assert exam_changed == [exam.pk, exam.pk]
 
 
-def test_bulk_delete_goes_through_the_service(operator_client, make_exam, exam_changed, django_capture_on_commit_callbacks):
+def test_bulk_delete_goes_through_the_service(
+    operator_client, make_exam, exam_changed, django_capture_on_commit_callbacks
+):
     exams = [make_exam(name=f"E{i}") for i in range(3)]
     with django_capture_on_commit_callbacks(execute=True):
         response = operator_client.post(
@@ -87,7 +89,11 @@ def test_bulk_delete_goes_through_the_service(operator_client, make_exam, exam_c
 
 def test_changelist_search_and_filters(operator_client, make_exam):
     make_exam(name="Chemistry")
-    make_exam(name="History", start=datetime(2020, 1, 1, 9, tzinfo=timezone.utc), end=datetime(2020, 1, 1, 10, tzinfo=timezone.utc))
+    make_exam(
+        name="History",
+        start=datetime(2020, 1, 1, 9, tzinfo=timezone.utc),
+        end=datetime(2020, 1, 1, 10, tzinfo=timezone.utc),
+    )
     page = operator_client.get("/admin/exams/exam/?q=chem")
     assert page.status_code == 200
     assert [e.name for e in page.context["cl"].result_list] == ["Chemistry"]

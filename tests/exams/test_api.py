@@ -22,7 +22,14 @@ def snapshot():
 
 @pytest.mark.parametrize(
     "method,path",
-    [("get", "/exams"), ("post", "/exams"), ("get", "/exams/{id}"), ("put", "/exams/{id}"), ("patch", "/exams/{id}"), ("delete", "/exams/{id}")],
+    [
+        ("get", "/exams"),
+        ("post", "/exams"),
+        ("get", "/exams/{id}"),
+        ("put", "/exams/{id}"),
+        ("patch", "/exams/{id}"),
+        ("delete", "/exams/{id}"),
+    ],
 )
 def test_only_staff_may_use_the_exam_api(anon_api, api, make_exam, method, path):
     exam = make_exam()
@@ -143,8 +150,16 @@ def test_malformed_json_is_a_400(staff_api):
 
 
 def test_list_is_ordered_by_start_and_paginated(staff_api, make_exam):
-    late = make_exam(name="late", start=datetime(2030, 7, 1, 9, tzinfo=timezone.utc), end=datetime(2030, 7, 1, 10, tzinfo=timezone.utc))
-    early = make_exam(name="early", start=datetime(2030, 5, 1, 9, tzinfo=timezone.utc), end=datetime(2030, 5, 1, 10, tzinfo=timezone.utc))
+    late = make_exam(
+        name="late",
+        start=datetime(2030, 7, 1, 9, tzinfo=timezone.utc),
+        end=datetime(2030, 7, 1, 10, tzinfo=timezone.utc),
+    )
+    early = make_exam(
+        name="early",
+        start=datetime(2030, 5, 1, 9, tzinfo=timezone.utc),
+        end=datetime(2030, 5, 1, 10, tzinfo=timezone.utc),
+    )
     body = staff_api.get("/exams").json()
     assert body["count"] == 2
     assert [e["id"] for e in body["results"]] == [early.id, late.id]
@@ -241,7 +256,9 @@ def test_every_write_wakes_the_scheduler_after_commit(staff_api, exam_changed, d
     assert exam_changed == [exam_id] * 4
 
 
-def test_rejected_and_empty_writes_do_not_wake_the_scheduler(staff_api, make_exam, exam_changed, django_capture_on_commit_callbacks):
+def test_rejected_and_empty_writes_do_not_wake_the_scheduler(
+    staff_api, make_exam, exam_changed, django_capture_on_commit_callbacks
+):
     exam = make_exam()
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         assert staff_api.post("/exams", {**VALID, "students": -1}, format="json").status_code == 400

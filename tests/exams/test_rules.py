@@ -131,7 +131,8 @@ def test_an_update_that_breaks_the_order_is_refused_against_end_everywhere(staff
     with pytest.raises(ScenarioError) as excinfo:
         parse_scenario(scenario)
     assert (excinfo.value.field, excinfo.value.message) == (
-        "changes[0].exam.end", f"changes[0].exam.end: {rules.END_NOT_AFTER_START}"
+        "changes[0].exam.end",
+        f"changes[0].exam.end: {rules.END_NOT_AFTER_START}",
     )
     exam.refresh_from_db()
     assert exam.start == datetime(2090, 6, 2, 9, tzinfo=timezone.utc)
@@ -143,7 +144,12 @@ def test_an_update_that_breaks_the_order_is_refused_against_end_everywhere(staff
 def test_names_are_stripped_and_bounded():
     assert rules.check_name("  Optics ") == "Optics"
     assert rules.check_name(" " + "x" * 200 + " ") == "x" * 200
-    for bad, message in [("", rules.NAME_BLANK), ("x" * 201, rules.NAME_TOO_LONG), (5, rules.NOT_A_STRING), (None, rules.NULL)]:
+    for bad, message in [
+        ("", rules.NAME_BLANK),
+        ("x" * 201, rules.NAME_TOO_LONG),
+        (5, rules.NOT_A_STRING),
+        (None, rules.NULL),
+    ]:
         with pytest.raises(ExamRuleError) as excinfo:
             rules.check_name(bad)
         assert (excinfo.value.field, excinfo.value.message) == ("name", message)
@@ -192,7 +198,9 @@ def test_check_exam_and_exam_errors():
     assert rules.check_exam(values)["name"] == "A"
     bad = {**values, "end": "2030-06-02T08:00:00Z", "students": -1, "name": ""}
     assert rules.exam_errors(bad) == {
-        "name": rules.NAME_BLANK, "students": rules.STUDENTS_TOO_FEW, "end": rules.END_NOT_AFTER_START
+        "name": rules.NAME_BLANK,
+        "students": rules.STUDENTS_TOO_FEW,
+        "end": rules.END_NOT_AFTER_START,
     }
     with pytest.raises(ExamRuleError) as excinfo:
         rules.check_exam(bad)

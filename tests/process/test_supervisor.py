@@ -38,9 +38,16 @@ def waits_for_term(ready: Path, got: Path, *, ignore: bool = False, grandchild: 
     return py(
         "import pathlib, signal, subprocess, sys, time\n"
         f"got = pathlib.Path({str(got)!r})\n"
-        + ("signal.signal(signal.SIGTERM, signal.SIG_IGN)\n" if ignore else
-           "signal.signal(signal.SIGTERM, lambda s, f: (got.write_text('TERM'), sys.exit(0)))\n")
-        + (f"p = subprocess.Popen(['sleep', '120']); pathlib.Path({str(grandchild)!r}).write_text(str(p.pid))\n" if grandchild else "")
+        + (
+            "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+            if ignore
+            else "signal.signal(signal.SIGTERM, lambda s, f: (got.write_text('TERM'), sys.exit(0)))\n"
+        )
+        + (
+            f"p = subprocess.Popen(['sleep', '120']); pathlib.Path({str(grandchild)!r}).write_text(str(p.pid))\n"
+            if grandchild
+            else ""
+        )
         + f"pathlib.Path({str(ready)!r}).write_text('ready')\n"
         "time.sleep(120)\n"
     )
@@ -78,7 +85,9 @@ def test_backoff_doubles_up_to_the_cap():
 
 def test_a_child_that_dies_is_restarted_with_backoff_and_each_death_is_logged(supervisors, caplog):
     clock = FakeClock()
-    sup = Supervisor([Role("flaky", exits(3))], backoff=Backoff(initial=1, factor=2, cap=5, reset_after=10), clock=clock)
+    sup = Supervisor(
+        [Role("flaky", exits(3))], backoff=Backoff(initial=1, factor=2, cap=5, reset_after=10), clock=clock
+    )
     supervisors.append(sup)
     child = sup.children["flaky"]
     caplog.set_level(logging.INFO, logger="config.supervisor")
@@ -115,7 +124,9 @@ def test_a_child_that_dies_is_restarted_with_backoff_and_each_death_is_logged(su
 
 def test_a_killed_child_comes_back_under_run(supervisors, tmp_path):
     ready = tmp_path / "ready"
-    sup = Supervisor([Role("sleeper", waits_for_term(ready, tmp_path / "got"))], backoff=Backoff(initial=0.05), poll_seconds=0.02)
+    sup = Supervisor(
+        [Role("sleeper", waits_for_term(ready, tmp_path / "got"))], backoff=Backoff(initial=0.05), poll_seconds=0.02
+    )
     supervisors.append(sup)
     stop = threading.Event()
     thread = threading.Thread(target=sup.run, args=(stop,))
@@ -133,7 +144,9 @@ def test_a_killed_child_comes_back_under_run(supervisors, tmp_path):
 
 
 def test_stop_asks_every_child_once_and_waits_for_them(supervisors, tmp_path):
-    roles = [Role(name, waits_for_term(tmp_path / f"{name}.ready", tmp_path / f"{name}.got")) for name in ("a", "b", "c")]
+    roles = [
+        Role(name, waits_for_term(tmp_path / f"{name}.ready", tmp_path / f"{name}.got")) for name in ("a", "b", "c")
+    ]
     sup = Supervisor(roles, grace=30)
     supervisors.append(sup)
     sup.start()
@@ -151,7 +164,9 @@ def test_stop_asks_every_child_once_and_waits_for_them(supervisors, tmp_path):
 
 def test_a_child_that_ignores_sigterm_is_killed_after_the_grace_with_its_own_children(supervisors, tmp_path, caplog):
     ready, grandchild = tmp_path / "ready", tmp_path / "grandchild"
-    sup = Supervisor([Role("stubborn", waits_for_term(ready, tmp_path / "got", ignore=True, grandchild=grandchild))], grace=0.5)
+    sup = Supervisor(
+        [Role("stubborn", waits_for_term(ready, tmp_path / "got", ignore=True, grandchild=grandchild))], grace=0.5
+    )
     supervisors.append(sup)
     sup.start()
     assert wait_until(ready.exists, timeout=20)
@@ -199,8 +214,11 @@ def test_a_child_stops_by_itself_when_its_supervisor_is_killed(tmp_path):
 
 def test_a_role_gets_its_own_environment_on_top_of_the_supervisors(supervisors, tmp_path):
     out = tmp_path / "env"
-    role = Role("env", py(f"import os, pathlib; pathlib.Path({str(out)!r}).write_text(os.environ['ROLE_ONLY'])"),
-                env=(("ROLE_ONLY", "yes"),))
+    role = Role(
+        "env",
+        py(f"import os, pathlib; pathlib.Path({str(out)!r}).write_text(os.environ['ROLE_ONLY'])"),
+        env=(("ROLE_ONLY", "yes"),),
+    )
     sup = Supervisor([role])
     supervisors.append(sup)
     sup.start()

@@ -19,7 +19,6 @@ from django.core.management import CommandError, call_command
 from django.test import override_settings
 
 from core.secret_key import require_configured_secret_key, secret_key_from_env
-
 from tests.helpers import ROOT
 
 KEY = "k" * 10 + "Zq9-_x7Lw3Pv2Rt8Ys5Bn1Mc4Jd6Hf0Ga" + "e" * 20  # 64 characters, varied enough for Django

@@ -151,8 +151,12 @@ class Oracle:
         if c["vm"] in self.vms:
             raise OracleError(f"VM {c['vm']} started twice")
         self.vms[c["vm"]] = {
-            "requested": t, "alloc": None, "ready": None, "stopped": None,
-            "bindings": [(t, c["exam"])], "stop_exam": None,
+            "requested": t,
+            "alloc": None,
+            "ready": None,
+            "stopped": None,
+            "bindings": [(t, c["exam"])],
+            "stop_exam": None,
         }
         self._queue[c["vm"]] = t
         self._advance(t)
@@ -212,10 +216,18 @@ class Oracle:
         return n
 
     def vm_seconds(self) -> float:
-        return sum((v["stopped"] - v["ready"]) / 1000 for v in self.vms.values() if v["ready"] is not None and v["stopped"] is not None)
+        return sum(
+            (v["stopped"] - v["ready"]) / 1000
+            for v in self.vms.values()
+            if v["ready"] is not None and v["stopped"] is not None
+        )
 
     def of_exam(self, exam_id) -> list[dict]:
-        return [v for v in self.vms.values() if v["bindings"][0][1] == exam_id or any(e == exam_id for _t, e in v["bindings"])]
+        return [
+            v
+            for v in self.vms.values()
+            if v["bindings"][0][1] == exam_id or any(e == exam_id for _t, e in v["bindings"])
+        ]
 
 
 # --- the scenario's own truth: exams in force over time ---------------------------------
@@ -227,7 +239,7 @@ def exam_history(scn: dict) -> dict:
     hist: dict[int, list] = defaultdict(list)
     for e in scn["exams"]:
         hist[e["id"]].append((s0, {"start": ms(e["start"]), "end": ms(e["end"]), "students": e["students"]}))
-    for i, c in sorted(enumerate(scn.get("changes", [])), key=lambda ic: (ms(ic[1]["at"]), ic[0])):
+    for _i, c in sorted(enumerate(scn.get("changes", [])), key=lambda ic: (ms(ic[1]["at"]), ic[0])):
         if "exam" not in c:
             continue  # not an exam change (scheduler_down)
         at = ms(c["at"])
@@ -274,7 +286,7 @@ def ideal_latest_ready(exams_final: dict, start_ms: int, interval=I_MS):
     packing of unit jobs with deadlines) -> sorted list, or None if infeasible."""
     cursor = None
     readies = []
-    for exam_id, (start, _end, n) in sorted(exams_final.items(), key=lambda kv: -kv[1][0]):
+    for _exam_id, (start, _end, n) in sorted(exams_final.items(), key=lambda kv: -kv[1][0]):
         end = start if cursor is None else min(start, cursor)
         for k in range(n):
             readies.append(end - k * interval)
@@ -324,7 +336,9 @@ def check_rates(oracle: Oracle, calls: list, rps: int) -> list[str]:
     """Rate limits: no accepted call beyond ``rps``/s; refusals rare; no errors."""
     problems = []
     if oracle.rate_violations:
-        problems.append(f"{len(oracle.rate_violations)} accepted calls beyond {rps}/s, first: {oracle.rate_violations[0]}")
+        problems.append(
+            f"{len(oracle.rate_violations)} accepted calls beyond {rps}/s, first: {oracle.rate_violations[0]}"
+        )
     if oracle.refused > max(3, len(calls) // 1000):
         problems.append(f"{oracle.refused} refused calls (should be rare)")
     if oracle.errors:
@@ -519,10 +533,14 @@ def test_oracle_reproduces_the_briefs_example():
 
 
 def test_oracle_stop_semantics_and_rate_window():
-    calls = [_c(0, "start", "a"), _c(0, "start", "b"), _c(0, "start", "c"),
-             _c(1, "stop", "b"),           # waiting: removed, no allocation time
-             _c(3, "stop", "a"),           # allocating: allocator free at once -> c from 3 s
-             _c(10, "stop", "c")]          # ready at 9 s -> released at 10 s
+    calls = [
+        _c(0, "start", "a"),
+        _c(0, "start", "b"),
+        _c(0, "start", "c"),
+        _c(1, "stop", "b"),  # waiting: removed, no allocation time
+        _c(3, "stop", "a"),  # allocating: allocator free at once -> c from 3 s
+        _c(10, "stop", "c"),
+    ]  # ready at 9 s -> released at 10 s
     o = Oracle(calls)
     assert o.vms["b"]["ready"] is None and o.vms["a"]["ready"] is None
     assert o.vms["c"]["alloc"] - ms(D0) == 3_000 and o.vms["c"]["ready"] - ms(D0) == 9_000
@@ -737,8 +755,11 @@ def test_moved_exam_later_and_earlier():
     # exam 1: nothing started for it idles for the hour it was moved
     # (a VM kept from 08:00 to 09:00 costs far more than a new one)
     t9 = ms(hm(9))
-    idle = [t9 - v["ready"] for v in o.vms.values()
-            if v["ready"] is not None and v["ready"] <= t9 < v["stopped"] and Oracle.bound_exam(v, t9) == 1]
+    idle = [
+        t9 - v["ready"]
+        for v in o.vms.values()
+        if v["ready"] is not None and v["ready"] <= t9 < v["stopped"] and Oracle.bound_exam(v, t9) == 1
+    ]
     assert len(idle) == 30
     assert max(idle) <= 20 * 60 * 1000, max(idle)
 
@@ -992,7 +1013,9 @@ def test_three_full_exams_reach_back_hours():
     scn = scenario(hm(0), [exam(1, hm(8), hm(9), 2500), exam(2, hm(9), hm(10), 2500), exam(3, hm(10), hm(11), 2500)])
     report, o = run(scn)
     fin = final_exams(scn)
-    assert {k: o.ready_at(k, v[0]) for k, v in fin.items()} == edf_on_time(fin, ms(hm(0))) == {1: 2500, 2: 2500, 3: 1000}
+    assert (
+        {k: o.ready_at(k, v[0]) for k, v in fin.items()} == edf_on_time(fin, ms(hm(0))) == {1: 2500, 2: 2500, 3: 1000}
+    )
     assert first_request(o) == ms(hm(0))
 
 
@@ -1001,7 +1024,9 @@ def _log_from_db():
 
     return [
         {"t": iso(t), "endpoint": ep, "vm": vm, "exam": ex, "outcome": out}
-        for t, ep, vm, ex, out in ProviderCall.objects.order_by("t", "id").values_list("t", "endpoint", "vm_uuid", "exam_ref", "outcome")
+        for t, ep, vm, ex, out in ProviderCall.objects.order_by("t", "id").values_list(
+            "t", "endpoint", "vm_uuid", "exam_ref", "outcome"
+        )
     ]
 
 
@@ -1060,10 +1085,16 @@ def test_live_latency_and_a_replan_mid_run_keep_the_exam_whole(vclock, fake_prov
 def test_exam_moved_after_it_started_gets_exactly_fresh_vms():
     # students used the 10 VMs from 08:00 to 08:10; the exam is moved to 10:00.
     # At 10:00: exactly 10 VMs, and fresh ones (none ready before 08:10).
-    scn = scenario(hm(6), [exam(1, hm(8), hm(9), 10)], [(hm(8, 10), "update", {"id": 1, "start": iso(hm(10)), "end": iso(hm(11))})])
+    scn = scenario(
+        hm(6), [exam(1, hm(8), hm(9), 10)], [(hm(8, 10), "update", {"id": 1, "start": iso(hm(10)), "end": iso(hm(11))})]
+    )
     report = simulate(parse_scenario(scn))
     o = Oracle(report["calls"])
-    at_start = [v for v in o.vms.values() if v["ready"] is not None and v["ready"] <= ms(hm(10)) and (v["stopped"] or 1 << 62) > ms(hm(10))]
+    at_start = [
+        v
+        for v in o.vms.values()
+        if v["ready"] is not None and v["ready"] <= ms(hm(10)) and (v["stopped"] or 1 << 62) > ms(hm(10))
+    ]
     assert report["summary"]["surplus_at_start"] == 0
     assert len(at_start) == 10
     assert all(v["ready"] > ms(hm(8, 10)) for v in at_start)  # fresh, not the used ones

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import html as html_lib
 import re
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 import pytest
 from django.utils import timezone
 
 from exams.models import Exam
-from vms.admin_exam import chart_range, fmt_utc, plan_chart_svg
 from tests.vms.plan_helpers import store_plan
+from vms.admin_exam import chart_range, fmt_utc, plan_chart_svg
 from vms.models import VM, VMState
 from vms.plan_summary import ExamPlanReport, PlanTimeline, ReadyPoint, VmCounts
 
@@ -50,7 +51,9 @@ def cell(row: str, field: str) -> str:
 
 def past_exam_short_by_one(now) -> Exam:
     """Over an hour ago; 9 of 10 VMs were ready at its start, the 10th came late."""
-    exam = Exam.objects.create(name="Physics", start=now - timedelta(hours=3), end=now - timedelta(hours=2), students=10)
+    exam = Exam.objects.create(
+        name="Physics", start=now - timedelta(hours=3), end=now - timedelta(hours=2), students=10
+    )
     for i in range(10):
         ready = exam.start - timedelta(minutes=5) + timedelta(seconds=6 * i) + timedelta(minutes=12 if i == 9 else 0)
         VM.objects.create(
@@ -98,11 +101,18 @@ def test_list_shows_the_shortfall_of_a_past_exam(admin_client, now):
 
 
 def test_list_and_change_page_agree_on_a_running_exam(admin_client, now):
-    exam = Exam.objects.create(name="Running", start=now - timedelta(minutes=5), end=now + timedelta(hours=1), students=3)
+    exam = Exam.objects.create(
+        name="Running", start=now - timedelta(minutes=5), end=now + timedelta(hours=1), students=3
+    )
     for i, ready_s_ago in enumerate((600, 60)):  # the second came after the start
         VM.objects.create(
-            exam=exam, exam_ref=exam.id, uuid=f"r{i}", state=VMState.READY, used_at=now,
-            requested_at=now - timedelta(seconds=ready_s_ago + 240), ready_at=now - timedelta(seconds=ready_s_ago),
+            exam=exam,
+            exam_ref=exam.id,
+            uuid=f"r{i}",
+            state=VMState.READY,
+            used_at=now,
+            requested_at=now - timedelta(seconds=ready_s_ago + 240),
+            ready_at=now - timedelta(seconds=ready_s_ago),
         )
     store_plan()
     row = row_of(admin_client.get("/admin/exams/exam/").content.decode(), exam)
@@ -117,7 +127,9 @@ def test_list_and_change_page_agree_on_a_running_exam(admin_client, now):
 
 def test_running_exam_with_nothing_planned_promises_nothing(admin_client, now):
     # 5 minutes left, less than VM_LATE_MIN_USEFUL_SECONDS: no late VM is useful
-    exam = Exam.objects.create(name="Ending", start=now - timedelta(minutes=55), end=now + timedelta(minutes=5), students=3)
+    exam = Exam.objects.create(
+        name="Ending", start=now - timedelta(minutes=55), end=now + timedelta(minutes=5), students=3
+    )
     store_plan()
     page = text(admin_client.get(f"/admin/exams/exam/{exam.id}/change/").content.decode())
     assert "0 of 3 VMs were ready when the exam started (short by 3); no further late VM is planned." in page
@@ -126,7 +138,9 @@ def test_running_exam_with_nothing_planned_promises_nothing(admin_client, now):
 
 def test_list_shows_future_exams_expected_and_fine(admin_client, now):
     fine = Exam.objects.create(name="Fine", start=now + timedelta(hours=5), end=now + timedelta(hours=6), students=10)
-    risky = Exam.objects.create(name="Tight", start=now + timedelta(minutes=5), end=now + timedelta(hours=1), students=400)
+    risky = Exam.objects.create(
+        name="Tight", start=now + timedelta(minutes=5), end=now + timedelta(hours=1), students=400
+    )
     store_plan()
     html = admin_client.get("/admin/exams/exam/").content.decode()
     assert cell(row_of(html, fine), "ready_at_start") == "~10" and cell(row_of(html, fine), "at_risk") == "ok"
@@ -160,7 +174,15 @@ def test_list_is_compact(admin_client, now):
     headers = re.findall(r'<th scope="col" class="([^"]*)"', html)
     columns = [re.search(r"column-(\S+)", h).group(1) for h in headers if "column-" in h]
     assert columns == [
-        "id", "name", "start_utc", "end_utc", "students", "vm_counts", "requesting_starts", "ready_at_start", "at_risk"
+        "id",
+        "name",
+        "start_utc",
+        "end_utc",
+        "students",
+        "vm_counts",
+        "requesting_starts",
+        "ready_at_start",
+        "at_risk",
     ]
     # short headers, the full names as tooltips
     for full in ("VMs requested / VMs ready now / VMs stopped", "requesting starts (UTC)", "shortfall at the start"):
@@ -190,7 +212,9 @@ def test_change_page_of_a_past_exam_speaks_in_the_past_and_frames_the_exam(admin
 
 
 def test_change_page_of_an_exam_at_risk(admin_client, now):
-    exam = Exam.objects.create(name="Tight", start=now + timedelta(minutes=10), end=now + timedelta(hours=1), students=500)
+    exam = Exam.objects.create(
+        name="Tight", start=now + timedelta(minutes=10), end=now + timedelta(hours=1), students=500
+    )
     store_plan()
     html = admin_client.get(f"/admin/exams/exam/{exam.id}/change/").content.decode()
     assert "VMs can be ready at the start (short by" in text(html)
@@ -220,13 +244,25 @@ def test_chart_labels_stay_inside_and_apart():
     start = datetime(2030, 5, 1, 9, tzinfo=dt_timezone.utc)
     t = lambda s: datetime.fromisoformat(s.replace("Z", "+00:00"))  # noqa: E731
     summary = ExamPlanReport(
-        id=1, name="Short", students=3, started=False, ended=False,
+        id=1,
+        name="Short",
+        students=3,
+        started=False,
+        ended=False,
         start=t("2030-05-01T09:00:00.000Z"),
         end=t("2030-05-01T09:01:00.000Z"),  # a one-minute exam: start and end labels would collide
         requesting_starts_at=t("2030-05-01T08:59:30.000Z"),
         timeline=PlanTimeline(planned=(), actual=(ReadyPoint(t("2030-05-01T08:59:50.000Z"), 3),)),
-        planned_at=None, stale=False, plan_note="", vms=VmCounts(0, 0, 0, 0), expected_ready_at_start=None,
-        shortfall=None, planned_requests=0, late_planned=0, last_late_ready_at=None, shortfall_note="",
+        planned_at=None,
+        stale=False,
+        plan_note="",
+        vms=VmCounts(0, 0, 0, 0),
+        expected_ready_at_start=None,
+        shortfall=None,
+        planned_requests=0,
+        late_planned=0,
+        last_late_ready_at=None,
+        shortfall_note="",
     )
     svg = str(plan_chart_svg(summary, now=start + timedelta(seconds=30)))
     width = float(re.search(r'width="(\d+)"', svg).group(1))
@@ -242,17 +278,22 @@ def test_chart_labels_stay_inside_and_apart():
         half = 5.6 * len(label) / 2
         assert 0 <= x - half and x + half <= width
     placed = sorted(labels.values())
-    for (xa, ya, la), (xb, yb, lb) in zip(placed, placed[1:]):
+    # consecutive pairs: the shifted copy is one element shorter
+    for (xa, ya, la), (xb, yb, lb) in zip(placed, placed[1:], strict=False):
         assert ya != yb or xa + 5.6 * len(la) / 2 < xb - 5.6 * len(lb) / 2
     t0, t1 = chart_range(summary)
-    assert t0 < datetime(2030, 5, 1, 8, 59, 30, tzinfo=dt_timezone.utc) and t1 > datetime(2030, 5, 1, 9, 1, tzinfo=dt_timezone.utc)
+    assert t0 < datetime(2030, 5, 1, 8, 59, 30, tzinfo=dt_timezone.utc) and t1 > datetime(
+        2030, 5, 1, 9, 1, tzinfo=dt_timezone.utc
+    )
 
 
 def _form(start, end, students, **extra):
     data = {
         "name": "Tight",
-        "start_0": start.strftime("%Y-%m-%d"), "start_1": start.strftime("%H:%M:%S"),
-        "end_0": end.strftime("%Y-%m-%d"), "end_1": end.strftime("%H:%M:%S"),
+        "start_0": start.strftime("%Y-%m-%d"),
+        "start_1": start.strftime("%H:%M:%S"),
+        "end_0": end.strftime("%Y-%m-%d"),
+        "end_1": end.strftime("%H:%M:%S"),
         "students": str(students),
     }
     data.update(extra)
@@ -265,13 +306,19 @@ def test_add_form_shows_the_vm_impact_and_asks_for_confirmation(admin_client, no
     response = admin_client.post("/admin/exams/exam/add/", _form(start, end, 500))
     assert response.status_code == 200 and not Exam.objects.exists()
     page = text(response.content.decode())
-    assert re.search(r"This change leaves students without a VM at the start - this exam \(start "
-                     + UTC_SECONDS.pattern + r", 500 students\): \d+ VMs on time, short by \d+ \(new\)", page), page
+    assert re.search(
+        r"This change leaves students without a VM at the start - this exam \(start "
+        + UTC_SECONDS.pattern
+        + r", 500 students\): \d+ VMs on time, short by \d+ \(new\)",
+        page,
+    ), page
     assert "Save despite the VM impact" in page
     response = admin_client.post("/admin/exams/exam/add/", _form(start, end, 500, confirm_vm_impact="on"))
     assert response.status_code == 302 and Exam.objects.get().students == 500
     # a change with no impact on anyone saves at once
-    response = admin_client.post("/admin/exams/exam/add/", _form(now + timedelta(days=2), now + timedelta(days=2, hours=1), 5))
+    response = admin_client.post(
+        "/admin/exams/exam/add/", _form(now + timedelta(days=2), now + timedelta(days=2, hours=1), 5)
+    )
     assert response.status_code == 302 and Exam.objects.count() == 2
 
 
@@ -283,7 +330,9 @@ def test_change_form_names_the_other_exam_it_makes_short(admin_client, now):
     page = text(response.content.decode())
     assert f"exam {b.id} (start" in page and "was 100, short by 0" in page
     assert Exam.objects.get(pk=a.id).students == 100  # nothing saved
-    response = admin_client.post(f"/admin/exams/exam/{a.id}/change/", _form(a.start, a.end, 280, name="A", confirm_vm_impact="on"))
+    response = admin_client.post(
+        f"/admin/exams/exam/{a.id}/change/", _form(a.start, a.end, 280, name="A", confirm_vm_impact="on")
+    )
     assert response.status_code == 302 and Exam.objects.get(pk=a.id).students == 280
     # a decrease helps everyone: no question asked
     response = admin_client.post(f"/admin/exams/exam/{a.id}/change/", _form(a.start, a.end, 50, name="A"))
@@ -294,8 +343,14 @@ def test_change_form_names_the_other_exam_it_makes_short(admin_client, now):
 def test_an_exam_recorded_after_the_fact_needs_no_vm_confirmation(admin_client):
     from exams.models import Exam
 
-    form = {"name": "past", "start_0": "2020-01-01", "start_1": "09:00:00", "end_0": "2020-01-01",
-            "end_1": "11:00:00", "students": "30"}
+    form = {
+        "name": "past",
+        "start_0": "2020-01-01",
+        "start_1": "09:00:00",
+        "end_0": "2020-01-01",
+        "end_1": "11:00:00",
+        "students": "30",
+    }
     response = admin_client.post("/admin/exams/exam/add/", form)
     assert response.status_code == 302, response.content[:2000]
     assert Exam.objects.filter(name="past").exists()

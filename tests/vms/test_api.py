@@ -41,7 +41,9 @@ def vm(exam, state, *, ready_in_s: float, requested_s_ago: float = 60, **fields)
 
 
 def test_plan_of_a_future_exam(staff_api, now):
-    exam = Exam.objects.create(name="Maths", start=now + timedelta(minutes=15), end=now + timedelta(hours=1), students=100)
+    exam = Exam.objects.create(
+        name="Maths", start=now + timedelta(minutes=15), end=now + timedelta(hours=1), students=100
+    )
     vm(exam, VMState.WAITING, ready_in_s=-30, uuid="a")  # ready by now
     vm(exam, VMState.WAITING, ready_in_s=3, uuid="b")  # allocating
     store_plan()
@@ -62,7 +64,9 @@ def test_plan_of_a_future_exam(staff_api, now):
 
 
 def test_plan_shows_the_shortfall_of_an_exam_at_risk(staff_api, now):
-    exam = Exam.objects.create(name="Soon", start=now + timedelta(minutes=10), end=now + timedelta(hours=1), students=500)
+    exam = Exam.objects.create(
+        name="Soon", start=now + timedelta(minutes=10), end=now + timedelta(hours=1), students=500
+    )
     store_plan()
     body = staff_api.get(f"/exams/{exam.id}/plan").json()
     assert body["at_risk"] and 0 < body["expected_ready_at_start"] <= 100
@@ -77,7 +81,9 @@ def test_plan_shows_the_shortfall_of_an_exam_at_risk(staff_api, now):
 
 
 def test_plan_of_a_started_exam_counts_what_was_ready_at_its_start(staff_api, now):
-    exam = Exam.objects.create(name="Running", start=now - timedelta(minutes=5), end=now + timedelta(hours=1), students=3)
+    exam = Exam.objects.create(
+        name="Running", start=now - timedelta(minutes=5), end=now + timedelta(hours=1), students=3
+    )
     vm(exam, VMState.READY, ready_in_s=-600, uuid="x", used_at=now)
     vm(exam, VMState.READY, ready_in_s=-60, uuid="y", used_at=now)  # came late
     store_plan()
@@ -86,7 +92,9 @@ def test_plan_of_a_started_exam_counts_what_was_ready_at_its_start(staff_api, no
 
 
 def test_a_vm_the_provider_no_longer_knows_stops_counting_as_ready(staff_api, admin_client, now):
-    exam = Exam.objects.create(name="Running", start=now - timedelta(minutes=5), end=now + timedelta(hours=1), students=2)
+    exam = Exam.objects.create(
+        name="Running", start=now - timedelta(minutes=5), end=now + timedelta(hours=1), students=2
+    )
     vm(exam, VMState.READY, ready_in_s=-600, uuid="x", used_at=now)
     # ready before the start, then a stop answered 404: gone
     vm(exam, VMState.GONE, ready_in_s=-600, uuid="ghost", used_at=now, stopped_at=now)
@@ -214,7 +222,14 @@ def test_vm_and_call_admins_are_read_only_lists(admin_client, now):
 
 def test_plan_of_a_past_exam_has_no_planned_timeline_but_its_actual_one(staff_api, now):
     exam = Exam.objects.create(name="Over", start=now - timedelta(hours=2), end=now - timedelta(hours=1), students=2)
-    vm(exam, VMState.STOPPED, ready_in_s=-7500, requested_s_ago=7800, uuid="o1", stopped_at=exam.end + timedelta(seconds=5))
+    vm(
+        exam,
+        VMState.STOPPED,
+        ready_in_s=-7500,
+        requested_s_ago=7800,
+        uuid="o1",
+        stopped_at=exam.end + timedelta(seconds=5),
+    )
     store_plan()
     body = staff_api.get(f"/exams/{exam.id}/plan").json()
     assert body["timeline"]["planned"] == []  # no stray {t: now, ready: 0}
@@ -224,7 +239,9 @@ def test_plan_of_a_past_exam_has_no_planned_timeline_but_its_actual_one(staff_ap
 
 
 def test_plan_of_a_running_exam_still_plans_from_now(staff_api, now):
-    exam = Exam.objects.create(name="Running", start=now - timedelta(minutes=5), end=now + timedelta(hours=1), students=1)
+    exam = Exam.objects.create(
+        name="Running", start=now - timedelta(minutes=5), end=now + timedelta(hours=1), students=1
+    )
     vm(exam, VMState.READY, ready_in_s=-600, uuid="r1", used_at=now)
     store_plan()
     planned = staff_api.get(f"/exams/{exam.id}/plan").json()["timeline"]["planned"]
@@ -237,7 +254,9 @@ def test_plan_of_a_running_exam_still_plans_from_now(staff_api, now):
 def test_preview_shows_the_impact_and_saves_nothing(staff_api, now):
     a = Exam.objects.create(name="A", start=now + timedelta(minutes=30), end=now + timedelta(hours=2), students=100)
     b = Exam.objects.create(name="B", start=now + timedelta(minutes=35), end=now + timedelta(hours=2), students=100)
-    far = Exam.objects.create(name="Far", start=now + timedelta(days=3), end=now + timedelta(days=3, hours=1), students=10)
+    far = Exam.objects.create(
+        name="Far", start=now + timedelta(days=3), end=now + timedelta(days=3, hours=1), students=10
+    )
     before = list(Exam.objects.order_by("id").values())
     # A grows to 280 students (300 slots before its start): B, 5 minutes
     # later, gets only what is left of its 350 slots: 70
@@ -253,11 +272,20 @@ def test_preview_shows_the_impact_and_saves_nothing(staff_api, now):
     assert rows[a.id]["first_request_after"] < rows[a.id]["first_request_before"]
     assert list(Exam.objects.order_by("id").values()) == before and not VM.objects.exists()
     # create (no id) and delete together
-    body = {"changes": [
-        {"action": "delete", "exam": {"id": far.id}},
-        {"action": "create", "exam": {"name": "New", "start": (now + timedelta(minutes=20)).isoformat(),
-                                      "end": (now + timedelta(hours=1)).isoformat(), "students": 50}},
-    ]}
+    body = {
+        "changes": [
+            {"action": "delete", "exam": {"id": far.id}},
+            {
+                "action": "create",
+                "exam": {
+                    "name": "New",
+                    "start": (now + timedelta(minutes=20)).isoformat(),
+                    "end": (now + timedelta(hours=1)).isoformat(),
+                    "students": 50,
+                },
+            },
+        ]
+    }
     rows = staff_api.post("/exams/preview", body, format="json").json()["exams"]
     new = next(r for r in rows if r["id"] is None)
     assert new["on_time_before"] is None and new["on_time_after"] == 50 and new["shortfall_after"] == 0
@@ -275,8 +303,14 @@ def test_preview_shows_the_impact_and_saves_nothing(staff_api, now):
         ({"changes": [{"action": "rename", "exam": {"id": 1}}]}, "changes[0].action"),
         ({"changes": [{"action": "update", "exam": {"students": 5}}]}, "changes[0].exam.id"),
         ({"changes": [{"action": "update", "exam": {"id": "{id}", "students": -1}}]}, "changes[0].exam.students"),
-        ({"changes": [{"action": "update", "exam": {"id": "{id}", "end": "2000-01-01T00:00:00Z"}}]}, "changes[0].exam.end"),
-        ({"changes": [{"action": "create", "exam": {"name": "x", "start": "tomorrow", "end": "x", "students": 1}}]}, "changes[0].exam.start"),
+        (
+            {"changes": [{"action": "update", "exam": {"id": "{id}", "end": "2000-01-01T00:00:00Z"}}]},
+            "changes[0].exam.end",
+        ),
+        (
+            {"changes": [{"action": "create", "exam": {"name": "x", "start": "tomorrow", "end": "x", "students": 1}}]},
+            "changes[0].exam.start",
+        ),
         ({"changes": [{"at": "2030-01-01T00:00:00Z", "action": "delete", "exam": {"id": "{id}"}}]}, "changes[0]"),
     ],
 )
@@ -388,7 +422,9 @@ def _refuse_planning(monkeypatch) -> None:
 
 
 def test_plan_endpoint_and_admin_pages_never_run_the_planner(staff_api, admin_client, now, monkeypatch):
-    tight = Exam.objects.create(name="Tight", start=now + timedelta(minutes=10), end=now + timedelta(hours=1), students=500)
+    tight = Exam.objects.create(
+        name="Tight", start=now + timedelta(minutes=10), end=now + timedelta(hours=1), students=500
+    )
     fine = Exam.objects.create(name="Fine", start=now + timedelta(hours=5), end=now + timedelta(hours=6), students=10)
     vm(fine, VMState.WAITING, ready_in_s=-5, uuid="f1")
     store_plan()
@@ -425,7 +461,9 @@ def test_summarize_draws_the_planners_timeline_for_every_exam(now):
         vm(a, VMState.WAITING, ready_in_s=-60 + 10 * i, uuid=f"a{i}")
     vm(c, VMState.READY, ready_in_s=-100, uuid="c0")
     plan_ = store_plan(now)
-    alive = [(v.id, v.exam_id, to_ms(v.ready_at)) for v in VM.objects.filter(state__in=[VMState.WAITING, VMState.READY])]
+    alive = [
+        (v.id, v.exam_id, to_ms(v.ready_at)) for v in VM.objects.filter(state__in=[VMState.WAITING, VMState.READY])
+    ]
     summaries = summarize(plan_, vms=alive, max_points=10_000)
     assert plan_.assigns or plan_.stops
     assert set(summaries) == {a.id, b.id, c.id}

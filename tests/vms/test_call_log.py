@@ -23,8 +23,11 @@ def vm_lines(caplog):
     caplog.set_level(logging.INFO, logger="vms.scheduler")
 
     def lines(event: str) -> list[dict]:
-        return [json.loads(JsonFormatter().format(r)) for r in caplog.records
-                if r.name == "vms.scheduler" and getattr(r, "event", None) == event]
+        return [
+            json.loads(JsonFormatter().format(r))
+            for r in caplog.records
+            if r.name == "vms.scheduler" and getattr(r, "event", None) == event
+        ]
 
     return lines
 
@@ -60,10 +63,14 @@ def test_a_re_binding_is_logged_with_both_exams(vclock, scheduler_factory, vm_li
 
 
 def test_the_simulation_logs_no_vm_calls(vm_lines):
-    scenario = parse_scenario({
-        "start": "2026-03-02T07:00:00Z",
-        "exams": [{"id": 1, "name": "M", "start": "2026-03-02T08:00:00Z", "end": "2026-03-02T08:30:00Z", "students": 5}],
-    })
+    scenario = parse_scenario(
+        {
+            "start": "2026-03-02T07:00:00Z",
+            "exams": [
+                {"id": 1, "name": "M", "start": "2026-03-02T08:00:00Z", "end": "2026-03-02T08:30:00Z", "students": 5}
+            ],
+        }
+    )
     report = simulate(scenario)
     assert any(c["endpoint"] == "start" for c in report["calls"])
     assert vm_lines("vm_started") == [] and vm_lines("vm_stopped") == []

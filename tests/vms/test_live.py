@@ -13,14 +13,14 @@ from django.core.management import call_command
 from django.db import connection, connections
 from django.utils import timezone
 
+from tests.factories import make_exam
+from tests.helpers import ROOT, wait_until
 from vms import signals
 from vms.clock import SystemClock
 from vms.models import VM, ProviderCall
 from vms.providers.fake import FakeProvider
 from vms.providers.selection import reset_default_provider
 from vms.scheduler import SchedulerLock
-from tests.factories import make_exam
-from tests.helpers import ROOT, wait_until
 
 
 @pytest.fixture
@@ -76,7 +76,9 @@ def test_the_live_loop_sleeps_until_an_exam_appears_then_acts_at_once(default_fa
         assert wait_until(lambda: "scheduler" in holder and holder["scheduler"].stats.passes >= 1, timeout=5)
         passes = holder["scheduler"].stats.passes
         # nothing is due: the loop sleeps (up to 30 s) ... until an exam is written
-        exam_create(name="Now", start=timezone.now() + timedelta(seconds=4), end=timezone.now() + timedelta(hours=1), students=1)
+        exam_create(
+            name="Now", start=timezone.now() + timedelta(seconds=4), end=timezone.now() + timedelta(hours=1), students=1
+        )
         assert wait_until(lambda: VM.objects.filter(state="waiting").exists(), timeout=5)
         assert holder["scheduler"].stats.passes <= passes + 3
     finally:
@@ -127,7 +129,9 @@ def test_the_task_runs_the_loop_and_queues_its_successor(default_fake):
 
     from vms.tasks import schedule_vms_pass
 
-    make_exam(name="Soon", start=timezone.now() + timedelta(seconds=3), end=timezone.now() + timedelta(hours=1), students=1)
+    make_exam(
+        name="Soon", start=timezone.now() + timedelta(seconds=3), end=timezone.now() + timedelta(hours=1), students=1
+    )
     summary = schedule_vms_pass(run_seconds=0.3, chain=True)
     assert summary.startswith("1 starts")
     assert ProviderCall.objects.filter(endpoint="start", outcome="ok").count() == 1
@@ -176,14 +180,18 @@ def test_a_run_ends_promptly_when_the_task_cluster_stops_and_still_queues_its_su
 def test_the_task_does_nothing_while_another_scheduler_holds_the_lock(default_fake):
     from vms.tasks import schedule_vms_pass
 
-    make_exam(name="Soon", start=timezone.now() + timedelta(seconds=3), end=timezone.now() + timedelta(hours=1), students=1)
+    make_exam(
+        name="Soon", start=timezone.now() + timedelta(seconds=3), end=timezone.now() + timedelta(hours=1), students=1
+    )
     other = None
     holder = SchedulerLock()
     if connection.vendor == "postgresql":
         import psycopg2
 
         s = connection.settings_dict
-        other = psycopg2.connect(dbname=s["NAME"], user=s["USER"], host=s["HOST"], port=s["PORT"] or 5432, password=s["PASSWORD"] or None)
+        other = psycopg2.connect(
+            dbname=s["NAME"], user=s["USER"], host=s["HOST"], port=s["PORT"] or 5432, password=s["PASSWORD"] or None
+        )
         other.autocommit = True
         with other.cursor() as cursor:
             cursor.execute("SELECT pg_try_advisory_lock(%s)", [holder.key])
@@ -243,7 +251,9 @@ def test_schedule_vms_process_is_woken_by_notify_and_stops_cleanly_on_sigterm():
         # its first pass is over (it beats right before sleeping; nothing is due)
         assert wait_until(lambda: heartbeat_age(name=VM_SCHEDULER) is not None, timeout=20)
         t0 = time.monotonic()
-        exam_create(name="Now", start=timezone.now() + timedelta(seconds=3), end=timezone.now() + timedelta(hours=1), students=1)
+        exam_create(
+            name="Now", start=timezone.now() + timedelta(seconds=3), end=timezone.now() + timedelta(hours=1), students=1
+        )
         # woken by NOTIFY, not by its 5-second table check
         assert wait_until(lambda: ProviderCall.objects.filter(endpoint="start", outcome="ok").exists(), timeout=10)
         assert time.monotonic() - t0 < 4

@@ -643,7 +643,12 @@ def test_timeline_gives_recorded_and_projected_times(clock, fake):
     timeline = fake.timeline()
     assert list(timeline) == [a, b, c]
     assert timeline[a] == {"requested_at": at(0), "allocation_started_at": at(0), "ready_at": at(6), "stopped_at": None}
-    assert timeline[b] == {"requested_at": at(0), "allocation_started_at": at(6), "ready_at": at(12), "stopped_at": None}
+    assert timeline[b] == {
+        "requested_at": at(0),
+        "allocation_started_at": at(6),
+        "ready_at": at(12),
+        "stopped_at": None,
+    }
     assert timeline[c] == {"requested_at": at(0), "allocation_started_at": None, "ready_at": None, "stopped_at": at(7)}
     # the same times as the debugging listing, as datetimes instead of strings
     for vm in fake.vms():

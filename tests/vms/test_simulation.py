@@ -11,12 +11,11 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from exams.models import Exam
+from tests.data import EXAMPLE_SCENARIO as EXAMPLE
+from tests.factories import make_exam
 from vms.models import VM, ProviderCall, VMState
 from vms.providers import replay_calls
 from vms.simulation import Progress, ScenarioError, make_scenario, parse_scenario, simulate
-
-from tests.data import EXAMPLE_SCENARIO as EXAMPLE
-from tests.factories import make_exam
 
 pytestmark = pytest.mark.django_db
 
@@ -120,9 +119,27 @@ def test_deletes_creates_and_moves_are_applied_at_their_times():
         {
             "start": "2030-01-01T06:00:00Z",
             "exams": [
-                {"id": 1, "name": "Kept", "start": "2030-01-01T09:00:00Z", "end": "2030-01-01T10:00:00Z", "students": 120},
-                {"id": 2, "name": "Deleted", "start": "2030-01-01T09:00:00Z", "end": "2030-01-01T10:00:00Z", "students": 80},
-                {"id": 3, "name": "Moved", "start": "2030-01-01T11:00:00Z", "end": "2030-01-01T12:00:00Z", "students": 50},
+                {
+                    "id": 1,
+                    "name": "Kept",
+                    "start": "2030-01-01T09:00:00Z",
+                    "end": "2030-01-01T10:00:00Z",
+                    "students": 120,
+                },
+                {
+                    "id": 2,
+                    "name": "Deleted",
+                    "start": "2030-01-01T09:00:00Z",
+                    "end": "2030-01-01T10:00:00Z",
+                    "students": 80,
+                },
+                {
+                    "id": 3,
+                    "name": "Moved",
+                    "start": "2030-01-01T11:00:00Z",
+                    "end": "2030-01-01T12:00:00Z",
+                    "students": 50,
+                },
             ],
             "changes": [
                 {"at": "2030-01-01T08:55:00Z", "action": "delete", "exam": {"id": 2}},
@@ -130,7 +147,13 @@ def test_deletes_creates_and_moves_are_applied_at_their_times():
                 {
                     "at": "2030-01-01T09:40:00Z",
                     "action": "create",
-                    "exam": {"id": 9, "name": "New", "start": "2030-01-01T10:00:00Z", "end": "2030-01-01T10:45:00Z", "students": 30},
+                    "exam": {
+                        "id": 9,
+                        "name": "New",
+                        "start": "2030-01-01T10:00:00Z",
+                        "end": "2030-01-01T10:45:00Z",
+                        "students": 30,
+                    },
                 },
             ],
         }
@@ -152,17 +175,55 @@ def test_changes_while_exams_run():
         {
             "start": "2030-01-01T08:00:00Z",
             "exams": [
-                {"id": 1, "name": "Running already", "start": "2030-01-01T07:50:00Z", "end": "2030-01-01T09:00:00Z", "students": 30},
-                {"id": 2, "name": "Empty, then not", "start": "2030-01-01T09:00:00Z", "end": "2030-01-01T10:00:00Z", "students": 0},
-                {"id": 3, "name": "Cut short", "start": "2030-01-01T08:30:00Z", "end": "2030-01-01T10:00:00Z", "students": 40},
-                {"id": 4, "name": "Shrinks", "start": "2030-01-01T08:40:00Z", "end": "2030-01-01T10:00:00Z", "students": 50},
-                {"id": 5, "name": "Deleted", "start": "2030-01-01T08:45:00Z", "end": "2030-01-01T10:00:00Z", "students": 20},
+                {
+                    "id": 1,
+                    "name": "Running already",
+                    "start": "2030-01-01T07:50:00Z",
+                    "end": "2030-01-01T09:00:00Z",
+                    "students": 30,
+                },
+                {
+                    "id": 2,
+                    "name": "Empty, then not",
+                    "start": "2030-01-01T09:00:00Z",
+                    "end": "2030-01-01T10:00:00Z",
+                    "students": 0,
+                },
+                {
+                    "id": 3,
+                    "name": "Cut short",
+                    "start": "2030-01-01T08:30:00Z",
+                    "end": "2030-01-01T10:00:00Z",
+                    "students": 40,
+                },
+                {
+                    "id": 4,
+                    "name": "Shrinks",
+                    "start": "2030-01-01T08:40:00Z",
+                    "end": "2030-01-01T10:00:00Z",
+                    "students": 50,
+                },
+                {
+                    "id": 5,
+                    "name": "Deleted",
+                    "start": "2030-01-01T08:45:00Z",
+                    "end": "2030-01-01T10:00:00Z",
+                    "students": 20,
+                },
             ],
             "changes": [
-                {"at": "2030-01-01T08:35:00Z", "action": "update", "exam": {"id": 3, "end": "2030-01-01T08:35:00.001Z"}},
+                {
+                    "at": "2030-01-01T08:35:00Z",
+                    "action": "update",
+                    "exam": {"id": 3, "end": "2030-01-01T08:35:00.001Z"},
+                },
                 {"at": "2030-01-01T08:50:00Z", "action": "update", "exam": {"id": 4, "students": 10}},
                 {"at": "2030-01-01T08:55:00Z", "action": "delete", "exam": {"id": 5}},
-                {"at": "2030-01-01T08:56:00Z", "action": "update", "exam": {"id": 2, "students": 5, "start": "2030-01-01T08:58:00Z"}},
+                {
+                    "at": "2030-01-01T08:56:00Z",
+                    "action": "update",
+                    "exam": {"id": 2, "students": 5, "start": "2030-01-01T08:58:00Z"},
+                },
             ],
         }
     )
@@ -170,7 +231,10 @@ def test_changes_while_exams_run():
     replay = check_log(report)
     exams = by_id(report)
     assert {i: (e["students_at_start"], e["ready_at_start"]) for i, e in exams.items()} == {
-        1: (30, 0), 2: (5, 5), 3: (40, 40), 4: (50, 50)
+        1: (30, 0),
+        2: (5, 5),
+        3: (40, 40),
+        4: (50, 50),
     }
     calls = report["calls"]
     # an exam already running gets its VMs as fast as possible, before its end
@@ -193,7 +257,9 @@ def test_the_scenarios_provider_settings_are_used():
     scenario = parse_scenario(
         {
             "start": "2030-01-01T06:00:00Z",
-            "exams": [{"id": 1, "name": "A", "start": "2030-01-01T07:00:00Z", "end": "2030-01-01T08:00:00Z", "students": 10}],
+            "exams": [
+                {"id": 1, "name": "A", "start": "2030-01-01T07:00:00Z", "end": "2030-01-01T08:00:00Z", "students": 10}
+            ],
             "provider": {"allocation_interval_s": 3, "requests_per_second": 2},
         }
     )
@@ -290,7 +356,20 @@ def test_progress_is_one_line_on_a_terminal_and_silent_otherwise():
 def test_make_scenario_command_writes_a_valid_scenario(tmp_path):
     out = tmp_path / "s.json"
     stdout = io.StringIO()
-    call_command("schedule_vms", "--make-scenario", "12", "--days", "2", "--vms", "5000", "--changes", "3", "--out", str(out), stdout=stdout)
+    call_command(
+        "schedule_vms",
+        "--make-scenario",
+        "12",
+        "--days",
+        "2",
+        "--vms",
+        "5000",
+        "--changes",
+        "3",
+        "--out",
+        str(out),
+        stdout=stdout,
+    )
     data = json.loads(out.read_text())
     scenario = parse_scenario(data)
     assert len(scenario.exams) == 12 and sum(e.students for e in scenario.exams) == 5000
@@ -311,12 +390,18 @@ def test_each_shortfall_has_its_cause_in_the_report_and_summary(tmp_path):
             {"id": 4, "name": "moved", "start": day + "12:00:00Z", "end": day + "13:00:00Z", "students": 5},
         ],
         "changes": [
-            {"at": day + "09:50:00Z", "action": "create",
-             "exam": {"id": 3, "name": "late", "start": day + "11:00:00Z", "end": day + "12:00:00Z", "students": 50}},
+            {
+                "at": day + "09:50:00Z",
+                "action": "create",
+                "exam": {"id": 3, "name": "late", "start": day + "11:00:00Z", "end": day + "12:00:00Z", "students": 50},
+            },
             {"at": day + "10:58:00Z", "action": "update", "exam": {"id": 3, "students": 80}},
             # moved after it started, to a minute later (10 slots), with more students
-            {"at": day + "12:30:00Z", "action": "update",
-             "exam": {"id": 4, "start": day + "12:31:00Z", "end": day + "13:30:00Z", "students": 15}},
+            {
+                "at": day + "12:30:00Z",
+                "action": "update",
+                "exam": {"id": 4, "start": day + "12:31:00Z", "end": day + "13:30:00Z", "students": 15},
+            },
         ],
     }
     src, dst = tmp_path / "s.json", tmp_path / "r.json"
@@ -329,7 +414,12 @@ def test_each_shortfall_has_its_cause_in_the_report_and_summary(tmp_path):
     assert by_id[2]["shortfall"] > 0 and by_id[2]["shortfall_cause"] == CAUSE_BUSY
     assert by_id[3]["shortfall"] > 0 and by_id[3]["shortfall_cause"] == CAUSE_TOO_CLOSE  # +30 two minutes before
     assert by_id[4]["shortfall"] > 0 and by_id[4]["shortfall_cause"] == CAUSE_DURING
-    assert {s["id"]: s["cause"] for s in report["summary"]["shortfalls"]} == {1: CAUSE_TOO_CLOSE, 2: CAUSE_BUSY, 3: CAUSE_TOO_CLOSE, 4: CAUSE_DURING}
+    assert {s["id"]: s["cause"] for s in report["summary"]["shortfalls"]} == {
+        1: CAUSE_TOO_CLOSE,
+        2: CAUSE_BUSY,
+        3: CAUSE_TOO_CLOSE,
+        4: CAUSE_DURING,
+    }
     assert f"#2 {by_id[2]['ready_at_start']}/100 ({CAUSE_BUSY})" in out.getvalue()
 
 
@@ -351,7 +441,10 @@ def test_bad_scheduler_down_items_are_rejected_naming_the_field(item, field):
 
 
 def test_scheduler_down_items_are_parsed_apart_from_exam_changes():
-    data = {"start": "2030-01-01T10:00:00Z", "exams": [],
-            "changes": [{"at": "2030-01-01T11:00:00Z", "action": "scheduler_down", "seconds": 30}]}
+    data = {
+        "start": "2030-01-01T10:00:00Z",
+        "exams": [],
+        "changes": [{"at": "2030-01-01T11:00:00Z", "action": "scheduler_down", "seconds": 30}],
+    }
     scenario = parse_scenario(data)
     assert scenario.changes == () and len(scenario.downs) == 1 and scenario.downs[0].fields == {"seconds": 30}

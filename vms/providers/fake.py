@@ -399,5 +399,3 @@ class FakeProvider:
     def _log(self, t: int, endpoint: str, vm_id: str | None, outcome: str) -> None:
         if self.calls is not None:
             self.calls.append({"t": from_us(t), "endpoint": endpoint, "vm": vm_id, "outcome": outcome})
-
-

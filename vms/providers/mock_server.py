@@ -111,5 +111,7 @@ class MockCloudServer(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
-        host = self.server_address[0]
+        host = self.server_address[0]  # typed str | bytes (other address families); text for AF_INET
+        if isinstance(host, bytes):
+            host = host.decode()
         return f"http://{host}:{self.port}"

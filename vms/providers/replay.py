@@ -21,7 +21,8 @@ from vms.providers.fake import FakeProvider
 
 __all__ = ["replay_calls"]
 
-Call = tuple[datetime, str, str, str] | Mapping[str, Any]
+# (t, endpoint, vm, outcome): t may be an ISO string; vm is None for a start that got no id
+Call = tuple[datetime | str, str, str | None, str] | Mapping[str, Any]
 
 
 def _parse_time(value: Any, index: int) -> datetime:

@@ -8,8 +8,8 @@ import threading
 
 from django.core.management.base import BaseCommand, CommandError
 
-from core.secret_key import require_configured_secret_key
 from config.supervisor import Supervisor, service_roles, supervisor_options
+from core.secret_key import require_configured_secret_key
 from core.stopping import install_stop_signals
 
 
@@ -17,10 +17,18 @@ class Command(BaseCommand):
     help = "Run the QPU workers and the django-q2 task cluster (webhooks, VM scheduler) until SIGINT/SIGTERM."
 
     def add_arguments(self, parser):
-        parser.add_argument("--once", action="store_true", help="Run every job devices can take now, in this process, then exit.")
+        parser.add_argument(
+            "--once", action="store_true", help="Run every job devices can take now, in this process, then exit."
+        )
         parser.add_argument("--no-qpu-workers", action="store_true", help="Leave out the qpu-workers role.")
-        parser.add_argument("--no-task-cluster", action="store_true", help="Leave out the task-cluster role (webhooks, VM loop).")
-        parser.add_argument("--no-vm-scheduler", action="store_true", help="The task cluster does not start the VM loop (run `schedule_vms` instead).")
+        parser.add_argument(
+            "--no-task-cluster", action="store_true", help="Leave out the task-cluster role (webhooks, VM loop)."
+        )
+        parser.add_argument(
+            "--no-vm-scheduler",
+            action="store_true",
+            help="The task cluster does not start the VM loop (run `schedule_vms` instead).",
+        )
 
     def handle(self, *args, once: bool, no_qpu_workers: bool, no_task_cluster: bool, no_vm_scheduler: bool, **options):
         if once:
@@ -30,7 +38,9 @@ class Command(BaseCommand):
             self.stdout.write(f"ran {done} job(s)")
             return
         require_configured_secret_key(stderr=self.stderr)  # the service; --once is a one-off
-        roles = service_roles(qpu_workers=not no_qpu_workers, task_cluster=not no_task_cluster, vm_scheduler=not no_vm_scheduler)
+        roles = service_roles(
+            qpu_workers=not no_qpu_workers, task_cluster=not no_task_cluster, vm_scheduler=not no_vm_scheduler
+        )
         if not roles:
             raise CommandError("every role is left out: nothing to run")
         stop = threading.Event()

@@ -19,8 +19,8 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
 from config.supervisor import Supervisor, service_roles, supervisor_options
-from core.secret_key import require_configured_secret_key
 from core.metrics import clear_metrics_dir
+from core.secret_key import require_configured_secret_key
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class Command(BaseCommand):
         server = create_http_server(application, host=host, port=port, threads=threads)
         # The children are new programs (fork + exec, close_fds): they inherit
         # neither the HTTP socket nor this process's threads.
-        stop_roles, supervising = (None, None) if no_workers else _start_roles()
+        roles = None if no_workers else _start_roles()
         base = f"http://{host}:{server.effective_port}"
         db = settings.DATABASES["default"]
         self.stdout.write(
@@ -79,7 +79,8 @@ class Command(BaseCommand):
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean stop short
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
             server.close()
-            if supervising is not None:
+            if roles is not None:
+                stop_roles, supervising = roles
                 stop_roles.set()
                 supervising.join()  # every child stopped (or killed after the grace)
             self.stdout.write("stopped.")

@@ -21,8 +21,8 @@ import threading
 from django.core.management.base import BaseCommand
 from django.db import connections
 
-from core.secret_key import require_configured_secret_key
 from core.heartbeats import ensure_heartbeat_schedule
+from core.secret_key import require_configured_secret_key
 from core.stopping import install_stop_signals
 
 logger = logging.getLogger(__name__)
@@ -33,7 +33,8 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument(
-            "--no-vm-scheduler", action="store_true",
+            "--no-vm-scheduler",
+            action="store_true",
             help="Do not install or start the VM loop (run `schedule_vms` elsewhere); a watchdog schedule installed earlier stays.",
         )
 

@@ -23,14 +23,29 @@ class Command(BaseCommand):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--scheduler", default=os.environ.get("SCHEDULER_URL", "http://127.0.0.1:8000"))
         parser.add_argument(
-            "--token", default=os.environ.get("SCHEDULER_TOKEN", ""),
+            "--token",
+            default=os.environ.get("SCHEDULER_TOKEN", ""),
             help="API token of the device account (manage.py create_device_account NAME) or of a staff user (or SCHEDULER_TOKEN)",
         )
         parser.add_argument("--seconds", type=float, default=None, help="time per job (default DEVICE_SIM_SECONDS)")
         parser.add_argument("--heartbeat", type=float, default=10.0, help="seconds between heartbeats")
         parser.add_argument("--fail-rate", type=float, default=0.0, help="fraction of jobs that fail with HTTP 500")
 
-    def handle(self, *args, device_id, device_type, size, port, host, scheduler, token, seconds, heartbeat, fail_rate, **options):
+    def handle(
+        self,
+        *args,
+        device_id,
+        device_type,
+        size,
+        port,
+        host,
+        scheduler,
+        token,
+        seconds,
+        heartbeat,
+        fail_rate,
+        **options,
+    ):
         from django.conf import settings
 
         if size < 1:
@@ -38,7 +53,11 @@ class Command(BaseCommand):
         if not token:
             raise CommandError("--token (or SCHEDULER_TOKEN) is required: the device account's API token")
         device = SimulatedDeviceServer(
-            device_id=device_id, size=size, host=host, port=port, fail_rate=fail_rate,
+            device_id=device_id,
+            size=size,
+            host=host,
+            port=port,
+            fail_rate=fail_rate,
             seconds=settings.DEVICE_SIM_SECONDS if seconds is None else seconds,
         )
         device.serve_in_thread()
@@ -53,7 +72,9 @@ class Command(BaseCommand):
         if response.status_code not in (200, 201):
             device.close()
             raise CommandError(f"registration refused: HTTP {response.status_code} {response.text[:300]}")
-        self.stdout.write(f"QPU {device_id} ({device_type}, {size} qubits) serving on {device.address}, registered with {scheduler}")
+        self.stdout.write(
+            f"QPU {device_id} ({device_type}, {size} qubits) serving on {device.address}, registered with {scheduler}"
+        )
         self.stdout.flush()
         try:
             while not stop.wait(heartbeat):

@@ -40,7 +40,9 @@ class Command(BaseCommand):
 
     def handle(self, *args, port: int, host: str, allocation_interval: float | None, rps: int | None, **options):
         try:
-            provider = FakeProvider(clock=SystemClock(), allocation_interval_s=allocation_interval, requests_per_second=rps)
+            provider = FakeProvider(
+                clock=SystemClock(), allocation_interval_s=allocation_interval, requests_per_second=rps
+            )
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
         try:
@@ -54,7 +56,9 @@ class Command(BaseCommand):
             install_stop_signals(stop)
         # serve_forever runs in a thread: shutdown() waits for it to return, so
         # it cannot be called from the thread that serves.
-        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="mock-cloud", daemon=True)
+        thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="mock-cloud", daemon=True
+        )
         thread.start()
         self.stdout.write(
             f"Mock cloud listening on {server.url} "

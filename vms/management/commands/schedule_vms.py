@@ -36,11 +36,19 @@ class Command(BaseCommand):
         mode.add_argument("--once", action="store_true", help="Do one pass (the calls due now), then exit.")
         mode.add_argument("--simulate", metavar="SCENARIO.json", help="Simulate a scenario on a virtual clock.")
         mode.add_argument("--make-scenario", metavar="N_EXAMS", type=int, help="Write a random scenario with N exams.")
-        parser.add_argument("--report", metavar="REPORT.json", help="With --simulate: where to write the report ('-' for stdout).")
-        parser.add_argument("--seed", type=int, default=None, help="Seed (uuids of a simulation; the generated scenario).")
+        parser.add_argument(
+            "--report", metavar="REPORT.json", help="With --simulate: where to write the report ('-' for stdout)."
+        )
+        parser.add_argument(
+            "--seed", type=int, default=None, help="Seed (uuids of a simulation; the generated scenario)."
+        )
         parser.add_argument("--quiet", action="store_true", help="With --simulate: no progress line.")
-        parser.add_argument("--days", type=int, default=3, help="With --make-scenario: days the exams span (default 3).")
-        parser.add_argument("--vms", type=int, default=None, help="With --make-scenario: total students (= VMs) to aim for.")
+        parser.add_argument(
+            "--days", type=int, default=3, help="With --make-scenario: days the exams span (default 3)."
+        )
+        parser.add_argument(
+            "--vms", type=int, default=None, help="With --make-scenario: total students (= VMs) to aim for."
+        )
         parser.add_argument("--changes", type=int, default=0, help="With --make-scenario: number of random changes.")
         parser.add_argument("--start", default=None, help="With --make-scenario: first day (ISO date, UTC).")
         parser.add_argument("--out", default=None, help="With --make-scenario: output file (default stdout).")
@@ -69,8 +77,12 @@ class Command(BaseCommand):
                 start = start.replace(tzinfo=timezone.utc)
         try:
             scenario = make_scenario(
-                opts["make_scenario"], days=opts["days"], vms=opts["vms"], changes=opts["changes"],
-                seed=1 if opts["seed"] is None else opts["seed"], start=start,
+                opts["make_scenario"],
+                days=opts["days"],
+                vms=opts["vms"],
+                changes=opts["changes"],
+                seed=1 if opts["seed"] is None else opts["seed"],
+                start=start,
             )
         except ValueError as exc:
             raise CommandError(str(exc)) from None
@@ -79,7 +91,9 @@ class Command(BaseCommand):
             with open(opts["out"], "w", encoding="utf-8") as fh:
                 fh.write(text + "\n")
             total = sum(e["students"] for e in scenario["exams"])
-            self.stdout.write(f"wrote {opts['out']}: {len(scenario['exams'])} exams, {total} students, {len(scenario['changes'])} changes")
+            self.stdout.write(
+                f"wrote {opts['out']}: {len(scenario['exams'])} exams, {total} students, {len(scenario['changes'])} changes"
+            )
         else:
             self.stdout.write(text)
 
@@ -105,10 +119,15 @@ class Command(BaseCommand):
             f"calls {s['calls']}: {s['starts']} starts, {s['stops']} stops, {s['assigns']} assigns, "
             f"{s['rate_limited']} rate-limited, {s['errors']} errors; {s['vms']} VMs, {s['never_stopped']} never stopped",
             f"exams {len(report['exams'])}: {len(short)} with a shortfall"
-            + (": " + ", ".join(
-                f"#{e['id']} {e['ready_at_start']}/{e['students_at_start']} ({e.get('shortfall_cause') or 'cause unknown'})"
-                for e in short
-            ) if short else "")
+            + (
+                ": "
+                + ", ".join(
+                    f"#{e['id']} {e['ready_at_start']}/{e['students_at_start']} ({e.get('shortfall_cause') or 'cause unknown'})"
+                    for e in short
+                )
+                if short
+                else ""
+            )
             + f"; surplus at start {s['surplus_at_start']}; vm_seconds {report['vm_seconds']:.0f}",
         ]
         stream = self.stderr if opts["report"] == "-" else self.stdout
@@ -139,4 +158,6 @@ class Command(BaseCommand):
         sys.stdout.flush()
         scheduler = vm_loop_run(stop_event=stop_event)  # as a standby while another scheduler holds the lock
         s = scheduler.stats
-        self.stdout.write(f"VM scheduler stopped: {s.starts} starts, {s.stops} stops, {s.assigns} assigns in {s.passes} passes")
+        self.stdout.write(
+            f"VM scheduler stopped: {s.starts} starts, {s.stops} stops, {s.assigns} assigns in {s.passes} passes"
+        )
