@@ -84,7 +84,6 @@ class ExamSerializer(serializers.ModelSerializer):
         return exam_update(exam=instance, **validated_data)
 
 
-
 class ExamUpdateSerializer(ExamSerializer):
     """The request shape of PUT and PATCH, for the schema only: the id is the
     one in the URL and cannot change, so it is read-only here (a body that

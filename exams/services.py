@@ -134,11 +134,7 @@ def _lowest_free_id() -> int:
     if not Exam.objects.filter(pk=rules.ID_MIN).exists():
         return rules.ID_MIN
     followed = Exam.objects.filter(pk=OuterRef("pk") + 1)
-    gap = (
-        Exam.objects.filter(pk__lt=rules.ID_MAX)
-        .exclude(Exists(followed))
-        .aggregate(first=Min("pk"))["first"]
-    )
+    gap = Exam.objects.filter(pk__lt=rules.ID_MAX).exclude(Exists(followed)).aggregate(first=Min("pk"))["first"]
     if gap is None:
         raise ExamIdTaken(f"Every exam id from {rules.ID_MIN} to {rules.ID_MAX} is taken.", field="id")
     return gap + 1

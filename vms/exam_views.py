@@ -36,11 +36,15 @@ class ExamListCreateWithPlanView(ExamListCreateView):
 class ExamDetailWithPlanView(ExamDetailView):
     __doc__ = ExamDetailView.__doc__
 
-    @extend_schema(request=ExamUpdateSerializer, responses={200: ExamWithPlanSerializer, 400: R400, 403: R403, 404: R404})
+    @extend_schema(
+        request=ExamUpdateSerializer, responses={200: ExamWithPlanSerializer, 400: R400, 403: R403, 404: R404}
+    )
     def put(self, request, *args, **kwargs):
         return super().put(request, *args, **kwargs)
 
-    @extend_schema(request=ExamUpdateSerializer, responses={200: ExamWithPlanSerializer, 400: R400, 403: R403, 404: R404})
+    @extend_schema(
+        request=ExamUpdateSerializer, responses={200: ExamWithPlanSerializer, 400: R400, 403: R403, 404: R404}
+    )
     def patch(self, request, *args, **kwargs):
         return super().patch(request, *args, **kwargs)
 

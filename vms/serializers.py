@@ -185,7 +185,9 @@ ExamWithPlanSerializer = _exam_with_plan_serializer()
 
 class _PreviewExamSerializer(serializers.Serializer):
     id = serializers.IntegerField(
-        required=False, min_value=exam_rules.ID_MIN, max_value=exam_rules.ID_MAX,
+        required=False,
+        min_value=exam_rules.ID_MIN,
+        max_value=exam_rules.ID_MAX,
         help_text="Required for update and delete; optional for create.",
     )
     name = serializers.CharField(required=False)

@@ -136,6 +136,7 @@ def test_unauthenticated_job_requests_are_401(anon_api):
 def test_the_briefs_request_with_a_token_header(user):
     """Exactly what `curl -H 'Authorization: Token …' -d '{…}' localhost:PORT/jobs` sends."""
     from django.test import Client
+
     token = make_token(user)
     client = Client()
     response = client.post(

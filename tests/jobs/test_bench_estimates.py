@@ -11,9 +11,7 @@ import pytest
 
 from core.dburl import current_database_url
 from jobs.bench_estimates import Sample, _figures
-
 from tests.helpers import ROOT
-
 
 
 @pytest.mark.postgres

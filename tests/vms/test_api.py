@@ -327,8 +327,16 @@ def test_preview_rejects_bad_changes_naming_the_field(staff_api, now, body, fiel
     [
         {"action": "update", "exam": {"id": 999999, "students": 5}},
         {"action": "delete", "exam": {"id": 999999}},
-        {"action": "create", "exam": {"id": "{id}", "name": "B", "start": "2030-01-01T09:00:00Z",
-                                      "end": "2030-01-01T10:00:00Z", "students": 1}},
+        {
+            "action": "create",
+            "exam": {
+                "id": "{id}",
+                "name": "B",
+                "start": "2030-01-01T09:00:00Z",
+                "end": "2030-01-01T10:00:00Z",
+                "students": 1,
+            },
+        },
     ],
 )
 def test_a_preview_change_that_does_not_fit_the_stored_exams_is_a_409_naming_it(staff_api, now, change):

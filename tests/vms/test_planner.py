@@ -9,6 +9,7 @@ test does not just re-read the planner's own arithmetic.
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from itertools import pairwise
 
 import pytest
 
@@ -34,7 +35,7 @@ from vms.providers import FakeProvider
 S = 1000
 MIN = 60 * S
 H = 60 * MIN
-I = 6 * S  # the allocation interval
+IV = 6 * S  # the allocation interval
 T0 = to_ms(datetime(2030, 5, 1, tzinfo=timezone.utc))
 CFG = PlannerConfig()
 
@@ -44,7 +45,7 @@ def exam(id, start, students, end=None):
 
 
 def ready_vm(id, exam_id, ready_at, *, used=False):
-    return VmIn(id=id, exam_id=exam_id, requested_ms=T0 + ready_at - I, ready_ms=T0 + ready_at, used=used)
+    return VmIn(id=id, exam_id=exam_id, requested_ms=T0 + ready_at - IV, ready_ms=T0 + ready_at, used=used)
 
 
 def queued_vm(id, exam_id, requested_at, ready_at):
@@ -82,9 +83,9 @@ def test_one_exam_is_one_run_ending_exactly_at_the_start():
     run = p.runs[0]
     assert (run.exam_id, run.count) == (1, 100)
     assert run.ready_ms(99) == T0 + 10 * H  # the last VM is ready exactly at the start
-    assert run.slot_start_ms == T0 + 10 * H - 100 * I  # and not a slot earlier than needed
+    assert run.slot_start_ms == T0 + 10 * H - 100 * IV  # and not a slot earlier than needed
     assert ep.expected_ready_at_start == 100 and ep.shortfall == 0
-    assert ep.requesting_starts_ms == T0 + 10 * H - 100 * I
+    assert ep.requesting_starts_ms == T0 + 10 * H - 100 * IV
     on_time, _ = replay(p, exams)
     assert on_time == {1: 100}
     # nothing is due yet; the first request is the next thing to do
@@ -96,8 +97,8 @@ def test_requests_inside_a_run_go_out_early_but_the_first_at_its_slot():
     p = plan(exams=[exam(1, H, 3)], vms=[], now_ms=T0, config=CFG)
     run = p.runs[0]
     slot0 = run.slot_start_ms
-    assert [run.request_ms(k) for k in range(3)] == [slot0, slot0 + I - 1500, slot0 + 2 * I - 1500]
-    assert [run.ready_ms(k) for k in range(3)] == [slot0 + I, slot0 + 2 * I, slot0 + 3 * I]
+    assert [run.request_ms(k) for k in range(3)] == [slot0, slot0 + IV - 1500, slot0 + 2 * IV - 1500]
+    assert [run.ready_ms(k) for k in range(3)] == [slot0 + IV, slot0 + 2 * IV, slot0 + 3 * IV]
 
 
 def test_ready_margin_moves_the_deadline():
@@ -206,7 +207,7 @@ def test_late_vms_never_take_a_slot_an_on_time_vm_needs():
     assert p.exam(2).shortfall == 0
     assert replay(p, exams)[0] == {1: 100, 2: 100}
     busy = sorted((r.slot_start_ms, r.end_ms) for r in p.runs)
-    for (s1, e1), (s2, e2) in zip(busy, busy[1:]):
+    for (_s1, e1), (s2, _e2) in pairwise(busy):
         assert e1 <= s2  # slots never overlap
     # exam 2 still gets its slots as late as possible
     assert next(r for r in p.runs if r.exam_id == 2).end_ms == T0 + 40 * MIN
@@ -227,7 +228,7 @@ def test_existing_ready_and_queued_vms_count_and_the_queue_delays_new_slots():
     ep = p.exam(1)
     run = p.runs[0]
     # as late as possible: the 8 slots end at the start, 2 s after the queue empties
-    assert (run.exam_id, run.slot_start_ms, run.count) == (1, T0 + 61 * MIN - 8 * I, 8)
+    assert (run.exam_id, run.slot_start_ms, run.count) == (1, T0 + 61 * MIN - 8 * IV, 8)
     assert not run.early_first
     # earliest exam first: exam 2's fresh VM (ready at 60:10) goes to exam 1,
     # exam 2 gets a new one in good time for 75:00
@@ -248,7 +249,7 @@ def test_stopping_a_queued_vm_moves_the_ones_behind_it_forward():
     # exam 2's VM starts allocating at the stop (now): ready at 60:06, in time for 60:07
     assert [s.vm_id for s in p.stops] == [1]
     assert p.exam(2).expected_ready_at_start == 1 and p.exam(2).shortfall == 0
-    assert p.allocator_free_ms == now + I
+    assert p.allocator_free_ms == now + IV
 
 
 def test_a_deleted_exams_allocating_vm_is_rebound_where_it_is_on_time():
@@ -281,7 +282,7 @@ def test_fewer_students_stops_the_surplus_waiting_vms_first():
 
 def test_more_students_adds_a_run_behind_the_queue():
     now = T0 + 60 * MIN
-    vms = [ready_vm(i, 1, 50 * MIN + i * I) for i in range(10)]
+    vms = [ready_vm(i, 1, 50 * MIN + i * IV) for i in range(10)]
     exams = [exam(1, 70 * MIN, 15)]
     p = plan(exams=exams, vms=vms, now_ms=now, config=CFG)
     assert p.exam(1).new_on_time == 5
@@ -310,7 +311,7 @@ def test_used_vms_of_a_deleted_exam_are_stopped_never_rebound():
 def _shrunk_exam_a(now):
     """Exam A (12:00, 100 students) mid-way through its run at 11:55: 50 VMs
     ready, one allocating; it shrinks to 20, leaving 31 fresh VMs spare."""
-    vms = [ready_vm(i, 1, 11 * H + 50 * MIN + (i + 1) * I) for i in range(50)]
+    vms = [ready_vm(i, 1, 11 * H + 50 * MIN + (i + 1) * IV) for i in range(50)]
     vms.append(queued_vm(50, 1, 11 * H + 54 * MIN + 58 * S, 11 * H + 55 * MIN + 4 * S))
     return vms
 
@@ -365,7 +366,7 @@ def test_an_earlier_exam_short_of_time_takes_a_later_exams_fresh_vms():
 
 def test_an_exam_moved_days_later_releases_its_vms_and_requests_again_later():
     now = T0 + 60 * MIN
-    vms = [ready_vm(i, 1, 50 * MIN + i * I) for i in range(20)]
+    vms = [ready_vm(i, 1, 50 * MIN + i * IV) for i in range(20)]
     p = plan(exams=[exam(1, 3 * 24 * H, 20)], vms=vms, now_ms=now, config=CFG)
     assert {s.reason for s in p.stops} == {STOP_RELEASE}
     assert len(p.stops) == 20
@@ -375,7 +376,7 @@ def test_an_exam_moved_days_later_releases_its_vms_and_requests_again_later():
 
 def test_an_exam_moved_a_little_later_keeps_its_vms():
     now = T0 + 60 * MIN
-    vms = [ready_vm(i, 1, 50 * MIN + i * I) for i in range(20)]
+    vms = [ready_vm(i, 1, 50 * MIN + i * IV) for i in range(20)]
     p = plan(exams=[exam(1, 75 * MIN, 20)], vms=vms, now_ms=now, config=CFG)
     assert p.stops == () and p.runs == ()
     assert p.exam(1).expected_ready_at_start == 20
@@ -417,7 +418,7 @@ def test_stops_that_protect_an_upcoming_start_go_ahead_of_plain_teardown():
     # exam's VMs go first, the teardown after, earliest end first.
     now = T0 + 10 * H + 30 * S
     ended = [ready_vm(i, 1, 9 * H, used=True) for i in range(1, 7)]
-    for_b = [ready_vm(10 + k, 2, 10 * H - k * I) for k in range(3)]
+    for_b = [ready_vm(10 + k, 2, 10 * H - k * IV) for k in range(3)]
     orphan = [ready_vm(20, 99, 9 * H, used=True), ready_vm(21, None, 9 * H)]
     exams = [exam(1, 9 * H, 6, end=10 * H), exam(2, 10 * H + 5 * MIN, 1)]
     p = plan(exams=exams, vms=ended + for_b + orphan, now_ms=now, config=CFG)
@@ -434,7 +435,7 @@ def test_stops_that_protect_an_upcoming_start_go_ahead_of_plain_teardown():
 def test_a_running_exams_surplus_stays_in_teardown_order():
     # a running exam's surplus protects no start: it waits behind an earlier end
     now = T0 + 10 * H + 30 * S
-    vms = [ready_vm(1, 1, 9 * H, used=True), ready_vm(2, 2, 10 * H, used=True), ready_vm(3, 2, 10 * H - I, used=True)]
+    vms = [ready_vm(1, 1, 9 * H, used=True), ready_vm(2, 2, 10 * H, used=True), ready_vm(3, 2, 10 * H - IV, used=True)]
     exams = [exam(1, 9 * H, 1, end=10 * H), exam(2, 10 * H, 1, end=11 * H)]
     p = plan(exams=exams, vms=vms, now_ms=now, config=CFG)
     assert [s.vm_id for s in p.stops] == [1, 2]
@@ -442,7 +443,7 @@ def test_a_running_exams_surplus_stays_in_teardown_order():
 
 def test_a_started_exam_that_shrinks_stops_the_surplus_at_once():
     now = T0 + 2 * H + 10 * MIN
-    vms = [ready_vm(i, 1, 2 * H - i * I, used=True) for i in range(5)]
+    vms = [ready_vm(i, 1, 2 * H - i * IV, used=True) for i in range(5)]
     p = plan(exams=[exam(1, 2 * H, 3, end=4 * H)], vms=vms, now_ms=now, config=CFG)
     assert len(p.stops) == 2 and {s.reason for s in p.stops} == {STOP_SURPLUS}
     assert p.exam(1).started
@@ -461,25 +462,25 @@ def test_vms_may_come_as_a_one_shot_iterable():
     # The planner reads the live VMs once (the scheduler could stream them):
     # a started exam's first request is learnt in the same pass.
     now = T0 + 2 * H + 10 * MIN
-    vms = [ready_vm(1, 1, 2 * H, used=True), ready_vm(2, 1, 2 * H - I, used=True), ready_vm(3, 2, 2 * H)]
+    vms = [ready_vm(1, 1, 2 * H, used=True), ready_vm(2, 1, 2 * H - IV, used=True), ready_vm(3, 2, 2 * H)]
     exams = [exam(1, 2 * H, 3, end=4 * H), exam(2, 5 * H, 20)]
     p = plan(exams=exams, vms=iter(vms), now_ms=now, config=CFG)
     assert p == plan(exams=exams, vms=vms, now_ms=now, config=CFG)
-    assert p.exam(1).requesting_starts_ms == T0 + 2 * H - 2 * I
+    assert p.exam(1).requesting_starts_ms == T0 + 2 * H - 2 * IV
 
 
 def test_pending_stops_come_first():
     now = T0 + 5 * H
-    vms = [ready_vm(1, 1, H, used=True), VmIn(id=2, exam_id=9, requested_ms=T0, ready_ms=T0 + I, stopping=True)]
+    vms = [ready_vm(1, 1, H, used=True), VmIn(id=2, exam_id=9, requested_ms=T0, ready_ms=T0 + IV, stopping=True)]
     p = plan(exams=[exam(1, 2 * H, 1, end=4 * H)], vms=vms, now_ms=now, config=CFG)
     assert [(s.vm_id, s.reason) for s in p.stops] == [(2, STOP_PENDING), (1, STOP_ENDED)]
 
 
 def test_a_lost_start_is_planned_around_but_never_used_or_stopped():
     now = T0
-    lost = VmIn(id=9, exam_id=1, requested_ms=T0, ready_ms=T0 + I, unknown=True)
+    lost = VmIn(id=9, exam_id=1, requested_ms=T0, ready_ms=T0 + IV, unknown=True)
     p = plan(exams=[exam(1, 10 * MIN, 100)], vms=[lost], now_ms=now, config=CFG)
-    assert p.allocator_free_ms == T0 + I
+    assert p.allocator_free_ms == T0 + IV
     assert p.exam(1).expected_ready_at_start == 99  # one slot less: the lost VM may hold it
     assert p.stops == () and p.assigns == ()
 
@@ -488,7 +489,7 @@ def test_request_spacing_stays_under_the_call_rate():
     exams = [exam(i, H + i * 7 * S, 40) for i in range(1, 6)]
     p = plan(exams=exams, vms=[], now_ms=T0, config=CFG)
     _on_time, times = replay(p, exams)
-    for a, b in zip(times, times[1:]):
+    for a, b in pairwise(times):
         assert b - a >= CFG.call_spacing_ms
 
 
@@ -509,7 +510,7 @@ def test_dense_days_reach_back_across_every_future_exam():
     assert first < T0 + 2 * 24 * H  # 24 x 2,500 x 6 s = 100 h of allocation before day 5
     assert sum(r.count for r in p.runs) == 60_000
     starts = sorted((r.slot_start_ms, r.end_ms) for r in p.runs)
-    assert all(e1 == s2 for (_s1, e1), (s2, _e2) in zip(starts, starts[1:]))  # one dense block
+    assert all(e1 == s2 for (_s1, e1), (s2, _e2) in pairwise(starts))  # one dense block
 
 
 def test_timeline_steps_from_existing_vms_through_the_runs():
@@ -561,7 +562,10 @@ def test_a_shortfall_note_promises_only_what_is_planned():
     p = plan(exams=[exam(1, 10 * MIN, 50, end=21 * MIN)], vms=[], now_ms=T0 + 9 * MIN, config=CFG)
     ep = p.exam(1)
     assert (ep.expected_ready_at_start, ep.shortfall, ep.late_planned) == (10, 40, 10)
-    assert ep.shortfall_note() == f"10 late VMs planned, the last ready at {from_ms(ep.last_late_ready_ms).isoformat(timespec='milliseconds').replace('+00:00', 'Z')}; 30 cannot be provided"
+    assert (
+        ep.shortfall_note()
+        == f"10 late VMs planned, the last ready at {from_ms(ep.last_late_ready_ms).isoformat(timespec='milliseconds').replace('+00:00', 'Z')}; 30 cannot be provided"
+    )
     p = plan(exams=[exam(1, 10 * MIN, 50, end=10 * MIN + 5 * S)], vms=[], now_ms=T0 + 9 * MIN, config=CFG)
     assert p.exam(1).late_planned == 0
     assert p.exam(1).shortfall_note() == "no late VM can be provided before the exam ends"
@@ -580,9 +584,9 @@ def test_queue_ahead_keeps_two_minutes_of_a_run_waiting_at_no_cost():
     # ... the first request at its slot, then the queue fills at the call rate
     # (one per 334 ms) up to 120 s ahead, then each request 120 s before its slot
     assert times[0] == first and times[1] == first + cfg.call_spacing_ms
-    assert all(b - a >= cfg.call_spacing_ms for a, b in zip(times, times[1:]))
-    assert all(run.slot_start_ms + k * I - t <= 120 * S for k, t in enumerate(times))
-    assert times[50] == run.slot_start_ms + 50 * I - 120 * S
+    assert all(b - a >= cfg.call_spacing_ms for a, b in pairwise(times))
+    assert all(run.slot_start_ms + k * IV - t <= 120 * S for k, t in enumerate(times))
+    assert times[50] == run.slot_start_ms + 50 * IV - 120 * S
     # replayed through the provider model: every VM ready exactly at its slot's end
     assert replay(ahead, exams, config=cfg)[0] == {1: 100}
     clock = VirtualClock(from_ms(T0))
@@ -598,19 +602,20 @@ def test_queue_ahead_joins_a_busy_queue_from_now():
     cfg = PlannerConfig(queue_ahead_ms=120 * S)
     now = T0
     # 3 VMs already queued (ready at +6, +12, +18 s); the exam needs 10 more back to back
-    vms = [queued_vm(i, 1, 0, (i + 1) * I) for i in range(3)]
-    p = plan(exams=[exam(1, 13 * I, 13)], vms=vms, now_ms=now, config=cfg)
+    vms = [queued_vm(i, 1, 0, (i + 1) * IV) for i in range(3)]
+    p = plan(exams=[exam(1, 13 * IV, 13)], vms=vms, now_ms=now, config=cfg)
     times = [t for t, _e, _r in p.start_requests()]
     assert len(times) == 10 and times[0] == now and p.runs[0].early_first
-    assert all(b - a == cfg.call_spacing_ms for a, b in zip(times, times[1:]))
+    assert all(b - a == cfg.call_spacing_ms for a, b in pairwise(times))
 
 
 def test_preview_is_pure_and_reports_who_is_affected():
     from vms.preview import ExamChange, exam_changes_impact, worsens
 
     exams = [exam(1, 30 * MIN, 100), exam(2, 35 * MIN, 100), exam(3, 3 * H, 10)]
-    rows = exam_changes_impact(exams=exams, vms=[], now_ms=T0, config=CFG,
-                               changes=[ExamChange("update", 1, {"students": 280})])
+    rows = exam_changes_impact(
+        exams=exams, vms=[], now_ms=T0, config=CFG, changes=[ExamChange("update", 1, {"students": 280})]
+    )
     by_id = {r["id"]: r for r in rows}
     assert set(by_id) == {1, 2}
     assert by_id[2]["shortfall_before"] == 0 and by_id[2]["shortfall_after"] == 30 and worsens(rows)

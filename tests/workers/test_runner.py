@@ -215,7 +215,9 @@ def test_removing_a_device_mid_job_requeues_it_and_it_runs_elsewhere(make_device
 def test_shutdown_hands_running_jobs_back_without_losing_them(make_device, make_program, live_worker):
     make_device("qpu-sim")
     make_program(jobs=1)
-    worker = live_worker(client_factory=lambda d, stop_event=None: SimulatedQPU(seconds=30, stop_event=stop_event), tick_seconds=0.2)
+    worker = live_worker(
+        client_factory=lambda d, stop_event=None: SimulatedQPU(seconds=30, stop_event=stop_event), tick_seconds=0.2
+    )
     assert wait_until(lambda: Job.objects.get().status == JobStatus.RUNNING)
     worker.shutdown(grace=0.2)
     job = Job.objects.get()
@@ -272,7 +274,9 @@ def test_an_http_device_removed_mid_job_and_back_at_once_still_runs_the_job(make
         server.close()
 
 
-def test_a_result_that_cannot_be_stored_hands_the_job_back(make_device, make_program, recording, live_worker, monkeypatch):
+def test_a_result_that_cannot_be_stored_hands_the_job_back(
+    make_device, make_program, recording, live_worker, monkeypatch
+):
     """A database error while storing the outcome must not leave the job
     'running' (with its lease renewed) for as long as the worker lives."""
     from jobs import claims

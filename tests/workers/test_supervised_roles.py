@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from core.dburl import current_database_url
 from core import health
+from core.dburl import current_database_url
 from jobs.models import Job, JobStatus
 from tests.e2e_helpers import session_pids
 from tests.helpers import wait_until
@@ -51,12 +51,25 @@ def test_a_killed_qpu_workers_child_is_restarted_and_the_work_goes_on(make_devic
 
     Heartbeat.objects.all().delete()
     make_device("qpu-sup", address="sim")
-    env = {**os.environ, "DATABASE_URL": current_database_url(), "JOB_LEASE_SECONDS": "2", "DEVICE_SIM_SECONDS": "0.1",
-           "VM_PROVIDER_URL": "", "PYTHONUNBUFFERED": "1", "WORKER_SHUTDOWN_GRACE_SECONDS": "1"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": current_database_url(),
+        "JOB_LEASE_SECONDS": "2",
+        "DEVICE_SIM_SECONDS": "0.1",
+        "VM_PROVIDER_URL": "",
+        "PYTHONUNBUFFERED": "1",
+        "WORKER_SHUTDOWN_GRACE_SECONDS": "1",
+    }
     log = tmp_path / "runworkers.log"
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "runworkers"], cwd=ROOT, env=env,
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "manage.py"), "runworkers"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         assert wait_until(lambda: len(_qpu_pids(log)) == 1, timeout=30), log.read_text()
         first = _qpu_pids(log)[0]
@@ -80,7 +93,11 @@ def test_a_killed_qpu_workers_child_is_restarted_and_the_work_goes_on(make_devic
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0, log.read_text()
         text = log.read_text()
-        assert "QPU workers stopped" in text and "task cluster stopped" in text and text.rstrip().endswith("workers stopped")
+        assert (
+            "QPU workers stopped" in text
+            and "task cluster stopped" in text
+            and text.rstrip().endswith("workers stopped")
+        )
         assert "Traceback" not in text, text
         assert wait_until(lambda: not session_pids(proc.pid), timeout=10), session_pids(proc.pid)
     finally:

@@ -73,9 +73,28 @@ from vms.planner.types import (
 )
 
 __all__ = [
-    "SECOND_MS", "STOP_ENDED", "STOP_ORPHAN", "STOP_PENDING", "STOP_RELEASE", "STOP_SURPLUS", "STOP_USED",
-    "STOP_USELESS", "Assign", "ExamIn", "ExamPlan", "Plan", "PlannerConfig", "Run", "Stop", "VmIn", "from_ms",
-    "iso_ms", "plan", "timeline", "to_ms", "to_ms_floor",
+    "SECOND_MS",
+    "STOP_ENDED",
+    "STOP_ORPHAN",
+    "STOP_PENDING",
+    "STOP_RELEASE",
+    "STOP_SURPLUS",
+    "STOP_USED",
+    "STOP_USELESS",
+    "Assign",
+    "ExamIn",
+    "ExamPlan",
+    "Plan",
+    "PlannerConfig",
+    "Run",
+    "Stop",
+    "VmIn",
+    "from_ms",
+    "iso_ms",
+    "plan",
+    "timeline",
+    "to_ms",
+    "to_ms_floor",
 ]
 
 

@@ -37,8 +37,18 @@ def pace_runs(st: PassState) -> list[Run]:
         else:
             anchor, index = now, 0  # joining the queue we already have: from now
         prev = Run(
-            run.exam_id, run.slot_start_ms, run.count, run.interval_ms, run.lead_ms, early, run.late, run.idle_lead_ms,
-            config.queue_ahead_ms, anchor, index, config.call_spacing_ms,
+            run.exam_id,
+            run.slot_start_ms,
+            run.count,
+            run.interval_ms,
+            run.lead_ms,
+            early,
+            run.late,
+            run.idle_lead_ms,
+            config.queue_ahead_ms,
+            anchor,
+            index,
+            config.call_spacing_ms,
         )
         runs.append(prev)
     return runs

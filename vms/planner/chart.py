@@ -18,11 +18,7 @@ def timeline(plan: Plan, exam_id: int, *, vms: Iterable[tuple[int, int | None, i
     ep = plan.exam(exam_id)
     stopped = {s.vm_id for s in plan.stops}
     moved = {a.vm_id: a.exam_id for a in plan.assigns}
-    ready_times = [
-        ready
-        for vm_id, bound, ready in vms
-        if vm_id not in stopped and moved.get(vm_id, bound) == exam_id
-    ]
+    ready_times = [ready for vm_id, bound, ready in vms if vm_id not in stopped and moved.get(vm_id, bound) == exam_id]
     count = sum(1 for r in ready_times if r <= plan.now_ms)
     points: list[tuple[int, int]] = [(plan.now_ms, count)]
     items: list[tuple[int, int, int]] = [(r, r, 1) for r in ready_times if r > plan.now_ms]

@@ -117,7 +117,9 @@ def place_runs_alap(st: PassState) -> None:
         min_slack_after = _release_parked_vms(st, w, end, room)
         x = w.new_slots
         if x > 0:
-            runs.append(Run(w.exam.id, end - x * interval, x, interval, config.lead_ms, False, idle_lead_ms=config.idle_lead_ms))
+            runs.append(
+                Run(w.exam.id, end - x * interval, x, interval, config.lead_ms, False, idle_lead_ms=config.idle_lead_ms)
+            )
             cursor = end - x * interval
         else:
             cursor = end

@@ -109,9 +109,22 @@ class PassState:
     """Everything one ``plan()`` call decides, filled phase by phase."""
 
     __slots__ = (
-        "config", "now_ms", "interval", "margin", "exams_by_id", "stops", "stopped_ids", "requested_first",
-        "started_vm_count", "started_ready_at_start", "allocator_free", "future", "pool", "released",
-        "on_time_runs", "late_runs",
+        "config",
+        "now_ms",
+        "interval",
+        "margin",
+        "exams_by_id",
+        "stops",
+        "stopped_ids",
+        "requested_first",
+        "started_vm_count",
+        "started_ready_at_start",
+        "allocator_free",
+        "future",
+        "pool",
+        "released",
+        "on_time_runs",
+        "late_runs",
     )
 
     def __init__(self, *, exams: Iterable[ExamIn], now_ms: int, config: PlannerConfig):
@@ -132,7 +145,9 @@ class PassState:
         self.on_time_runs: list[Run] = []  # in time order
         self.late_runs: dict[int, list[Run]] = {}  # exam -> its late runs
 
-    def stop(self, vm: VmIn, reason: str, *, ready: int, due_ms: int | None = None, protects_ms: int | None = None) -> None:
+    def stop(
+        self, vm: VmIn, reason: str, *, ready: int, due_ms: int | None = None, protects_ms: int | None = None
+    ) -> None:
         self.stopped_ids.add(vm.id)
         key = stop_key(vm, ready, self.now_ms, self.interval, due_ms=due_ms, protects_ms=protects_ms)
         self.stops.append((key, Stop(vm.id, reason)))

@@ -69,8 +69,17 @@ class PlannerConfig:
             # Slots would then come faster than start calls may: the planner
             # assumes the allocator, not the call rate, is the bottleneck.
             raise ValueError("allocation interval must be at least 1/requests_per_second seconds")
-        if min(self.ready_margin_ms, self.request_lead_ms, self.release_slack_ms, self.idle_lead_ms, self.late_min_useful_ms,
-               self.queue_ahead_ms) < 0:
+        if (
+            min(
+                self.ready_margin_ms,
+                self.request_lead_ms,
+                self.release_slack_ms,
+                self.idle_lead_ms,
+                self.late_min_useful_ms,
+                self.queue_ahead_ms,
+            )
+            < 0
+        ):
             raise ValueError("margins must not be negative")
 
     @property
@@ -194,7 +203,8 @@ class ExamPlan:
         late, last = self.late_planned, self.last_late_ready_ms
         if not late:
             return "no late VM can be provided before the exam ends"
-        text = f"{late} late VM{'s' if late != 1 else ''} planned, the last ready at {iso_ms(last)}"
+        when = "unknown" if last is None else iso_ms(last)
+        text = f"{late} late VM{'s' if late != 1 else ''} planned, the last ready at {when}"
         missing = self.shortfall - late
         if missing > 0 and not self.started:
             text += f"; {missing} cannot be provided"
@@ -224,7 +234,7 @@ class Plan:
     # The next instant something is due that a replan would see (an exam
     # starts or ends); requests follow ``runs``.
     next_event_ms: int | None
-    _by_exam: dict = field(default=None, compare=False, repr=False)
+    _by_exam: dict | None = field(default=None, compare=False, repr=False)
 
     def exam(self, exam_id: int) -> ExamPlan | None:
         by_exam = self._by_exam

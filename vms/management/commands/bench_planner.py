@@ -28,7 +28,11 @@ def make_inputs(*, exams: int, per_day: int, students: int, vms: int, seed: int)
     for i in range(exams):
         day = 1 + i // per_day
         start = now + day * 24 * H + 8 * H + rng.randrange(0, 18) * H // 2
-        out.append(ExamIn(id=i + 1, start_ms=start, end_ms=start + rng.choice([1, 2, 3]) * H, students=rng.randint(1, students)))
+        out.append(
+            ExamIn(
+                id=i + 1, start_ms=start, end_ms=start + rng.choice([1, 2, 3]) * H, students=rng.randint(1, students)
+            )
+        )
     live = []
     interval = 6_000
     for j in range(vms):
@@ -50,7 +54,8 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=1)
         parser.add_argument("--json", action="store_true", help="Print one JSON object.")
         parser.add_argument(
-            "--preview", action="store_true",
+            "--preview",
+            action="store_true",
             help="Time a what-if preview instead (POST /exams/preview: one exam enlarged, plans before and after, compared).",
         )
 
