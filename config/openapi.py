@@ -13,6 +13,22 @@ class AutoSchema(_SpectacularAutoSchema):
     allowed, a value that is empty once trimmed. Without these, generated
     clients and fuzzers send values the API answers with a 400."""
 
+    def _map_basic_serializer(self, serializer, direction):
+        # A serializer that documents a closed object (``closed = True``: the
+        # view refuses unknown fields) says so.
+        schema = super()._map_basic_serializer(serializer, direction)
+        if getattr(serializer, "closed", False):
+            schema["additionalProperties"] = False
+        return schema
+
+    def _get_request_body(self, direction="request"):
+        # A PATCH names what to change: its body is required (an empty JSON
+        # object is a valid no-op; no body at all is a 400).
+        body = super()._get_request_body(direction)
+        if body is not None and self.method == "PATCH":
+            body["required"] = True
+        return body
+
     def _map_serializer_field(self, field, direction, bypass_extensions=False):
         schema = super()._map_serializer_field(field, direction, bypass_extensions)
         # Bounds a field class states for itself (e.g. a list's minItems).

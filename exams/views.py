@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import generics
+from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import IsAdminUser
 
 from exams.selectors import exam_list
@@ -45,6 +46,13 @@ class ExamDetailView(generics.RetrieveUpdateDestroyAPIView):
 
     def get_queryset(self):
         return exam_list()
+
+    def partial_update(self, request, *args, **kwargs):
+        if int(request.META.get("CONTENT_LENGTH") or 0) == 0:
+            raise ValidationError(
+                {"body": ['A PATCH needs a JSON object with the fields to change, e.g. {"students": 40}.']}
+            )
+        return super().partial_update(request, *args, **kwargs)
 
     def perform_destroy(self, instance):
         exam_delete(exam=instance)

@@ -27,8 +27,12 @@ schema = schemathesis.openapi.from_wsgi("/api/schema/", application, config=CONF
 
 
 @pytest.fixture
-def tokens(db, settings):
+def tokens(db, settings, monkeypatch):
     settings.THROTTLE_SUBMIT_RATE = ""  # the budget is spent on shapes, not on the rate limit
+    # POST /api/token/: positive cases log in for real (st_hooks.login)
+    make_user("st-login", password="st-login-pass-1")
+    monkeypatch.setenv("ST_LOGIN_USERNAME", "st-login")
+    monkeypatch.setenv("ST_LOGIN_PASSWORD", "st-login-pass-1")
     return {
         "staff": make_token(make_user("st-staff", is_staff=True)),
         "user": make_token(make_user("st-user")),

@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import timezone as dt_timezone
 
 from django.utils import timezone
+from drf_spectacular.utils import PolymorphicProxySerializer
 from rest_framework import serializers
 
 from exams import rules as exam_rules
+from exams.serializers import ExamSerializer
 from vms.models import VM, VMState
 from vms.plan_summary import iso_ms
 
@@ -163,48 +165,82 @@ class ExamPlanBriefSerializer(serializers.Serializer):
     note = serializers.CharField(help_text="In words: what is planned about the missing VMs.")
 
 
-def _exam_with_plan_serializer():
-    from exams.serializers import ExamSerializer
+class ExamWithPlanSerializer(ExamSerializer):
+    """Documentation of the write answers (the views add ``plan`` to the exam)."""
 
-    class ExamWithPlanSerializer(ExamSerializer):
-        plan = ExamPlanBriefSerializer(read_only=True)
+    plan = ExamPlanBriefSerializer(read_only=True)
 
-        class Meta(ExamSerializer.Meta):
-            fields = [*ExamSerializer.Meta.fields, "plan"]
-            read_only_fields = [*ExamSerializer.Meta.read_only_fields, "plan"]
-
-    return ExamWithPlanSerializer
-
-
-# Documentation of the write answers (the views add ``plan`` to the exam).
-ExamWithPlanSerializer = _exam_with_plan_serializer()
+    class Meta(ExamSerializer.Meta):
+        fields = [*ExamSerializer.Meta.fields, "plan"]
+        read_only_fields = [*ExamSerializer.Meta.read_only_fields, "plan"]
 
 
 # --- POST /exams/preview (documentation of the shapes) ------------------------------
 
 
-class _PreviewExamSerializer(serializers.Serializer):
-    id = serializers.IntegerField(
-        required=False,
-        min_value=exam_rules.ID_MIN,
-        max_value=exam_rules.ID_MAX,
-        help_text="Required for update and delete; optional for create.",
+class PreviewCreateExamSerializer(ExamSerializer):
+    """A new exam, as ``POST /exams`` takes it (the id is optional); a
+    preview refuses fields it does not know (config.openapi: ``closed``)."""
+
+    closed = True
+
+
+class PreviewUpdateExamSerializer(ExamSerializer):
+    """An update names the exam and what changes (the exam rules apply)."""
+
+    closed = True
+
+    id = serializers.IntegerField(min_value=exam_rules.ID_MIN, max_value=exam_rules.ID_MAX)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name in ("name", "start", "end", "students"):
+            self.fields[name].required = False
+
+
+class PreviewExamIdSerializer(serializers.Serializer):
+    closed = True
+    id = serializers.IntegerField(min_value=exam_rules.ID_MIN, max_value=exam_rules.ID_MAX)
+
+
+class PreviewCreateChangeSerializer(serializers.Serializer):
+    closed = True
+    action = serializers.ChoiceField(choices=["create"])
+    exam = PreviewCreateExamSerializer()
+
+
+class PreviewUpdateChangeSerializer(serializers.Serializer):
+    closed = True
+    action = serializers.ChoiceField(choices=["update"])
+    exam = PreviewUpdateExamSerializer()
+
+
+class PreviewDeleteChangeSerializer(serializers.Serializer):
+    closed = True
+    action = serializers.ChoiceField(choices=["delete"])
+    exam = PreviewExamIdSerializer()
+
+
+def _preview_change(**kwargs) -> PolymorphicProxySerializer:
+    """One change, documented by its action (the view parses with
+    ``vms.preview.parse_changes``, which applies the same exam rules)."""
+    return PolymorphicProxySerializer(
+        component_name="PreviewChange",
+        serializers={
+            "create": PreviewCreateChangeSerializer,
+            "update": PreviewUpdateChangeSerializer,
+            "delete": PreviewDeleteChangeSerializer,
+        },
+        resource_type_field_name="action",
+        **kwargs,
     )
-    name = serializers.CharField(required=False)
-    start = serializers.DateTimeField(required=False)
-    end = serializers.DateTimeField(required=False)
-    students = serializers.IntegerField(required=False)
-
-
-class _PreviewChangeSerializer(serializers.Serializer):
-    action = serializers.ChoiceField(choices=["create", "update", "delete"])
-    exam = _PreviewExamSerializer()
 
 
 class ExamPreviewRequestSerializer(serializers.Serializer):
+    closed = True
     # max_length goes to the ListSerializer that many=True builds (DRF >= 3.14);
     # the drf-stubs signature of Serializer.__init__ lacks it.
-    changes = _PreviewChangeSerializer(  # type: ignore[call-arg]
+    changes = _preview_change(  # type: ignore[call-arg]
         many=True,
         allow_empty=False,
         max_length=1000,

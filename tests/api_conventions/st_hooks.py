@@ -4,8 +4,9 @@ runs in the coverage phase too, where the per-operation settings of
 schemathesis.toml do not reach):
 
 - exams: ``end`` after ``start``, both within the years 2000 to 2100 UTC;
-- submissions: the priority ceiling that depends on who asks, and a result
-  within RESULT_MAX_BITS (device size x shots);
+- submissions: the priority ceiling that depends on who asks, a result
+  within RESULT_MAX_BITS (device size x shots), and a callback URL that the
+  public-address policy and Django's URL check accept;
 - a job-list ``cursor`` is only ever one the API issued;
 - ``POST /api/token/``: the right username and password cannot be generated;
   with ST_LOGIN_USERNAME and ST_LOGIN_PASSWORD set, positive cases use them
@@ -100,9 +101,36 @@ def result_within_the_cap(job):
     return job
 
 
+PUBLIC_CALLBACK = "https://example.com/hooks/qpu"
+
+
+def callback_usable(body):
+    """Callbacks go to public addresses only (resolved now and again at each
+    delivery; docs/security.md) and must pass Django's URL check, which knows
+    more than a pattern (a top-level domain...): a generated URL that would
+    be refused is replaced by a public one. The policy has its own tests
+    (tests/security/test_callback_urls.py)."""
+    from django.core.exceptions import ValidationError
+    from django.core.validators import URLValidator
+
+    from core.outbound import callback_url_problem
+
+    url = body.get("callback_url")
+    if not isinstance(url, str) or not url:
+        return
+    try:
+        URLValidator()(url)
+        usable = callback_url_problem(url) is None
+    except ValidationError:
+        usable = False
+    if not usable:
+        body["callback_url"] = PUBLIC_CALLBACK
+
+
 def submission(body):
     body = priority_within_the_ceiling(body)
     if isinstance(body, dict):
+        callback_usable(body)
         result_within_the_cap(body)
         jobs = body.get("jobs")
         for job in jobs if isinstance(jobs, list) else []:

@@ -233,6 +233,13 @@ def test_patch_with_the_same_id_is_fine(staff_api, make_exam):
     assert exam.name == "Renamed"
 
 
+def test_a_patch_needs_a_body_but_an_empty_object_is_a_no_op(staff_api, make_exam):
+    exam = make_exam()
+    response = staff_api.generic("PATCH", f"/exams/{exam.id}")
+    assert response.status_code == 400 and list(response.json()) == ["body"]
+    assert staff_api.patch(f"/exams/{exam.id}", {}, format="json").status_code == 200
+
+
 def test_delete(staff_api, make_exam):
     exam, other = make_exam(), make_exam(name="Other")
     assert staff_api.delete(f"/exams/{exam.id}").status_code == 204
