@@ -178,11 +178,15 @@ class QueueCounter(models.Model):
     are pruned by ``manage.py queue_counters --prune``.
     """
 
-    pk = models.CompositePrimaryKey("device_type", "priority", "bucket")
+    pk = models.CompositePrimaryKey("device_type", "priority", "bucket", "slot")
     device_type = models.CharField(max_length=100)
     priority = models.IntegerField()
     bucket = models.BigIntegerField(help_text="job id >> QUEUE_BUCKET_SHIFT")
+    # Concurrent claimers of a type all take the head of its queue: keyed by
+    # the writing backend too, they update different rows instead of waiting
+    # for each other's commits. A bucket's count is the sum of its slots.
+    slot = models.SmallIntegerField(default=0, help_text="the writer's backend pid % 8")
     n = models.BigIntegerField(default=0)
 
     def __str__(self) -> str:
-        return f"{self.device_type} p{self.priority} b{self.bucket}: {self.n}"
+        return f"{self.device_type} p{self.priority} b{self.bucket} s{self.slot}: {self.n}"

@@ -33,7 +33,7 @@ def counters_kept() -> bool:
 
 
 def queue_counters_drift() -> list[Drift]:
-    """Every counter that differs from a recount of the queued jobs, and every
+    """Every bucket whose counter (the sum of its slots) differs from a recount of the queued jobs, and every
     (type, priority, bucket) with queued jobs but no counter. One statement,
     so counters and jobs are read at one snapshot: a writer committing
     meanwhile cannot make a false alarm. Reads every queued job's index
@@ -45,7 +45,8 @@ def queue_counters_drift() -> list[Drift]:
         cursor.execute(
             f"""
             SELECT device_type, priority, bucket, coalesce(c.n, 0), coalesce(j.n, 0)
-              FROM (SELECT device_type, priority, bucket, n FROM jobs_queuecounter WHERE n <> 0) c
+              FROM (SELECT device_type, priority, bucket, sum(n) AS n FROM jobs_queuecounter
+                     GROUP BY 1, 2, 3 HAVING sum(n) <> 0) c
               FULL JOIN (SELECT device_type, priority, id >> {QUEUE_BUCKET_SHIFT} AS bucket, count(*) AS n
                            FROM jobs_job WHERE status = 'queued' GROUP BY 1, 2, 3) j
                    USING (device_type, priority, bucket)
@@ -68,8 +69,8 @@ def queue_counters_rebuild() -> int:
         cursor.execute("DELETE FROM jobs_queuecounter")
         cursor.execute(
             f"""
-            INSERT INTO jobs_queuecounter (device_type, priority, bucket, n)
-            SELECT device_type, priority, id >> {QUEUE_BUCKET_SHIFT}, count(*)
+            INSERT INTO jobs_queuecounter (device_type, priority, bucket, slot, n)
+            SELECT device_type, priority, id >> {QUEUE_BUCKET_SHIFT}, 0, count(*)
               FROM jobs_job WHERE status = 'queued' GROUP BY 1, 2, 3
             """
         )

@@ -12,7 +12,16 @@ Why statement-level with transition tables: a 10,000-job submission or a
 requeue of a device's jobs updates each touched counter once (grouped),
 not once per row. Each statement upserts its deltas in (device_type,
 priority, bucket) order, so two statements touching the same counters lock
-them in the same order and cannot deadlock each other. A statement that
+them in the same order and cannot deadlock each other.
+
+Why a slot (the writing backend's pid modulo 8) in the key: every claim of a
+device type takes the head of its queue, so concurrent claimers would all
+update the same counter row and, since a row lock is held until commit
+(WAL flush included), their commits would run one at a time. Spread over
+eight rows per bucket they rarely meet; a counter is the sum of its slots
+(a slot alone may be negative: claims in one, submissions in another).
+
+A statement that
 leaves the queued set unchanged (a result stored on a running job) computes
 an empty delta and writes nothing.
 
@@ -35,23 +44,23 @@ BEGIN
     -- before it, summed per counter; zero sums (a queued row edited, a
     -- running row finished) write nothing.
     IF TG_OP = 'INSERT' THEN
-        INSERT INTO jobs_queuecounter AS c (device_type, priority, bucket, n)
-        SELECT device_type, priority, id >> 10, count(*) FROM new_rows WHERE status = 'queued'
+        INSERT INTO jobs_queuecounter AS c (device_type, priority, bucket, slot, n)
+        SELECT device_type, priority, id >> 10, pg_backend_pid() % 8, count(*) FROM new_rows WHERE status = 'queued'
          GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
-        ON CONFLICT (device_type, priority, bucket) DO UPDATE SET n = c.n + EXCLUDED.n;
+        ON CONFLICT (device_type, priority, bucket, slot) DO UPDATE SET n = c.n + EXCLUDED.n;
     ELSIF TG_OP = 'DELETE' THEN
-        INSERT INTO jobs_queuecounter AS c (device_type, priority, bucket, n)
-        SELECT device_type, priority, id >> 10, -count(*) FROM old_rows WHERE status = 'queued'
+        INSERT INTO jobs_queuecounter AS c (device_type, priority, bucket, slot, n)
+        SELECT device_type, priority, id >> 10, pg_backend_pid() % 8, -count(*) FROM old_rows WHERE status = 'queued'
          GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
-        ON CONFLICT (device_type, priority, bucket) DO UPDATE SET n = c.n + EXCLUDED.n;
+        ON CONFLICT (device_type, priority, bucket, slot) DO UPDATE SET n = c.n + EXCLUDED.n;
     ELSE
-        INSERT INTO jobs_queuecounter AS c (device_type, priority, bucket, n)
-        SELECT device_type, priority, bucket, sum(d) FROM (
+        INSERT INTO jobs_queuecounter AS c (device_type, priority, bucket, slot, n)
+        SELECT device_type, priority, bucket, pg_backend_pid() % 8, sum(d) FROM (
                 SELECT device_type, priority, id >> 10 AS bucket, 1 AS d FROM new_rows WHERE status = 'queued'
                 UNION ALL
                 SELECT device_type, priority, id >> 10, -1 FROM old_rows WHERE status = 'queued') t
          GROUP BY 1, 2, 3 HAVING sum(d) <> 0 ORDER BY 1, 2, 3
-        ON CONFLICT (device_type, priority, bucket) DO UPDATE SET n = c.n + EXCLUDED.n;
+        ON CONFLICT (device_type, priority, bucket, slot) DO UPDATE SET n = c.n + EXCLUDED.n;
     END IF;
     RETURN NULL;
 END $$;
@@ -74,8 +83,8 @@ CREATE TRIGGER jobs_queue_counters_trunc AFTER TRUNCATE ON jobs_job
     FOR EACH STATEMENT EXECUTE FUNCTION jobs_queue_counters_truncate();
 
 DELETE FROM jobs_queuecounter;
-INSERT INTO jobs_queuecounter (device_type, priority, bucket, n)
-SELECT device_type, priority, id >> 10, count(*) FROM jobs_job WHERE status = 'queued' GROUP BY 1, 2, 3;
+INSERT INTO jobs_queuecounter (device_type, priority, bucket, slot, n)
+SELECT device_type, priority, id >> 10, 0, count(*) FROM jobs_job WHERE status = 'queued' GROUP BY 1, 2, 3;
 """
 
 REVERSE = """
@@ -90,12 +99,12 @@ DROP FUNCTION IF EXISTS jobs_queue_counters_truncate();
 
 def forward(apps, schema_editor):
     if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(FORWARD)
+        schema_editor.execute(FORWARD, params=None)  # no %-formatting of the SQL
 
 
 def reverse(apps, schema_editor):
     if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(REVERSE)
+        schema_editor.execute(REVERSE, params=None)
 
 
 class Migration(migrations.Migration):
@@ -113,6 +122,7 @@ class Migration(migrations.Migration):
                         "device_type",
                         "priority",
                         "bucket",
+                        "slot",
                         blank=True,
                         editable=False,
                         primary_key=True,
@@ -122,6 +132,7 @@ class Migration(migrations.Migration):
                 ("device_type", models.CharField(max_length=100)),
                 ("priority", models.IntegerField()),
                 ("bucket", models.BigIntegerField(help_text="job id >> QUEUE_BUCKET_SHIFT")),
+                ("slot", models.SmallIntegerField(default=0, help_text="the writer's backend pid % 8")),
                 ("n", models.BigIntegerField(default=0)),
             ],
         ),
