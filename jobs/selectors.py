@@ -130,7 +130,10 @@ def job_queue_info(job: Job, *, now: datetime | None = None) -> QueueInfo:
     info = QueueInfo()
     if job.status == JobStatus.QUEUED:
         position = job_queue_position(job)
-        devices = estimates.type_devices(job.device_type)
+        # A submission has just read the type's devices (jobs.services.job_submit).
+        devices = getattr(job, "_type_devices", None)
+        if devices is None:
+            devices = estimates.type_devices(job.device_type)
         estimate = estimates.estimate_start(
             device_type=job.device_type,
             position=position,
