@@ -53,7 +53,10 @@ BEGIN
         SELECT device_type, priority, id >> 10, pg_backend_pid() % 8, -count(*) FROM old_rows WHERE status = 'queued'
          GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
         ON CONFLICT (device_type, priority, bucket, slot) DO UPDATE SET n = c.n + EXCLUDED.n;
-    ELSE
+    ELSIF EXISTS (SELECT 1 FROM old_rows WHERE status = 'queued')
+          OR EXISTS (SELECT 1 FROM new_rows WHERE status = 'queued') THEN
+        -- (Half of the queue's updates never touch a queued row: a result
+        -- stored, a lease renewed. They stop at the two EXISTS above.)
         INSERT INTO jobs_queuecounter AS c (device_type, priority, bucket, slot, n)
         SELECT device_type, priority, bucket, pg_backend_pid() % 8, sum(d) FROM (
                 SELECT device_type, priority, id >> 10 AS bucket, 1 AS d FROM new_rows WHERE status = 'queued'
