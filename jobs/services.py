@@ -365,7 +365,7 @@ def _job_submit_orm(*, owner, priority, device_type, key, program_key, client_us
     return job
 
 
-_PROGRAM_COLUMNS = [f.column for f in Program._meta.concrete_fields]
+_PROGRAM_COLUMNS = [str(f.column) for f in Program._meta.concrete_fields]
 
 # Program upsert, job insert and the workers' NOTIFY in one statement. The
 # job is inserted only into a program that agrees with it (owner, priority,
