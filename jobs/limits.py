@@ -45,6 +45,12 @@ def _lock_user(user_id: int) -> None:
     list(users.values_list("pk", flat=True))
 
 
+def queued_cap_applies(user) -> bool:
+    """Whether ``check_queued_cap`` has anything to check (and so needs a
+    transaction) for this user: staff and a disabled cap skip it."""
+    return settings.USER_MAX_QUEUED_JOBS > 0 and not user.is_staff
+
+
 def check_queued_cap(*, user, adding: int) -> None:
     """429 when queueing ``adding`` more jobs would take ``user`` above
     USER_MAX_QUEUED_JOBS. Call inside the submission's transaction.
@@ -56,7 +62,7 @@ def check_queued_cap(*, user, adding: int) -> None:
     not conflict with it.
     """
     cap = settings.USER_MAX_QUEUED_JOBS
-    if cap <= 0 or user.is_staff:
+    if not queued_cap_applies(user):
         return
     if adding > cap:
         raise QueuedJobsLimit(

@@ -161,3 +161,36 @@ class SlowReceiver(models.Model):
 
     def __str__(self) -> str:
         return self.receiver
+
+
+# Queue counters are kept per block of 2**QUEUE_BUCKET_SHIFT job ids. Fixed by
+# migration 0009 (its trigger and backfill compute ``id >> 10``): change both
+# together, with a rebuild (``manage.py queue_counters --rebuild``).
+QUEUE_BUCKET_SHIFT = 10
+
+
+class QueueCounter(models.Model):
+    """How many queued jobs there are per (device type, priority, id bucket),
+    so an exact queue position is a sum of a few counters plus a count within
+    one bucket, however deep the queue (``jobs.selectors.job_queue_position``).
+
+    PostgreSQL only: kept exact by statement-level triggers on ``jobs_job``
+    (migration 0009), in the same transaction as the change that queued or
+    unqueued the jobs, so no application statement has to remember it. On
+    SQLite (development, small queues) the table stays empty and positions
+    are counted directly. ``n`` may rest at 0 (an emptied bucket); such rows
+    are pruned by ``manage.py queue_counters --prune``.
+    """
+
+    pk = models.CompositePrimaryKey("device_type", "priority", "bucket", "slot")
+    device_type = models.CharField(max_length=100)
+    priority = models.IntegerField()
+    bucket = models.BigIntegerField(help_text="job id >> QUEUE_BUCKET_SHIFT")
+    # Concurrent claimers of a type all take the head of its queue: keyed by
+    # the writing backend too, they update different rows instead of waiting
+    # for each other's commits. A bucket's count is the sum of its slots.
+    slot = models.SmallIntegerField(default=0, help_text="the writer's backend pid % 8")
+    n = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.device_type} p{self.priority} b{self.bucket} s{self.slot}: {self.n}"

@@ -6,6 +6,8 @@ PostgreSQL LISTEN/NOTIFY, always after the transaction commits.
 
 from __future__ import annotations
 
+from django.db import transaction
+
 from core.wakeups import Wakeup
 
 CHANNEL = "qpu_scheduler"
@@ -19,6 +21,12 @@ wait_for_change = _wakeup.wait_for_change
 def notify_changed(payload: str = "") -> None:
     """Signal the workers after the current transaction commits."""
     _wakeup.send_on_commit(payload)
+
+
+def wake_local_on_commit() -> None:
+    """This process's half of ``notify_changed``, for a statement that sent
+    its own ``pg_notify(CHANNEL, ...)`` (one round trip fewer)."""
+    transaction.on_commit(wake_local)
 
 
 def listener(stop_event):

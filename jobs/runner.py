@@ -77,6 +77,7 @@ class Worker:
         max_devices: int = 1000,
         idle_wait: float = 5.0,
         tick_seconds: float = 1.0,
+        pass_interval: float = 0.1,
         listen: bool = True,
         stop_event: threading.Event | None = None,
     ):
@@ -88,6 +89,12 @@ class Worker:
         # the wait so a lost notification costs seconds, not forever.
         self.idle_wait = idle_wait
         self.tick_seconds = tick_seconds
+        # Every submission wakes the workers (so that idle device loops claim
+        # at once); the manager pass (renewals, expired leases, silent
+        # devices, acquiring devices: several statements) runs at most once
+        # per pass_interval however many wake-ups arrive, instead of once per
+        # submission. A new device waits at most that long to be driven.
+        self.pass_interval = pass_interval
         self.listen = listen
         self.stop_event = stop_event or threading.Event()
         self.runners: dict[str, _Runner] = {}
@@ -117,7 +124,11 @@ class Worker:
                     logger.exception("worker tick failed")
                     close_old_connections()
                     self.stop_event.wait(1.0)
+                passed = time.monotonic()
                 seen = notify.wait_for_change(seen, timeout=self.tick_seconds)
+                rest = self.pass_interval - (time.monotonic() - passed)
+                if rest > 0:
+                    self.stop_event.wait(rest)  # wake-ups meanwhile make one pass
                 if self.stop_event.is_set():
                     break
         finally:

@@ -15,7 +15,7 @@ from django.utils import timezone
 from devices.models import Device, DeviceStatus
 from jobs import estimates
 from jobs.exceptions import JobNotFound, ProgramNotFound
-from jobs.models import Job, JobStatus, Program
+from jobs.models import QUEUE_BUCKET_SHIFT, Job, JobStatus, Program
 
 
 def jobs_visible_to(user) -> QuerySet[Job]:
@@ -49,17 +49,23 @@ def program_get(*, user, key: str) -> Program:
 def job_queue_position(job: Job) -> int | None:
     """1-based place of a queued job among the queued jobs of its device
     type, in claim order (priority desc, then submission order); None when
-    the job is not queued.
+    the job is not queued. Exact on both databases.
 
-    One statement, two counts over the partial index ``job_queue_idx``
-    (device_type, priority desc, id) WHERE status = 'queued': the jobs of
-    higher priority, then those of equal priority submitted earlier. Both are
-    index-only range scans bounded on every column, so only the index
-    entries of the jobs ahead are read (one OR'ed condition would turn into a
-    bitmap scan that visits the table).
+    PostgreSQL: from the queue counters (``QueueCounter``, kept by triggers
+    in the same transactions as the jobs), so the cost does not grow with
+    the queue: the counters of higher priorities, those of earlier id
+    buckets at the same priority, and the queued jobs of the job's own
+    bucket (at most 2**QUEUE_BUCKET_SHIFT entries of ``job_queue_idx``)
+    that come before it. One statement, so one snapshot: the counters and
+    the jobs it reads agree.
+
+    SQLite (development, small queues): the exact count of the jobs ahead,
+    two range counts over ``job_queue_idx``.
     """
     if job.status != JobStatus.QUEUED:
         return None
+    if connection.vendor == "postgresql":
+        return _position_from_counters(job)
     with connection.cursor() as cursor:
         cursor.execute(
             """
@@ -71,6 +77,37 @@ def job_queue_position(job: Job) -> int | None:
             [job.device_type, job.priority, job.device_type, job.priority, job.pk],
         )
         return cursor.fetchone()[0] + 1
+
+
+def _position_from_counters(job: Job) -> int:
+    # Three bounded range reads: counters of higher priorities (one per
+    # priority and bucket), counters of earlier buckets of this priority,
+    # and this bucket's index entries before the job (an index-only scan
+    # bounded on every column of job_queue_idx).
+    bucket = job.pk >> QUEUE_BUCKET_SHIFT
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT (SELECT coalesce(sum(n), 0) FROM jobs_queuecounter
+                     WHERE device_type = %s AND priority > %s)
+                 + (SELECT coalesce(sum(n), 0) FROM jobs_queuecounter
+                     WHERE device_type = %s AND priority = %s AND bucket < %s)
+                 + (SELECT count(*) FROM jobs_job
+                     WHERE status = 'queued' AND device_type = %s AND priority = %s AND id >= %s AND id < %s)
+            """,
+            [
+                job.device_type,
+                job.priority,
+                job.device_type,
+                job.priority,
+                bucket,
+                job.device_type,
+                job.priority,
+                bucket << QUEUE_BUCKET_SHIFT,
+                job.pk,
+            ],
+        )
+        return int(cursor.fetchone()[0]) + 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +130,10 @@ def job_queue_info(job: Job, *, now: datetime | None = None) -> QueueInfo:
     info = QueueInfo()
     position = job_queue_position(job)  # None unless the job is queued
     if position is not None:
-        devices = estimates.type_devices(job.device_type)
+        # A submission has just read the type's devices (jobs.services.job_submit).
+        devices = getattr(job, "_type_devices", None)
+        if devices is None:
+            devices = estimates.type_devices(job.device_type)
         estimate = estimates.estimate_start(
             device_type=job.device_type,
             position=position,

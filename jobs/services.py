@@ -11,6 +11,7 @@ import json
 import uuid
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -19,9 +20,9 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from jobs import estimates, lifecycle
+from jobs import estimates, lifecycle, notify
 from jobs.exceptions import DomainError, DuplicateId, JobNotCancellable, NoDeviceCanRun, ProgramMismatch
-from jobs.limits import check_priority, check_queued_cap
+from jobs.limits import check_priority, check_queued_cap, queued_cap_applies
 from jobs.models import CallbackStatus, Job, JobStatus, Program, new_webhook_secret
 from jobs.notify import notify_changed
 
@@ -290,9 +291,50 @@ def job_submit(
     instructions = [] if instructions is None else instructions
     check_priority(user=owner, priority=priority)
     spec = [JobSpec(shots=shots, min_size=min_size)]
-    sizes = registered_sizes(device_type)
+    devices = estimates.type_devices(device_type)
+    sizes = sorted({d.size for d in devices})
     _check_result_sizes(device_type=device_type, sizes=sizes, jobs=spec, field_prefix="")
     _device_warnings(device_type=device_type, sizes=sizes, jobs=spec, require_device=require_device, field_prefix="")
+    fields = {
+        "owner": owner,
+        "priority": priority,
+        "device_type": device_type,
+        "key": key or new_key(),
+        "program_key": program_key or new_key(),
+        "client_user_id": client_user_id,
+        "instructions": instructions,
+        "shots": shots,
+        "min_size": min_size,
+    }
+    submit = _job_submit_one_statement if connection.vendor == "postgresql" else _job_submit_orm
+    job = submit(**fields)
+    # The type's devices were just read: the answer's estimate uses them.
+    job._type_devices = devices
+    lifecycle.submitted(program=job.program.key, job_keys=[job.key], device_type=device_type, priority=job.priority)
+    return job
+
+
+def _check_program_matches(program: Program, *, owner, priority: int, device_type: str) -> None:
+    """A job joining an existing program must agree with it (400 naming the field)."""
+    name = program.key
+    if program.owner_id != owner.pk:
+        raise ProgramMismatch(f"Program {name!r} belongs to another user.", field="program_id")
+    if program.device_type != device_type:
+        raise ProgramMismatch(
+            f"Program {name!r} runs on device type {program.device_type!r}, not {device_type!r}.",
+            field="device_type",
+        )
+    if program.priority != priority:
+        raise ProgramMismatch(
+            f"Program {name!r} has priority {program.priority}, not {priority}; "
+            "all jobs of a program share its priority.",
+            field="priority",
+        )
+
+
+def _job_submit_orm(*, owner, priority, device_type, key, program_key, client_user_id, instructions, shots, min_size):
+    """SQLite: the ORM, in one transaction (a savepoint per insert keeps it
+    usable when an id turns out to be taken)."""
     with transaction.atomic():
         check_queued_cap(user=owner, adding=1)
         defaults = {
@@ -302,30 +344,13 @@ def job_submit(
             "client_user_id": client_user_id,
             "webhook_secret": new_webhook_secret(),
         }
-        if program_key is None:
-            program = Program.objects.create(key=new_key(), **defaults)
-        else:
-            program, created = Program.objects.get_or_create(key=program_key, defaults=defaults)
-            if not created:
-                if program.owner_id != owner.pk:
-                    raise ProgramMismatch(f"Program {program_key!r} belongs to another user.", field="program_id")
-                if program.device_type != device_type:
-                    raise ProgramMismatch(
-                        f"Program {program_key!r} runs on device type {program.device_type!r}, not {device_type!r}.",
-                        field="device_type",
-                    )
-                if program.priority != priority:
-                    raise ProgramMismatch(
-                        f"Program {program_key!r} has priority {program.priority}, not {priority}; "
-                        "all jobs of a program share its priority.",
-                        field="priority",
-                    )
-        # A taken id is caught by the unique index (one round trip fewer than
-        # looking first); the savepoint keeps the transaction usable.
+        program, created = Program.objects.get_or_create(key=program_key, defaults=defaults)
+        if not created:
+            _check_program_matches(program, owner=owner, priority=priority, device_type=device_type)
         try:
             with transaction.atomic():
                 job = Job.objects.create(
-                    key=key or new_key(),
+                    key=key,
                     program=program,
                     owner=owner,
                     priority=program.priority,
@@ -337,7 +362,106 @@ def job_submit(
         except IntegrityError as exc:
             raise DuplicateId(f"A job with id {key!r} already exists.", field="id") from exc
         notify_changed(device_type)
-    lifecycle.submitted(program=program.key, job_keys=[job.key], device_type=device_type, priority=program.priority)
+    return job
+
+
+_PROGRAM_COLUMNS = [str(f.column) for f in Program._meta.concrete_fields]
+
+# Program upsert, job insert and the workers' NOTIFY in one statement. The
+# job is inserted only into a program that agrees with it (owner, priority,
+# device type); otherwise the answer says why and nothing was written except
+# a program created by this very statement, which cannot then disagree. A
+# job id already taken is a unique violation: the statement (and with it a
+# program it created) is undone as a whole.
+_SUBMIT_SQL = f"""
+    WITH new_program AS (
+        INSERT INTO jobs_program (key, owner_id, client_user_id, priority, device_type, callback_url,
+                                  webhook_secret, created_at)
+        VALUES (%(program_key)s, %(owner)s, %(client_user_id)s, %(priority)s, %(device_type)s, '',
+                %(secret)s, %(now)s)
+        ON CONFLICT (key) DO NOTHING
+        RETURNING {", ".join(_PROGRAM_COLUMNS)}
+    ), program AS (
+        SELECT * FROM new_program
+        UNION ALL
+        SELECT {", ".join(_PROGRAM_COLUMNS)} FROM jobs_program
+         WHERE key = %(program_key)s AND NOT EXISTS (SELECT 1 FROM new_program)
+    ), job AS (
+        INSERT INTO jobs_job (key, program_id, owner_id, priority, device_type, instructions, shots, min_size,
+                              status, attempts, requeues, created_at, error, lease_token, callback_status,
+                              callback_attempts, callback_error)
+        SELECT %(key)s, id, owner_id, priority, device_type, %(instructions)s::jsonb, %(shots)s, %(min_size)s,
+               'queued', 0, 0, %(now)s, '', '', '', 0, ''
+          FROM program
+         WHERE owner_id = %(owner)s AND priority = %(priority)s AND device_type = %(device_type)s
+        RETURNING id
+    )
+    SELECT program.*, (SELECT id FROM job), (SELECT pg_notify(%(channel)s, %(device_type)s) FROM job)
+      FROM program
+"""
+
+
+def _job_submit_one_statement(
+    *, owner, priority, device_type, key, program_key, client_user_id, instructions, shots, min_size
+):
+    """PostgreSQL: one statement in autocommit instead of a transaction of
+    ten round trips (BEGIN, program get-or-create with its savepoint, the
+    job insert with its savepoint, COMMIT, NOTIFY); the NOTIFY is sent by
+    the statement and delivered at its commit. A user under
+    USER_MAX_QUEUED_JOBS still gets a transaction, for the lock that makes
+    the cap exact (``jobs.limits``); inside an outer transaction a savepoint
+    keeps it usable when the job id is taken."""
+    now = timezone.now()
+    params = {
+        "program_key": program_key,
+        "owner": owner.pk,
+        "client_user_id": client_user_id,
+        "priority": priority,
+        "device_type": device_type,
+        "secret": new_webhook_secret(),
+        "now": now,
+        "key": key,
+        "instructions": json.dumps(instructions),
+        "shots": shots,
+        "min_size": min_size,
+        "channel": notify.CHANNEL,
+    }
+    own_transaction = queued_cap_applies(owner) or connection.in_atomic_block
+    try:
+        with transaction.atomic() if own_transaction else nullcontext():
+            check_queued_cap(user=owner, adding=1)
+            row = None
+            for _ in range(2):  # a program created by a concurrent request is visible to the second try
+                with connection.cursor() as cursor:
+                    cursor.execute(_SUBMIT_SQL, params)
+                    row = cursor.fetchone()
+                if row is not None:
+                    break
+    except IntegrityError as exc:
+        raise DuplicateId(f"A job with id {key!r} already exists.", field="id") from exc
+    if row is None:
+        raise DuplicateId(
+            f"Program {program_key!r} was being created by another request; try again.", field="program_id"
+        )
+    program = Program.from_db(connection.alias, [f.attname for f in Program._meta.concrete_fields], row[:-2])
+    job_id = row[-2]
+    if job_id is None:  # only an existing program that disagrees stops the insert
+        _check_program_matches(program, owner=owner, priority=priority, device_type=device_type)
+        raise DomainError(f"Program {program_key!r} did not take the job.", field="program_id")
+    notify.wake_local_on_commit()
+    job = Job(
+        id=job_id,
+        key=key,
+        program=program,
+        owner=owner,
+        priority=priority,
+        device_type=device_type,
+        instructions=instructions,
+        shots=shots,
+        min_size=min_size,
+        created_at=now,
+    )
+    job._state.adding, job._state.db = False, connection.alias
     return job
 
 

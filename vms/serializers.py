@@ -238,9 +238,8 @@ def _preview_change(**kwargs) -> PolymorphicProxySerializer:
 
 class ExamPreviewRequestSerializer(serializers.Serializer):
     closed = True
-    # max_length goes to the ListSerializer that many=True builds (DRF >= 3.14);
-    # the drf-stubs signature of Serializer.__init__ lacks it.
-    changes = _preview_change(  # type: ignore[call-arg]
+    # max_length goes to the ListSerializer that many=True builds (DRF >= 3.14).
+    changes = _preview_change(
         many=True,
         allow_empty=False,
         max_length=1000,
