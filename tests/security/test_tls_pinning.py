@@ -12,6 +12,7 @@ import threading
 import pytest
 
 from devices.clients import DeviceError, DeviceRef, HttpQPU, JobPayload
+from tests.security.conftest import read_request
 
 pytestmark = pytest.mark.skipif(
     shutil.which("openssl") is None, reason="needs the openssl command to make a certificate"
@@ -62,7 +63,7 @@ def tls_device(tmp_path, monkeypatch):
                 return
             try:
                 with context.wrap_socket(conn, server_side=True) as tls:
-                    tls.recv(65536)
+                    read_request(tls)
                     body = b'{"result": ["01"]}'
                     tls.sendall(
                         b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
