@@ -191,23 +191,3 @@ def check_exam(values: Mapping[str, Any]) -> dict:
     if "start" in checked and "end" in checked:
         check_order(checked["start"], checked["end"])
     return checked
-
-
-def exam_errors(values: Mapping[str, Any]) -> dict[str, str]:
-    """Every broken rule of ``values`` at once, ``{field: message}`` (forms
-    and ``Model.full_clean`` report all fields together)."""
-    errors: dict[str, str] = {}
-    checked: dict[str, Any] = {}
-    for field in EXAM_FIELDS:
-        if field not in values:
-            continue
-        try:
-            checked[field] = check_field(field, values[field])
-        except ExamRuleError as exc:
-            errors[field] = exc.message
-    if "start" in checked and "end" in checked:
-        try:
-            check_order(checked["start"], checked["end"])
-        except ExamRuleError as exc:
-            errors[exc.field] = exc.message
-    return errors

@@ -66,3 +66,13 @@ def scheduler_factory(vclock, fake_provider):
     yield factory
     for s in made:
         s.close()
+
+
+@pytest.fixture
+def fresh_default_provider(settings, monkeypatch):
+    """No VM_PROVIDER_URL, and a new process-wide fake (the module's one piece
+    of state, reset for the test and dropped after it)."""
+    from vms.providers import selection
+
+    settings.VM_PROVIDER_URL = ""
+    monkeypatch.setattr(selection, "_default_fake", None)

@@ -19,16 +19,12 @@ from vms import signals
 from vms.clock import SystemClock
 from vms.models import VM, ProviderCall
 from vms.providers.fake import FakeProvider
-from vms.providers.selection import reset_default_provider
 from vms.scheduler import SchedulerLock
 
 
 @pytest.fixture
-def default_fake(settings):
-    settings.VM_PROVIDER_URL = ""
-    reset_default_provider()
-    yield
-    reset_default_provider()
+def default_fake(fresh_default_provider):
+    """The process-wide fake, new for the test (tests/vms/conftest.py)."""
 
 
 @pytest.mark.django_db

@@ -15,7 +15,7 @@ from vms.providers.fake import FakeProvider
 from vms.providers.http import HttpProvider
 from vms.providers.protocol import CloudProvider
 from vms.providers.replay import replay_calls
-from vms.providers.selection import provider_from_settings, reset_default_provider
+from vms.providers.selection import provider_from_settings
 
 T0 = datetime(2030, 5, 1, 9, 0, tzinfo=timezone.utc)
 
@@ -704,17 +704,12 @@ def test_the_package_reexports_the_owning_modules_names():
 # --- choosing a provider ----------------------------------------------------------------------
 
 
-def test_provider_from_settings_is_the_shared_fake_by_default(settings):
-    settings.VM_PROVIDER_URL = ""
-    reset_default_provider()
-    try:
-        first = provider_from_settings()
-        assert isinstance(first, FakeProvider)
-        assert isinstance(first.clock, SystemClock)
-        assert provider_from_settings() is first
-        assert isinstance(first, CloudProvider)
-    finally:
-        reset_default_provider()
+def test_provider_from_settings_is_the_shared_fake_by_default(fresh_default_provider):
+    first = provider_from_settings()
+    assert isinstance(first, FakeProvider)
+    assert isinstance(first.clock, SystemClock)
+    assert provider_from_settings() is first
+    assert isinstance(first, CloudProvider)
 
 
 def test_provider_from_settings_with_a_clock_builds_a_fake_on_it(settings):

@@ -366,16 +366,12 @@ def test_pacer_allows_three_calls_in_any_rolling_second():
     assert pacer.available(2000) == 1
 
 
-def test_one_pass_command_makes_the_due_calls(db, settings):
+def test_one_pass_command_makes_the_due_calls(db, fresh_default_provider):
     from io import StringIO
 
     from django.core.management import call_command
     from django.utils import timezone
 
-    from vms.providers.selection import reset_default_provider
-
-    reset_default_provider()
-    settings.VM_PROVIDER_URL = ""
     make_exam(
         name="Now", start=timezone.now() + timedelta(seconds=3), end=timezone.now() + timedelta(hours=1), students=1
     )
@@ -383,7 +379,6 @@ def test_one_pass_command_makes_the_due_calls(db, settings):
     call_command("schedule_vms", "--once", stdout=out)
     assert "1 starts" in out.getvalue()
     assert VM.objects.filter(state=VMState.WAITING).count() == 1
-    reset_default_provider()
 
 
 def test_a_planned_shortfall_and_a_short_start_are_logged_as_warnings(vclock, scheduler_factory, caplog):

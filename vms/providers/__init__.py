@@ -22,7 +22,7 @@ from vms.providers.http import HttpProvider
 from vms.providers.mock_server import MockCloudServer
 from vms.providers.protocol import CloudProvider, ProviderError, RateLimitExceeded, UnknownVM, VMState
 from vms.providers.replay import replay_calls
-from vms.providers.selection import provider_from_settings, reset_default_provider
+from vms.providers.selection import provider_from_settings
 
 __all__ = [
     "CloudProvider",
@@ -35,5 +35,4 @@ __all__ = [
     "VMState",
     "provider_from_settings",
     "replay_calls",
-    "reset_default_provider",
 ]

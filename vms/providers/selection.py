@@ -4,7 +4,7 @@ One decision, made from settings: an ``HttpProvider`` when
 ``VM_PROVIDER_URL`` is set, else the in-process fake. Without a clock the
 fake is process-wide, so every caller in one process (the scheduler loop,
 tasks, the admin) sees the same VMs; that shared instance is this module's
-only state, and ``reset_default_provider`` lets tests start from a new one.
+only state (tests start from a new one by resetting ``_default_fake``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from vms.providers.fake import FakeProvider
 from vms.providers.http import HttpProvider
 from vms.providers.protocol import CloudProvider
 
-__all__ = ["provider_from_settings", "reset_default_provider"]
+__all__ = ["provider_from_settings"]
 
 _default_fake: FakeProvider | None = None
 _default_lock = threading.Lock()
@@ -41,10 +41,3 @@ def provider_from_settings(*, clock: Clock | None = None) -> CloudProvider:
         if _default_fake is None:
             _default_fake = FakeProvider(clock=SystemClock())
         return _default_fake
-
-
-def reset_default_provider() -> None:
-    """Forget the process-wide fake (tests)."""
-    global _default_fake
-    with _default_lock:
-        _default_fake = None
