@@ -22,7 +22,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.management.color import no_style
-from django.db import IntegrityError, connection, transaction
+from django.db import DataError, IntegrityError, connection, transaction
 from django.db.models import Exists, Min, OuterRef
 
 from exams import rules
@@ -113,13 +113,18 @@ def _insert(exam: Exam, *, id: int | None) -> None:
     """Insert with the given id, else the database's next one - unless that
     is above ``rules.ID_MAX`` (an exam was created with id 2,147,483,647):
     exam ids are 32-bit everywhere (the API, the VM records), so then the
-    lowest free id is taken instead."""
+    lowest free id is taken instead. (PostgreSQL's id sequence stops at that
+    maximum with a DataError; SQLite goes past it.)"""
     try:
         with transaction.atomic():
             exam.save(force_insert=True)
             if id is None and exam.pk > rules.ID_MAX:
                 raise _PastIdMax
-    except _PastIdMax:
+    except (_PastIdMax, DataError) as exc:
+        if id is not None:
+            raise
+        if isinstance(exc, DataError) and not _sequence_at_its_end():
+            raise
         exam.pk = _lowest_free_id()
         with transaction.atomic():
             exam.save(force_insert=True)
@@ -128,6 +133,10 @@ def _insert(exam: Exam, *, id: int | None) -> None:
             # created concurrently between our check and our insert
             raise ExamIdTaken(f"An exam with id {id} already exists.", field="id") from None
         raise
+
+
+def _sequence_at_its_end() -> bool:
+    return Exam.objects.filter(pk=rules.ID_MAX).exists()
 
 
 def _lowest_free_id() -> int:
