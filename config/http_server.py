@@ -47,6 +47,7 @@ import time
 from dataclasses import dataclass
 
 from django.conf import settings
+from waitress import wasyncore
 from waitress.adjustments import Adjustments
 from waitress.channel import HTTPChannel
 from waitress.server import MultiSocketServer, TcpWSGIServer
@@ -210,6 +211,38 @@ def create_http_server(application, *, host: str, port: int, threads: int | None
         settings.HTTP_TRUSTED_PROXY or "none",
     )
     return server
+
+
+def stop_gracefully(server, *, grace: float) -> bool:
+    """After the serving loop ended (Ctrl-C, SIGTERM): accept no new
+    connection, keep the loop turning until every request in progress is
+    answered and its answer written (at most ``grace`` seconds), then close
+    every socket. waitress's own ``close()`` closes the sockets under threads
+    still running a request: that answer was lost and the thread died with
+    "Bad file descriptor". Returns True when nothing was left in flight."""
+    socket_map = server.map if isinstance(server, MultiSocketServer) else server._map
+    for dispatcher in list(socket_map.values()):
+        if isinstance(dispatcher, TcpWSGIServer):
+            dispatcher.accepting = False
+    deadline = time.monotonic() + grace
+    drained = False
+    while time.monotonic() < deadline:
+        if not _in_flight(server.task_dispatcher, socket_map):
+            drained = True
+            break
+        wasyncore.loop(timeout=0.05, map=socket_map, count=1)
+    if not drained:
+        logger.warning("HTTP server stopped with requests still in progress after %.0f s", grace)
+    server.task_dispatcher.shutdown(cancel_pending=True, timeout=1)
+    wasyncore.close_all(socket_map)
+    return drained
+
+
+def _in_flight(dispatcher: ThreadedTaskDispatcher, socket_map: dict) -> bool:
+    if dispatcher.active_count or dispatcher.queue:
+        return True
+    channels = [c for c in list(socket_map.values()) if isinstance(c, HTTPChannel)]
+    return any(c.requests or c.total_outbufs_len for c in channels)
 
 
 def freeze_startup_heap() -> None:

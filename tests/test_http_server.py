@@ -169,3 +169,42 @@ def test_a_trickling_request_is_dropped_at_its_read_deadline_while_others_are_se
         assert time.monotonic() - started >= 2  # and not before its deadline
     finally:
         trickler.close()
+
+
+def test_a_stop_lets_the_request_in_progress_finish_and_its_answer_go_out(settings):
+    """Ctrl-C while a request runs: the loop has ended, ``stop_gracefully``
+    accepts nothing new, turns the loop until the answer is written, then
+    closes (waitress's close() would close the socket under the running
+    request: no answer, and EBADF in the thread)."""
+    from waitress import wasyncore
+
+    from config.http_server import stop_gracefully
+
+    entered, release = threading.Event(), threading.Event()
+    body = b"x" * (16 * 1024 * 1024)  # more than the socket buffers: the loop must write the rest
+
+    def slow_app(environ, start_response):
+        entered.set()
+        release.wait(30)
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+        return [body]
+
+    server = create_http_server(slow_app, host="127.0.0.1", port=0, threads=2)
+    loop = RunningServer(server)
+    answers: list = []
+    client = threading.Thread(target=lambda: answers.append(requests.get(f"{loop.base}/slow", timeout=15)))
+    client.start()
+    try:
+        assert entered.wait(20)
+        loop.stop.set()  # the serving loop ends, as on Ctrl-C, with the request still running
+        loop.thread.join(timeout=10)
+        threading.Timer(0.3, release.set).start()  # the request finishes during the stop
+        assert stop_gracefully(server, grace=20) is True
+        client.join(timeout=20)
+        assert [(a.status_code, len(a.content)) for a in answers] == [(200, len(body))]
+        with pytest.raises(requests.ConnectionError):
+            requests.get(f"{loop.base}/again", timeout=5)
+    finally:
+        release.set()
+        server.task_dispatcher.shutdown()
+        wasyncore.close_all(server._map)

@@ -25,7 +25,6 @@ device must start them strictly by priority, oldest first among equals.
 from __future__ import annotations
 
 import json
-import time
 from datetime import datetime
 
 import pytest
@@ -225,15 +224,11 @@ def test_serve_runs_jobs_by_priority_over_http_and_stops_on_ctrl_c(service_datab
         shown_to_user = me.get(f"/devices/{DEVICE}").json()  # no address, no running job id
         assert shown_to_user["simulated"] is True and {"address", "current_job"}.isdisjoint(shown_to_user)
 
-        # Ctrl-C: the whole program stops cleanly and promptly, nothing left behind.
-        # The service is left idle for a moment first: a request still being
-        # finished by a waitress thread when `serve` closes the server dies
-        # with "OSError: [Errno 9] Bad file descriptor" (serve.py closes the
-        # server from the main thread while its threads run; reported by QA),
-        # and this test is about the stop itself, not that race.
+        # Ctrl-C: the whole program stops cleanly and promptly, nothing left
+        # behind (requests still in progress are answered first:
+        # config.http_server.stop_gracefully, tested in tests/test_http_server.py).
         me.http.close()
         op.http.close()
-        time.sleep(0.3)
         code, took = service.interrupt(timeout=20)
         log = service.log()
         assert code == 0, log

@@ -22,6 +22,9 @@ from config.supervisor import Supervisor, service_roles, supervisor_options
 from core.metrics import clear_metrics_dir
 from core.secret_key import require_configured_secret_key
 
+# How long a stop waits for the requests in progress to be answered.
+HTTP_STOP_GRACE_SECONDS = 10.0
+
 logger = logging.getLogger(__name__)
 
 
@@ -36,7 +39,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, host: str, port: int, threads: int | None, no_workers: bool, **options):
         require_configured_secret_key(stderr=self.stderr)
-        from config.http_server import create_http_server, freeze_startup_heap
+        from config.http_server import create_http_server, freeze_startup_heap, stop_gracefully
         from config.wsgi import application
 
         executor = MigrationExecutor(connection)
@@ -78,7 +81,7 @@ class Command(BaseCommand):
             self.stdout.flush()
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean stop short
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
-            server.close()
+            stop_gracefully(server, grace=HTTP_STOP_GRACE_SECONDS)  # answers in progress still go out
             if roles is not None:
                 stop_roles, supervising = roles
                 stop_roles.set()
