@@ -12,6 +12,7 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
+from selenium.webdriver.support.ui import WebDriverWait
 
 from devices.models import Device, DeviceStatus
 from jobs.models import JobStatus
@@ -52,7 +53,8 @@ def test_operator_reads_a_job_page_and_a_device_page(browser, live_server, djang
     # From the list to the job with the odd key, by its link.
     browser.get(live_server.url + "/admin/jobs/job/?q=%2541")
     browser.find_element("link text", "%41").click()
-    assert "/admin/jobs/job/_2541/change/?" in browser.current_url
+    # The click returns before the next page has loaded: wait for it.
+    WebDriverWait(browser, 30).until(lambda driver: "/admin/jobs/job/_2541/change/?" in driver.current_url)
     position = browser.find_element("css selector", ".field-queue_position .readonly").text
     assert position == "2 (among queued analog jobs)"
     estimate = browser.find_element("css selector", ".field-estimated_start .readonly").text
@@ -69,6 +71,7 @@ def test_operator_reads_a_job_page_and_a_device_page(browser, live_server, djang
     assert [r.find_elements("tag name", "td")[0].text for r in rows] == ["ü-ß", "broke", "done-2", "done-1", "done-0"]
     browser.save_screenshot(str(tmp_path / "device.png"))
     current.click()
+    WebDriverWait(browser, 30).until(lambda driver: "/admin/jobs/job/" in driver.current_url)
     assert browser.find_element("css selector", ".field-key .readonly").text == "ü-ß"
     if os.environ.get("BROWSER_SCREENSHOTS"):
         for name in ("job.png", "device.png"):
