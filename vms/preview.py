@@ -12,9 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from exams import rules
 from vms.planner import ExamIn, ExamPlan, PlannerConfig, VmIn, from_ms, plan, to_ms, to_ms_floor
-from vms.simulation import ScenarioError, parse_exam_change
+from vms.simulation import ScenarioError, check_change_applies, parse_exam_change
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,33 +67,26 @@ class PreviewConflict(ScenarioError):
 
 def apply_changes(exams: dict[int, ExamIn], changes: list[ExamChange]) -> tuple[dict[int, ExamIn], list[int]]:
     """The exams after the changes (new exams without an id get -1, -2, ...),
-    and the ids the changes name, in order."""
-    after = dict(exams)
+    and the ids the changes name, in order. Each change is applied as a
+    scenario's is (``vms.simulation.check_change_applies``); one that does
+    not fit the stored exams is a ``PreviewConflict``."""
+    state: dict[int, dict[str, Any]] = {
+        pk: {"start": from_ms(e.start_ms), "end": from_ms(e.end_ms), "students": e.students} for pk, e in exams.items()
+    }
     named: list[int] = []
     new_id = 0
     for i, c in enumerate(changes):
-        where = f"changes[{i}].exam"
         exam_id = c.exam_id
-        if c.action == "create":
-            if exam_id is None:
-                new_id -= 1
-                exam_id = new_id
-            elif exam_id in after:
-                raise PreviewConflict(f"exam {exam_id} already exists", field=f"{where}.id")
-            start, end = to_ms_floor(c.fields["start"]), to_ms(c.fields["end"])
-            after[exam_id] = ExamIn(exam_id, start, end, c.fields["students"])
-        elif exam_id not in after:
-            raise PreviewConflict(f"no exam {exam_id}", field=f"{where}.id")
-        elif c.action == "delete":
-            del after[exam_id]
-        else:
-            e = after[exam_id]
-            start = to_ms_floor(c.fields["start"]) if "start" in c.fields else e.start_ms
-            end = to_ms(c.fields["end"]) if "end" in c.fields else e.end_ms
-            after[exam_id] = ExamIn(exam_id, start, end, c.fields.get("students", e.students))
-        if c.action != "delete" and after[exam_id].end_ms <= after[exam_id].start_ms:
-            raise ScenarioError(rules.END_NOT_AFTER_START, field=f"{where}.end")
+        if exam_id is None:  # only a create may leave it out (parse_changes)
+            new_id -= 1
+            exam_id = new_id
+        try:
+            check_change_applies(state, c.action, exam_id, c.fields, f"changes[{i}].exam", conflict=PreviewConflict)
+        except ScenarioError as exc:
+            # the API names the place in the field; the message need not repeat it
+            raise type(exc)(exc.message.removeprefix(f"{exc.field}: "), field=exc.field) from None
         named.append(exam_id)
+    after = {pk: ExamIn(pk, to_ms_floor(v["start"]), to_ms(v["end"]), v["students"]) for pk, v in state.items()}
     return after, named
 
 

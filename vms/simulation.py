@@ -165,16 +165,26 @@ def parse_exam_change(raw: dict, where: str, *, id_optional_on_create: bool = Fa
     return action, exam_id, values
 
 
-def check_change_applies(state: dict[int, dict], action: str, exam_id: int, fields: dict, where: str) -> None:
+def check_change_applies(
+    state: dict[int, dict],
+    action: str,
+    exam_id: int,
+    fields: dict,
+    where: str,
+    *,
+    conflict: type[ScenarioError] = ScenarioError,
+) -> None:
     """Apply one change to ``state`` (exam id -> its start and end at least),
     refusing what cannot apply then: a create of an existing id, a change of
-    a missing exam, an end no longer after the start."""
+    a missing exam (both raised as ``conflict``: the preview answers them with
+    a 409), an end no longer after the start. The scenario parser and the
+    preview (``vms.preview.apply_changes``) both apply changes through here."""
     if action == "create":
         if exam_id in state:
-            _fail(f"{where}.id", f"exam {exam_id} already exists")
+            raise conflict(f"{where}.id: exam {exam_id} already exists", field=f"{where}.id")
         state[exam_id] = dict(fields)
     elif exam_id not in state:
-        _fail(f"{where}.id", f"no exam {exam_id}")
+        raise conflict(f"{where}.id: no exam {exam_id}", field=f"{where}.id")
     elif action == "delete":
         del state[exam_id]
         return
