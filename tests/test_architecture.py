@@ -1,4 +1,4 @@
-"""The apps depend in one direction (README, "Structure"): an import of
+"""The apps depend in one direction (README, "Architecture"): an import of
 another app's module anywhere in an app - at module level or inside a
 function - must follow an arrow of the picture. ``config`` is the composition
 root: it may import every app, and no app imports it. ``core`` is the shared
