@@ -160,36 +160,8 @@ def test_task_cluster_chatter_stays_below_the_default_level():
 
 @pytest.mark.django_db(transaction=True)
 def test_the_acting_vm_scheduler_beats(settings):
-    import threading
-
-    from django.db import connections
-
     from tests.helpers import wait_until
-    from vms.clock import SystemClock
-    from vms.providers.fake import FakeProvider
-    from vms.scheduler import live_scheduler
+    from tests.vms.live_helpers import running_live_scheduler
 
-    stop = threading.Event()
-
-    def run():
-        try:
-            clock = SystemClock()
-            scheduler = live_scheduler(clock=clock, provider=FakeProvider(clock=clock))
-            try:
-                scheduler.run_forever(stop_event=stop, max_sleep_s=30)
-            finally:
-                scheduler.close()
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    try:
+    with running_live_scheduler():
         assert wait_until(lambda: heartbeats.heartbeat_age(name=heartbeats.VM_SCHEDULER) is not None, timeout=10)
-    finally:
-        stop.set()
-        from vms import signals
-
-        signals.wake_local()
-        thread.join(timeout=10)
-    assert not thread.is_alive()

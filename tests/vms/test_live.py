@@ -15,10 +15,9 @@ from django.utils import timezone
 
 from tests.factories import make_exam
 from tests.helpers import ROOT, wait_until
+from tests.vms.live_helpers import running_live_scheduler
 from vms import signals
-from vms.clock import SystemClock
 from vms.models import VM, ProviderCall
-from vms.providers.fake import FakeProvider
 from vms.scheduler import SchedulerLock
 
 
@@ -48,27 +47,8 @@ def test_wait_for_change_returns_as_soon_as_something_changes():
 @pytest.mark.django_db(transaction=True)
 def test_the_live_loop_sleeps_until_an_exam_appears_then_acts_at_once(default_fake):
     from exams.services import exam_create
-    from vms.scheduler import live_scheduler
 
-    stop = threading.Event()
-    clock = SystemClock()
-    provider = FakeProvider(clock=clock)
-    holder = {}
-
-    def run():
-        try:
-            scheduler = live_scheduler(clock=clock, provider=provider)
-            holder["scheduler"] = scheduler
-            try:
-                scheduler.run_forever(stop_event=stop, max_sleep_s=30)
-            finally:
-                scheduler.close()
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    try:
+    with running_live_scheduler(max_sleep_s=30) as holder:
         assert wait_until(lambda: "scheduler" in holder and holder["scheduler"].stats.passes >= 1, timeout=5)
         passes = holder["scheduler"].stats.passes
         # nothing is due: the loop sleeps (up to 30 s) ... until an exam is written
@@ -77,11 +57,6 @@ def test_the_live_loop_sleeps_until_an_exam_appears_then_acts_at_once(default_fa
         )
         assert wait_until(lambda: VM.objects.filter(state="waiting").exists(), timeout=5)
         assert holder["scheduler"].stats.passes <= passes + 3
-    finally:
-        stop.set()
-        signals.wake_local()
-        thread.join(10)
-    assert not thread.is_alive()
 
 
 @pytest.mark.postgres
