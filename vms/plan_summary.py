@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from vms.planner import ExamPlan, Plan, from_ms
+from vms.planner.chart import ready_points
 
 # At most this many points per timeline (charts stay small, rows too).
 MAX_POINTS = 200
@@ -130,24 +131,8 @@ def _exam_summary(ep: ExamPlan, now_ms: int, ready_times, max_points: int) -> Ex
             (r.first_request_ms, r.count, r.interval_ms, r.ready_ms(0), r.ready_ms(r.count - 1), r.late)
             for r in ep.runs
         ),
-        timeline=tuple(thin(_planned_points(ep, now_ms, ready_times), max_points)),
+        timeline=tuple(thin(ready_points(now_ms, ready_times, ep.runs), max_points)),
     )
-
-
-def _planned_points(ep: ExamPlan, now_ms: int, ready_times) -> list[tuple[int, int]]:
-    """Ready VMs over time: the live ones from their ready times, then each
-    run's, two points per run (first and last ready)."""
-    count = sum(1 for r in ready_times if r <= now_ms)
-    points = [(now_ms, count)]
-    items = [(r, r, 1) for r in ready_times if r > now_ms]
-    items += [(run.ready_ms(0), run.ready_ms(run.count - 1), run.count) for run in ep.runs]
-    items.sort()
-    for first, last, n in items:
-        points.append((first, count + 1))
-        count += n
-        if last != first:
-            points.append((last, count))
-    return points
 
 
 # --- what readers get (datetimes) ----------------------------------------------------
