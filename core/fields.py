@@ -85,17 +85,10 @@ def int_id_error() -> str:
     return f"A number given as an id has at most {len(str(ID_INT_LIMIT)) - 1} digits; send longer ids as strings."
 
 
-@extend_schema_field(
-    {
-        "oneOf": [
-            {"type": "string", "minLength": 1, "maxLength": PUBLIC_ID_MAX_LENGTH, "pattern": PUBLIC_ID_PATTERN},
-            {"type": "integer", "minimum": 1 - ID_INT_LIMIT, "maximum": ID_INT_LIMIT - 1},
-        ]
-    }
-)
-class PublicIdField(serializers.CharField):
-    """A client-given id: a string, or a JSON number kept as its string.
-    Taken as given (no trimming): the schema's pattern is the whole rule."""
+class StringOrIntegerField(serializers.CharField):
+    """A string, or a JSON integer kept as its decimal string (at most
+    ID_INT_LIMIT in size); floats would round-trip badly ("1e3", "1.0"), so
+    only str and int. Taken as given: no trimming."""
 
     default_error_messages = {"invalid": "Must be a string or an integer."}
 
@@ -105,11 +98,26 @@ class PublicIdField(serializers.CharField):
         super().__init__(**kwargs)
 
     def to_internal_value(self, data):
-        # Floats would round-trip badly ("1e3", "1.0"): only str and int.
         if isinstance(data, bool) or not isinstance(data, (str, int)):
             self.fail("invalid")
         if isinstance(data, int) and abs(data) >= ID_INT_LIMIT:
             raise serializers.ValidationError(int_id_error())
+        return super().to_internal_value(data)
+
+
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "string", "minLength": 1, "maxLength": PUBLIC_ID_MAX_LENGTH, "pattern": PUBLIC_ID_PATTERN},
+            {"type": "integer", "minimum": 1 - ID_INT_LIMIT, "maximum": ID_INT_LIMIT - 1},
+        ]
+    }
+)
+class PublicIdField(StringOrIntegerField):
+    """A client-given id: a string, or a JSON number kept as its string; the
+    schema's pattern is the whole rule (``public_id_error``)."""
+
+    def to_internal_value(self, data):
         value = super().to_internal_value(data)
         error = public_id_error(value)
         if error:

@@ -19,7 +19,16 @@ from rest_framework import serializers
 from rest_framework.exceptions import ParseError
 
 from core import outbound
-from core.fields import ID_INT_LIMIT, INT32_MAX, INT32_MIN, PublicIdField, TextField, int_id_error, public_id_error
+from core.fields import (
+    ID_INT_LIMIT,
+    INT32_MAX,
+    INT32_MIN,
+    PublicIdField,
+    StringOrIntegerField,
+    TextField,
+    int_id_error,
+    public_id_error,
+)
 from core.parsers import loads as json_loads
 from jobs.models import Job, JobStatus, Program
 from jobs.services import JobSpec
@@ -48,23 +57,9 @@ def contains_nul(value: Any) -> bool:
         ]
     }
 )
-class ClientRefField(serializers.CharField):
+class ClientRefField(StringOrIntegerField):
     """The client's own reference (the brief's ``user_id``): a string or an
-    integer, kept as a string."""
-
-    default_error_messages = {"invalid": "Must be a string or an integer."}
-
-    def __init__(self, **kwargs):
-        kwargs.setdefault("max_length", 100)
-        kwargs.setdefault("trim_whitespace", False)
-        super().__init__(**kwargs)
-
-    def to_internal_value(self, data):
-        if isinstance(data, bool) or not isinstance(data, (str, int)):
-            self.fail("invalid")
-        if isinstance(data, int) and abs(data) >= ID_INT_LIMIT:
-            raise serializers.ValidationError(int_id_error())
-        return super().to_internal_value(data)
+    integer, kept as a string (no id pattern: any text without NUL)."""
 
 
 class _JobFieldError(Exception):
