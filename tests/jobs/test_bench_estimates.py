@@ -4,14 +4,12 @@ workload gets an estimate or a reason (accuracy figures: docs/benchmarks.md)."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 from core.dburl import current_database_url
 from jobs.bench_estimates import Sample, _figures
-from tests.helpers import ROOT
+from tests.e2e_helpers import manage
 
 
 @pytest.mark.postgres
@@ -20,16 +18,8 @@ from tests.helpers import ROOT
 @pytest.mark.django_db
 def test_bench_estimates_small_run_prints_its_figures():
     env = {"PATH": "/usr/bin:/bin", "DATABASE_URL": current_database_url(), "LOG_LEVEL": "WARNING"}
-    out = subprocess.run(
-        [sys.executable, str(ROOT / "manage.py"), "bench_estimates", "--jobs", "20", "--warmup", "6", "--json"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    figures = json.loads(out.stdout.strip().splitlines()[-1])
+    out = manage(env, "bench_estimates", "--jobs", "20", "--warmup", "6", "--json", timeout=300)
+    figures = json.loads(out.strip().splitlines()[-1])
     assert figures["jobs"] == 20 and figures["estimated"] + figures["not_estimated"] == 20
     assert figures["estimated"] > 0 and figures["median_abs_error_s"] >= 0
 

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from core.dburl import current_database_url
+from tests.e2e_helpers import manage
 from tests.helpers import ROOT
 
 
@@ -18,31 +19,23 @@ from tests.helpers import ROOT
 @pytest.mark.django_db
 def test_bench_queue_small_run_prints_all_figures(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "DATABASE_URL": current_database_url(), "LOG_LEVEL": "WARNING"}
-    out = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "manage.py"),
-            "bench_queue",
-            "--queued",
-            "3000",
-            "--jobs",
-            "300",
-            "--enqueue-jobs",
-            "10000",
-            "--claim-samples",
-            "50",
-            "--wake-samples",
-            "3",
-            "--json",
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
+    out = manage(
+        env,
+        "bench_queue",
+        "--queued",
+        "3000",
+        "--jobs",
+        "300",
+        "--enqueue-jobs",
+        "10000",
+        "--claim-samples",
+        "50",
+        "--wake-samples",
+        "3",
+        "--json",
         timeout=300,
     )
-    assert out.returncode == 0, out.stderr[-2000:]
-    figures = json.loads(out.stdout.strip().splitlines()[-1])
+    figures = json.loads(out.strip().splitlines()[-1])
     for key in (
         "enqueue_per_s",
         "claims_per_s",
