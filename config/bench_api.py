@@ -18,7 +18,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,8 @@ from pathlib import Path
 
 import requests
 from django.conf import settings
+
+from config.http_server import free_local_port
 
 POST_JOBS_LUA = """
 local n = 0
@@ -49,12 +50,6 @@ request = function()
   return wrk.format("GET", path, {["Authorization"] = TOKEN})
 end
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wrk(url: str, *, script: str | None, seconds: int, connections: int, say) -> dict:
@@ -98,7 +93,7 @@ def run(
 ) -> dict:
     if not shutil.which("wrk"):
         raise RuntimeError("wrk is not installed (Debian: apt-get install wrk)")
-    port = free_port()
+    port = free_local_port()
     env = {
         **os.environ,
         "DATABASE_URL": database_url,

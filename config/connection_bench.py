@@ -32,6 +32,8 @@ from urllib.parse import urlsplit
 
 import requests
 
+from config.http_server import free_local_port
+
 ROOT = Path(__file__).resolve().parents[1]
 HALF_REQUEST = b"GET /devices HTT"
 MAX_HALF_OPEN = 20_000
@@ -251,9 +253,7 @@ class ServeChild:
         return next(line.split()[1] for line in out.splitlines() if line.startswith("TOKEN "))
 
     def start(self, *, ready_timeout: float = 60) -> str:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = free_local_port()
         args = [sys.executable, str(ROOT / "manage.py"), "serve", "--host", "127.0.0.1", "--port", str(port)]
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen(

@@ -43,6 +43,7 @@ for an exposed service, and what we set instead (settings ``HTTP_*``):
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from dataclasses import dataclass
 
@@ -211,6 +212,14 @@ def create_http_server(application, *, host: str, port: int, threads: int | None
         settings.HTTP_TRUSTED_PROXY or "none",
     )
     return server
+
+
+def free_local_port() -> int:
+    """A TCP port free on loopback now (for a child server we start: serve's
+    mock-cloud role, the benchmarks' serve)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def stop_gracefully(server, *, grace: float) -> bool:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -35,6 +34,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from config.http_server import free_local_port
 from core.stopping import SUPERVISOR_PID_ENV
 
 logger = logging.getLogger(__name__)
@@ -70,12 +70,6 @@ def manage_py_role(name: str, command: str, *args: str, env: dict[str, str] | No
     return Role(name, argv, tuple(sorted((env or {}).items())))
 
 
-def _free_local_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def service_roles(*, qpu_workers: bool = True, task_cluster: bool = True, vm_scheduler: bool = True) -> list[Role]:
     """The roles of ``runworkers`` and ``serve``. The VM loop is no role of its
     own: it is a django-q2 task of the task cluster (``vms.tasks``).
@@ -95,7 +89,7 @@ def service_roles(*, qpu_workers: bool = True, task_cluster: bool = True, vm_sch
     if task_cluster:
         env: dict[str, str] = {}
         if vm_scheduler and not settings.VM_PROVIDER_URL:
-            port = _free_local_port()
+            port = free_local_port()
             roles.append(manage_py_role("mock-cloud", "run_mock_cloud", "--port", str(port)))
             env["VM_PROVIDER_URL"] = f"http://127.0.0.1:{port}"
         args = [] if vm_scheduler else ["--no-vm-scheduler"]
