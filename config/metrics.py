@@ -21,10 +21,10 @@ from django.utils import timezone
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
-from rest_framework.authentication import TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 
 import core.metrics  # noqa: F401  (registers the event metrics)
+from core.authentication import TokenAuthentication
 from devices.models import DeviceStatus
 from devices.selectors import device_list
 from jobs.models import Job, JobStatus

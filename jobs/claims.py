@@ -22,7 +22,6 @@ instead once it has been requeued ``JOB_MAX_REQUEUES`` times.
 from __future__ import annotations
 
 import uuid
-import weakref
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
@@ -32,7 +31,7 @@ from django.db import connection
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from core import metrics
+from core import metrics, prepared
 from jobs import lifecycle
 from jobs.models import JobStatus
 
@@ -100,30 +99,6 @@ def _claim_sql(*, device_id, device_type, device_size, runner, token, now, lease
         device_size,
     ]
     return sql, params
-
-
-_prepared: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _execute_prepared(cursor, name: str, sql: str, params: list) -> None:
-    """Run a hot-path statement as a server-side prepared statement.
-
-    psycopg2 sends every statement as text, so PostgreSQL would parse and plan
-    the finish-and-claim statement for every job; preparing it once per
-    connection saves that work (a large share of the statement's cost).
-    """
-    raw = cursor.connection  # the psycopg2 connection under Django's wrapper
-    done = _prepared.setdefault(raw, set())
-    if name not in done:
-        numbered, n = [], 0
-        for i, part in enumerate(sql.split("%s")):
-            if i:
-                n += 1
-                numbered.append(f"${n}")
-            numbered.append(part)
-        cursor.execute(f"PREPARE {name} AS " + "".join(numbered).replace("%%", "%"))
-        done.add(name)
-    cursor.execute(f"EXECUTE {name} (" + ", ".join(["%s"] * len(params)) + ")", params)
 
 
 def _claimed(row, token: str) -> ClaimedJob:
@@ -196,10 +171,7 @@ def job_claim(
         lease_seconds=lease_seconds,
     )
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            _execute_prepared(cursor, "qpu_claim", sql, params)
-        else:
-            cursor.execute(sql, params)
+        prepared.execute(cursor, sql, params)  # planned once per connection on PostgreSQL
         row = cursor.fetchone()
     return None if row is None else _claimed(row, token)
 
@@ -289,9 +261,7 @@ def job_finish_and_claim(
         SELECT 'nxt', id, key, instructions, shots, attempts, created_at FROM nxt
     """
     with connection.cursor() as cursor:
-        _execute_prepared(
-            cursor, "qpu_finish_and_claim", sql, _finish_params(job_id, token, result, now) + claim_params
-        )
+        prepared.execute(cursor, sql, _finish_params(job_id, token, result, now) + claim_params)
         rows = cursor.fetchall()
     callback, claimed = None, None
     for row in rows:

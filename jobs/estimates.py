@@ -16,16 +16,20 @@ and measured against a simulated workload (``manage.py bench_estimates``).
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from statistics import median
 
 from django.conf import settings
 from django.db import connection
+from django.utils.dateparse import parse_datetime
 
+from core import prepared
 from jobs.models import JobStatus
 
 
@@ -45,36 +49,45 @@ class Estimate:
     reason: str | None
 
 
-def type_devices(device_type: str) -> list[DeviceSlot]:
-    """The type's registered devices with the start of their running job, in
-    one query (the devices table is small; the running jobs are found through
-    the device foreign-key index)."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            """
-            SELECT d.size, d.status, j.started_at
-              FROM devices_device d
-              LEFT JOIN jobs_job j ON j.device_id = d.id AND j.status = %s
-             WHERE d.type = %s
-            """,
-            [JobStatus.RUNNING, device_type],
-        )
-        rows = cursor.fetchall()
+def type_devices_sql(device_type: str) -> str:
+    """An SQL expression: the registered devices of ``device_type`` (an SQL
+    expression) as a JSON array of ``[size, status, started_at of the job it
+    runs]``, or NULL when there are none. One subquery (the devices table is
+    small; the running jobs are found through the device foreign-key index),
+    so a larger read can carry it (``jobs.selectors.job_get_detail``)."""
+    agg, array = (
+        ("json_agg", "json_build_array") if connection.vendor == "postgresql" else ("json_group_array", "json_array")
+    )
+    # Aliases of their own: ``device_type`` may name a column of an outer query.
+    return f"""(SELECT {agg}({array}(td.size, td.status, tr.started_at))
+                  FROM devices_device td
+                  LEFT JOIN jobs_job tr ON tr.device_id = td.id AND tr.status = '{JobStatus.RUNNING}'
+                 WHERE td.type = {device_type})"""
+
+
+def devices_from_json(value) -> list[DeviceSlot]:
+    """``type_devices_sql``'s answer as DeviceSlots (psycopg2 parses JSON;
+    SQLite hands it back as text)."""
+    if isinstance(value, str):
+        value = json.loads(value)
     return [
         DeviceSlot(size=size, online=status == "online", running_since=_aware(started))
-        for size, status, started in rows
+        for size, status, started in value or ()
     ]
 
 
-def _aware(value):
-    # SQLite hands raw SQL timestamps back as text.
-    if isinstance(value, str):
-        from django.utils.dateparse import parse_datetime
+def type_devices(device_type: str) -> list[DeviceSlot]:
+    """The type's registered devices with the start of their running job."""
+    with connection.cursor() as cursor:
+        prepared.execute(cursor, f"SELECT {type_devices_sql('%s')}", [device_type])
+        return devices_from_json(cursor.fetchone()[0])
 
+
+def _aware(value):
+    # JSON and SQLite hand timestamps back as text.
+    if isinstance(value, str):
         value = parse_datetime(value)
     if value is not None and value.tzinfo is None:
-        from datetime import timezone as dt_timezone
-
         value = value.replace(tzinfo=dt_timezone.utc)
     return value
 

@@ -163,34 +163,41 @@ class SlowReceiver(models.Model):
         return self.receiver
 
 
-# Queue counters are kept per block of 2**QUEUE_BUCKET_SHIFT job ids. Fixed by
-# migration 0009 (its trigger and backfill compute ``id >> 10``): change both
-# together, with a rebuild (``manage.py queue_counters --rebuild``).
-QUEUE_BUCKET_SHIFT = 10
+# Queue counters are kept at four levels of job-id blocks: level i counts the
+# queued jobs per block of 2**QUEUE_LEVEL_SHIFTS[i] ids (1,024, 32,768, about a
+# million, and one block for every id: the priority's total). Fixed by
+# migration 0010 (its trigger and backfill compute the same blocks): change
+# both together, with a rebuild (``manage.py queue_counters --rebuild``).
+QUEUE_LEVEL_SHIFTS = (10, 15, 20, 62)
+QUEUE_BUCKET_SHIFT = QUEUE_LEVEL_SHIFTS[0]
 
 
 class QueueCounter(models.Model):
-    """How many queued jobs there are per (device type, priority, id bucket),
-    so an exact queue position is a sum of a few counters plus a count within
-    one bucket, however deep the queue (``jobs.selectors.job_queue_position``).
+    """How many queued jobs there are per (device type, priority, block of
+    ids), at four block sizes, so an exact queue position is a sum of a few
+    dozen counters plus a count within one 1,024-id block, however deep the
+    queue (``jobs.selectors.job_queue_position``): the totals of the higher
+    priorities, then at each level the blocks before the job's inside the
+    enclosing block of the level above.
 
     PostgreSQL only: kept exact by statement-level triggers on ``jobs_job``
-    (migration 0009), in the same transaction as the change that queued or
+    (migration 0010), in the same transaction as the change that queued or
     unqueued the jobs, so no application statement has to remember it. On
     SQLite (development, small queues) the table stays empty and positions
-    are counted directly. ``n`` may rest at 0 (an emptied bucket); such rows
+    are counted directly. ``n`` may rest at 0 (an emptied block); such rows
     are pruned by ``manage.py queue_counters --prune``.
     """
 
-    pk = models.CompositePrimaryKey("device_type", "priority", "bucket", "slot")
+    pk = models.CompositePrimaryKey("device_type", "level", "priority", "bucket", "slot")
     device_type = models.CharField(max_length=100)
+    level = models.SmallIntegerField(help_text="index into QUEUE_LEVEL_SHIFTS")
     priority = models.IntegerField()
-    bucket = models.BigIntegerField(help_text="job id >> QUEUE_BUCKET_SHIFT")
+    bucket = models.BigIntegerField(help_text="job id >> QUEUE_LEVEL_SHIFTS[level]")
     # Concurrent claimers of a type all take the head of its queue: keyed by
     # the writing backend too, they update different rows instead of waiting
-    # for each other's commits. A bucket's count is the sum of its slots.
+    # for each other's commits. A block's count is the sum of its slots.
     slot = models.SmallIntegerField(default=0, help_text="the writer's backend pid % 8")
     n = models.BigIntegerField(default=0)
 
     def __str__(self) -> str:
-        return f"{self.device_type} p{self.priority} b{self.bucket} s{self.slot}: {self.n}"
+        return f"{self.device_type} L{self.level} p{self.priority} b{self.bucket} s{self.slot}: {self.n}"

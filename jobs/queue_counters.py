@@ -1,7 +1,8 @@
-"""Upkeep of the queue counters (``jobs.QueueCounter``): check them against a
-recount, rebuild them, prune the empty ones.
+"""The queue counters (``jobs.QueueCounter``): how a position is read from
+them, and their upkeep (check against a recount, rebuild, prune the empty
+ones).
 
-The counters are kept exact by PostgreSQL triggers (migration 0009), so in
+The counters are kept exact by PostgreSQL triggers (migration 0010), so in
 normal operation none of this is needed; it is the operators' proof and
 repair (``manage.py queue_counters``, docs/operations.md), and the tests'
 oracle. On SQLite no counters are kept (positions are counted directly):
@@ -14,7 +15,44 @@ from dataclasses import dataclass
 
 from django.db import connection, transaction
 
-from jobs.models import QUEUE_BUCKET_SHIFT
+from jobs.models import QUEUE_LEVEL_SHIFTS
+
+# The levels as a relation, for statements that count every level at once.
+_LEVELS = "(VALUES {}) AS l(level, shift)".format(", ".join(f"({i}, {s})" for i, s in enumerate(QUEUE_LEVEL_SHIFTS)))
+
+
+def jobs_ahead_sql(device_type: str, priority: str, job_id: str) -> str:
+    """An SQL expression: how many queued jobs of ``device_type`` come before
+    the job (``priority``, ``job_id``) in claim order, from the counters.
+    The arguments are SQL expressions (columns or ``%s::type``), each used
+    several times.
+
+    The totals of the higher priorities (the top level), then at each lower
+    level the blocks of this priority before the job's block inside the
+    enclosing block of the level above (at most 31 per slot with the shifts
+    10, 15, 20), then the queued jobs of the job's own 1,024-id block before
+    it (a range of ``job_queue_idx`` bounded on every column). Each part is
+    an index range of the counters' primary key (device_type, level,
+    priority, bucket). As one expression it is read at one snapshot."""
+    top = len(QUEUE_LEVEL_SHIFTS) - 1
+    # Aliases of their own (qc, qj): the arguments may name columns of an outer query.
+    parts = [
+        f"(SELECT coalesce(sum(qc.n), 0) FROM jobs_queuecounter qc"
+        f" WHERE qc.device_type = {device_type} AND qc.level = {top} AND qc.priority > {priority})"
+    ]
+    for level in range(top - 1, -1, -1):
+        shift, outer = QUEUE_LEVEL_SHIFTS[level], QUEUE_LEVEL_SHIFTS[level + 1]
+        parts.append(
+            f"(SELECT coalesce(sum(qc.n), 0) FROM jobs_queuecounter qc"
+            f" WHERE qc.device_type = {device_type} AND qc.level = {level} AND qc.priority = {priority}"
+            f" AND qc.bucket >= ({job_id} >> {outer}) << {outer - shift} AND qc.bucket < {job_id} >> {shift})"
+        )
+    first = QUEUE_LEVEL_SHIFTS[0]
+    parts.append(
+        f"(SELECT count(*) FROM jobs_job qj WHERE qj.status = 'queued' AND qj.device_type = {device_type}"
+        f" AND qj.priority = {priority} AND qj.id >= ({job_id} >> {first}) << {first} AND qj.id < {job_id})"
+    )
+    return "\n + ".join(parts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +60,7 @@ class Drift:
     """One counter that disagrees with the queued jobs it counts."""
 
     device_type: str
+    level: int
     priority: int
     bucket: int
     counted: int  # what the counter says
@@ -33,8 +72,9 @@ def counters_kept() -> bool:
 
 
 def queue_counters_drift() -> list[Drift]:
-    """Every bucket whose counter (the sum of its slots) differs from a recount of the queued jobs, and every
-    (type, priority, bucket) with queued jobs but no counter. One statement,
+    """Every counter (the sum of its slots) that differs from a recount of the
+    queued jobs, at every level, and every block with queued jobs but no
+    counter. One statement,
     so counters and jobs are read at one snapshot: a writer committing
     meanwhile cannot make a false alarm. Reads every queued job's index
     entry (a second or so per million): an operator's check, not a hot path.
@@ -44,14 +84,15 @@ def queue_counters_drift() -> list[Drift]:
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
-            SELECT device_type, priority, bucket, coalesce(c.n, 0), coalesce(j.n, 0)
-              FROM (SELECT device_type, priority, bucket, sum(n) AS n FROM jobs_queuecounter
-                     GROUP BY 1, 2, 3 HAVING sum(n) <> 0) c
-              FULL JOIN (SELECT device_type, priority, id >> {QUEUE_BUCKET_SHIFT} AS bucket, count(*) AS n
-                           FROM jobs_job WHERE status = 'queued' GROUP BY 1, 2, 3) j
-                   USING (device_type, priority, bucket)
+            SELECT device_type, level, priority, bucket, coalesce(c.n, 0), coalesce(j.n, 0)
+              FROM (SELECT device_type, level, priority, bucket, sum(n) AS n FROM jobs_queuecounter
+                     GROUP BY 1, 2, 3, 4 HAVING sum(n) <> 0) c
+              FULL JOIN (SELECT j.device_type, l.level, j.priority, j.id >> l.shift AS bucket, count(*) AS n
+                           FROM jobs_job j CROSS JOIN {_LEVELS}
+                          WHERE j.status = 'queued' GROUP BY 1, 2, 3, 4) j
+                   USING (device_type, level, priority, bucket)
              WHERE coalesce(c.n, 0) <> coalesce(j.n, 0)
-             ORDER BY 1, 2, 3
+             ORDER BY 1, 2, 3, 4
             """
         )
         return [Drift(*row) for row in cursor.fetchall()]
@@ -69,9 +110,10 @@ def queue_counters_rebuild() -> int:
         cursor.execute("DELETE FROM jobs_queuecounter")
         cursor.execute(
             f"""
-            INSERT INTO jobs_queuecounter (device_type, priority, bucket, slot, n)
-            SELECT device_type, priority, id >> {QUEUE_BUCKET_SHIFT}, 0, count(*)
-              FROM jobs_job WHERE status = 'queued' GROUP BY 1, 2, 3
+            INSERT INTO jobs_queuecounter (device_type, level, priority, bucket, slot, n)
+            SELECT j.device_type, l.level, j.priority, j.id >> l.shift, 0, count(*)
+              FROM jobs_job j CROSS JOIN {_LEVELS}
+             WHERE j.status = 'queued' GROUP BY 1, 2, 3, 4
             """
         )
         return cursor.rowcount

@@ -6,16 +6,20 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 
 from django.db import connection
 from django.db.models import Count, IntegerField, Min, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from core import prepared
+from core.rows import RowReader
 from devices.models import Device, DeviceStatus
 from jobs import estimates
 from jobs.exceptions import JobNotFound, ProgramNotFound
-from jobs.models import QUEUE_BUCKET_SHIFT, Job, JobStatus, Program
+from jobs.models import Job, JobStatus, Program
+from jobs.queue_counters import jobs_ahead_sql
 
 
 def jobs_visible_to(user) -> QuerySet[Job]:
@@ -53,11 +57,8 @@ def job_queue_position(job: Job) -> int | None:
 
     PostgreSQL: from the queue counters (``QueueCounter``, kept by triggers
     in the same transactions as the jobs), so the cost does not grow with
-    the queue: the counters of higher priorities, those of earlier id
-    buckets at the same priority, and the queued jobs of the job's own
-    bucket (at most 2**QUEUE_BUCKET_SHIFT entries of ``job_queue_idx``)
-    that come before it. One statement, so one snapshot: the counters and
-    the jobs it reads agree.
+    the queue (``jobs.queue_counters.jobs_ahead_sql``). One prepared
+    statement, so one snapshot: the counters and the jobs it reads agree.
 
     SQLite (development, small queues): the exact count of the jobs ahead,
     two range counts over ``job_queue_idx``.
@@ -65,7 +66,9 @@ def job_queue_position(job: Job) -> int | None:
     if job.status != JobStatus.QUEUED:
         return None
     if connection.vendor == "postgresql":
-        return _position_from_counters(job)
+        with connection.cursor() as cursor:
+            prepared.execute(cursor, _POSITION_SQL, [job.device_type, job.priority, job.pk])
+            return int(cursor.fetchone()[0]) + 1
     with connection.cursor() as cursor:
         cursor.execute(
             """
@@ -79,35 +82,9 @@ def job_queue_position(job: Job) -> int | None:
         return cursor.fetchone()[0] + 1
 
 
-def _position_from_counters(job: Job) -> int:
-    # Three bounded range reads: counters of higher priorities (one per
-    # priority and bucket), counters of earlier buckets of this priority,
-    # and this bucket's index entries before the job (an index-only scan
-    # bounded on every column of job_queue_idx).
-    bucket = job.pk >> QUEUE_BUCKET_SHIFT
-    with connection.cursor() as cursor:
-        cursor.execute(
-            """
-            SELECT (SELECT coalesce(sum(n), 0) FROM jobs_queuecounter
-                     WHERE device_type = %s AND priority > %s)
-                 + (SELECT coalesce(sum(n), 0) FROM jobs_queuecounter
-                     WHERE device_type = %s AND priority = %s AND bucket < %s)
-                 + (SELECT count(*) FROM jobs_job
-                     WHERE status = 'queued' AND device_type = %s AND priority = %s AND id >= %s AND id < %s)
-            """,
-            [
-                job.device_type,
-                job.priority,
-                job.device_type,
-                job.priority,
-                bucket,
-                job.device_type,
-                job.priority,
-                bucket << QUEUE_BUCKET_SHIFT,
-                job.pk,
-            ],
-        )
-        return int(cursor.fetchone()[0]) + 1
+_POSITION_SQL = (
+    f"SELECT {jobs_ahead_sql('q.t', 'q.p', 'q.i')} FROM (SELECT %s::varchar AS t, %s::integer AS p, %s::bigint AS i) q"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,30 +104,78 @@ def job_queue_info(job: Job, *, now: datetime | None = None) -> QueueInfo:
     cached = getattr(job, "_queue_info", None)
     if cached is not None:
         return cached
-    info = QueueInfo()
     position = job_queue_position(job)  # None unless the job is queued
+    devices = None
     if position is not None:
         # A submission has just read the type's devices (jobs.services.job_submit).
         devices = getattr(job, "_type_devices", None)
         if devices is None:
             devices = estimates.type_devices(job.device_type)
-        estimate = estimates.estimate_start(
-            device_type=job.device_type,
-            position=position,
-            min_size=job.min_size,
-            shots=job.shots,
-            devices=devices,
-            run_seconds=estimates.cached_run_seconds(job.device_type),
-            now=now or timezone.now(),
-        )
-        warnings = estimates.capacity_warnings(
-            device_type=job.device_type, sizes=[d.size for d in devices], min_size=job.min_size
-        )
-        info = QueueInfo(
-            position=position, estimated_start=estimate.start, estimate_reason=estimate.reason, warnings=warnings
-        )
-    job._queue_info = info
+    job._queue_info = info = _queue_info(job, position=position, devices=devices, now=now)
     return info
+
+
+def _queue_info(job: Job, *, position: int | None, devices, now: datetime | None) -> QueueInfo:
+    if position is None:
+        return QueueInfo()
+    estimate = estimates.estimate_start(
+        device_type=job.device_type,
+        position=position,
+        min_size=job.min_size,
+        shots=job.shots,
+        devices=devices,
+        run_seconds=estimates.cached_run_seconds(job.device_type),
+        now=now or timezone.now(),
+    )
+    warnings = estimates.capacity_warnings(
+        device_type=job.device_type, sizes=[d.size for d in devices], min_size=job.min_size
+    )
+    return QueueInfo(
+        position=position, estimated_start=estimate.start, estimate_reason=estimate.reason, warnings=warnings
+    )
+
+
+_JOB_READER = RowReader.of(Job)
+_PROGRAM_READER = RowReader.of(Program, ["id", "key", "client_user_id"])
+
+
+@cache
+def _detail_sql(vendor: str) -> str:
+    # Built on first use: the devices' part depends on the database vendor.
+    return f"""
+        SELECT {_JOB_READER.columns("j")}, {_PROGRAM_READER.columns("p")},
+               CASE WHEN j.status = 'queued' THEN {jobs_ahead_sql("j.device_type", "j.priority", "j.id")} END,
+               CASE WHEN j.status = 'queued' THEN {estimates.type_devices_sql("j.device_type")} END
+          FROM jobs_job j JOIN jobs_program p ON p.id = j.program_id
+         WHERE j.key = %s AND (%s OR j.owner_id = %s)
+    """
+
+
+def job_get_detail(*, user, key: str, now: datetime | None = None) -> Job:
+    """``job_get`` with its queue info (``job_queue_info``) already known:
+    on PostgreSQL the job, its program's id and client user, its exact
+    queue position and its type's devices in one prepared statement (one
+    round trip, one snapshot) - the read behind ``GET /jobs/<id>``."""
+    if connection.vendor != "postgresql":
+        job = job_get(user=user, key=key)
+        job_queue_info(job, now=now)
+        return job
+    row = None
+    if "\x00" not in key:
+        with connection.cursor() as cursor:
+            prepared.execute(cursor, _detail_sql(connection.vendor), [key, bool(user.is_staff), user.pk])
+            row = cursor.fetchone()
+    if row is None:
+        raise JobNotFound(f"No job with id {key!r}.")
+    split = len(_JOB_READER.fields)
+    job = _JOB_READER.instance(row[:split])
+    job.program = _PROGRAM_READER.instance(row[split : split + len(_PROGRAM_READER.fields)])
+    ahead, devices = row[-2], row[-1]
+    position = None if ahead is None else int(ahead) + 1
+    job._queue_info = _queue_info(
+        job, position=position, devices=estimates.devices_from_json(devices) if position else None, now=now
+    )
+    return job
 
 
 def program_job_counts(program_ids: list[int]) -> dict[int, dict[str, int]]:

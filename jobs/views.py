@@ -263,7 +263,7 @@ class JobDetailView(generics.GenericAPIView):
         responses={200: JobDetailSerializer, 401: R401, 404: R404},
     )
     def get(self, request, job_id: str):
-        return Response(job_detail_data(selectors.job_get(user=request.user, key=job_id)))
+        return Response(job_detail_data(selectors.job_get_detail(user=request.user, key=job_id)))
 
 
 class JobCancelView(generics.GenericAPIView):

@@ -28,7 +28,8 @@ class Command(BaseCommand):
             drift = queue_counters.queue_counters_drift()
             for d in drift:
                 self.stdout.write(
-                    f"{d.device_type} priority {d.priority} bucket {d.bucket}: counter {d.counted}, queued {d.actual}"
+                    f"{d.device_type} level {d.level} priority {d.priority} bucket {d.bucket}: "
+                    f"counter {d.counted}, queued {d.actual}"
                 )
             if drift:
                 raise CommandError(f"{len(drift)} queue counters drifted; repair with --rebuild.")
