@@ -69,6 +69,23 @@ def _username(request) -> str:
     return getattr(wrapped, "username", "") or "-"
 
 
+def log_request(*, method: str, path: str, full_path: str, status: int, ms: float, user: str) -> None:
+    """The one line per HTTP request (also written by ``core.fastlane``)."""
+    level = logging.DEBUG if path in QUIET_PATHS else logging.INFO
+    if not request_logger.isEnabledFor(level):
+        return
+    request_logger.log(
+        level,
+        "%s %s %s %.1fms user=%s",
+        method,
+        full_path[:500],
+        status,
+        ms,
+        user,
+        extra={"method": method, "path": path[:500], "status": status, "ms": ms, "user": user},
+    )
+
+
 class RequestLogMiddleware:
     def __init__(self, get_response):
         self.get_response = get_response
@@ -76,23 +93,12 @@ class RequestLogMiddleware:
     def __call__(self, request):
         started = time.perf_counter()
         response = self.get_response(request)
-        ms = round((time.perf_counter() - started) * 1000, 1)
-        user = _username(request)
-        level = logging.DEBUG if request.path in QUIET_PATHS else logging.INFO
-        request_logger.log(
-            level,
-            "%s %s %s %.1fms user=%s",
-            request.method,
-            request.get_full_path()[:500],
-            response.status_code,
-            ms,
-            user,
-            extra={
-                "method": request.method,
-                "path": request.path[:500],
-                "status": response.status_code,
-                "ms": ms,
-                "user": user,
-            },
+        log_request(
+            method=request.method,
+            path=request.path,
+            full_path=request.get_full_path(),
+            status=response.status_code,
+            ms=round((time.perf_counter() - started) * 1000, 1),
+            user=_username(request),
         )
         return response

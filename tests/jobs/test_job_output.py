@@ -65,7 +65,12 @@ def test_the_one_statement_read_equals_the_orm_read_for_every_kind_of_job(user, 
     started = now - timedelta(seconds=1, microseconds=123_456)
     make_job(program, status=JobStatus.RUNNING, device=busy, started_at=started)
     make_job(
-        program, status=JobStatus.DONE, device=busy, started_at=now - timedelta(seconds=9), finished_at=now, result=["1"]
+        program,
+        status=JobStatus.DONE,
+        device=busy,
+        started_at=now - timedelta(seconds=9),
+        finished_at=now,
+        result=["1"],
     )
     jobs = [
         *Job.objects.filter(program=program).order_by("id"),
