@@ -8,9 +8,10 @@ answer's JSON - in a process whose threads share one GIL (docs/benchmarks.md).
 
 What it does: a WSGI wrapper around Django's application. A request that a
 route accepts *exactly as its happy path* - the right method and path, no
-query string, a ``Token`` header of an active user, JSON acceptable, a host
-in ALLOWED_HOSTS, no cookie - is answered by the route's handler with the
-bytes the DRF view would have sent. Everything else, and every request the
+query string, a ``Token`` header, JSON acceptable, a host in ALLOWED_HOSTS,
+no cookie, and a handler that finds the token's active user allowed to read
+what it asks (token and read in one statement) - is answered by the route's
+handler with the bytes the DRF view would have sent. Everything else, and every request the
 handler declines (an unknown token, someone else's job, a missing one, any
 error), goes to Django unchanged, which answers it as it always did. So the
 lane never has to produce an error answer, and an answer it gives is tested
@@ -43,7 +44,6 @@ from django.http.request import split_domain_port, validate_host
 from django.middleware.clickjacking import XFrameOptionsMiddleware
 from django.middleware.security import SecurityMiddleware
 
-from core.authentication import token_user
 from core.logs import log_request
 
 logger = logging.getLogger(__name__)
@@ -56,13 +56,17 @@ JSON_ACCEPT = frozenset(["", "*/*", "application/json"])
 
 @dataclass(frozen=True)
 class Answer:
-    """A handler's 200 answer: the rendered body and the headers DRF adds."""
+    """A handler's 200 answer: the rendered body, the headers DRF adds, and
+    the user it was for (for the log line)."""
 
     body: bytes
     headers: dict[str, str]
+    username: str
 
 
-# handler(user, **path groups) -> Answer, or None to leave the request to Django
+# handler(token key, **path groups) -> Answer, or None to leave the request to
+# Django. The handler authenticates the token itself (with its read, in one
+# statement) and must decline whatever the full stack would not answer 200.
 Handler = Callable[..., "Answer | None"]
 
 
@@ -114,7 +118,7 @@ class FastLane:
             return None
         signals.request_started.send(sender=self.__class__, environ=environ)
         try:
-            answer, user = self._run(route, match, header[len("Token ") :])
+            answer = self._run(route, match, header[len("Token ") :])
             if answer is None:
                 return None
             response = HttpResponse(answer.body, content_type="application/json")
@@ -129,22 +133,19 @@ class FastLane:
                 full_path=path,
                 status=response.status_code,
                 ms=round((time.perf_counter() - started) * 1000, 1),
-                user=user.get_username() or "-",
+                user=answer.username or "-",
             )
             return [answer.body]
         finally:
             signals.request_finished.send(sender=self.__class__)
 
     @staticmethod
-    def _run(route: Route, match: re.Match, key: str):
+    def _run(route: Route, match: re.Match, token: str) -> Answer | None:
         try:
-            found = token_user(key)
-            if found is None or not found[0].is_active:
-                return None, None
-            return route.handler(found[0], **match.groupdict()), found[0]
+            return route.handler(token, **match.groupdict())
         except Exception:  # noqa: BLE001 - Django answers it, and its handling reports the error
             logger.debug("fast lane declined after an error; Django answers", exc_info=True)
-            return None, None
+            return None
 
 
 def _host_allowed(environ) -> bool:

@@ -7,9 +7,9 @@ planning against 0.08 ms of execution for the job read (``EXPLAIN ANALYZE``,
 docs/benchmarks.md). A prepared statement is planned once per connection
 (then re-planned by PostgreSQL itself only when a table it reads changes).
 
-``execute(cursor, name, sql, params)`` prepares ``sql`` the first time a
+``execute(cursor, sql, params)`` prepares ``sql`` the first time a
 connection runs it and sends ``EXECUTE`` from then on. ``sql`` is written as
-for ``cursor.execute`` with ``%s`` placeholders; its name carries a hash of
+for ``cursor.execute``, with ``%s`` or ``%(name)s`` placeholders; its name carries a hash of
 the text, so an edited statement is prepared anew, never mixed up with an
 old one. What a connection has prepared is remembered per raw connection:
 a reconnect (``CONN_MAX_AGE``, a health check that failed) starts afresh.
@@ -26,44 +26,57 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import cache
 
 from django.conf import settings
 from django.db import connection
 
-_PLACEHOLDER = re.compile(r"%(s|%)")
+_PLACEHOLDER = re.compile(r"%(?:\((\w+)\))?(s|%)")
 
 
 @cache
-def _prepared_form(sql: str) -> tuple[str, str, int]:
-    """(name, the text with $1..$n, n) for ``sql`` with ``%s`` placeholders."""
+def _prepared_form(sql: str) -> tuple[str, str, int, tuple[str, ...]]:
+    """(name, the text with $1..$n, n, the parameter names in $-order) for
+    ``sql`` with ``%s`` placeholders (names: ()) or ``%(name)s`` ones (a name
+    used twice is one parameter)."""
     count = 0
+    names: dict[str, int] = {}
 
     def number(match: re.Match) -> str:
         nonlocal count
-        if match.group(1) == "%":
+        name, kind = match.group(1), match.group(2)
+        if kind == "%":
             return "%"
-        count += 1
-        return f"${count}"
+        if name is None:
+            count += 1
+            return f"${count}"
+        if name not in names:
+            names[name] = len(names) + 1
+        return f"${names[name]}"
 
     text = _PLACEHOLDER.sub(number, sql)
-    name = "q_" + hashlib.sha1(sql.encode()).hexdigest()[:16]
-    return name, text, count
+    if count and names:
+        raise ValueError("mixed %s and %(name)s placeholders")
+    digest = "q_" + hashlib.sha1(sql.encode()).hexdigest()[:16]
+    return digest, text, count or len(names), tuple(names)
 
 
 def enabled(db=connection) -> bool:
     return db.vendor == "postgresql" and settings.DB_PREPARED_STATEMENTS
 
 
-def execute(cursor, sql: str, params: Sequence) -> None:
+def execute(cursor, sql: str, params: Sequence | Mapping) -> None:
     """``cursor.execute(sql, params)`` (a Django cursor), through a prepared
-    statement where enabled. Positional ``%s`` parameters only."""
+    statement where enabled: ``%s`` placeholders with a sequence, or
+    ``%(name)s`` ones with a mapping."""
     db = cursor.db  # this thread's DatabaseWrapper (``connection`` is a proxy shared by threads)
     if not enabled(db):
         cursor.execute(sql, params)
         return
-    name, text, count = _prepared_form(sql)
+    name, text, count, names = _prepared_form(sql)
+    if names:
+        params = [params[n] for n in names]  # type: ignore[call-overload]
     if len(params) != count:
         raise ValueError(f"{count} placeholders, {len(params)} parameters")
     raw = db.connection

@@ -12,7 +12,6 @@ from rest_framework.renderers import JSONRenderer
 
 from core.fastlane import Answer, Route
 from jobs import selectors
-from jobs.exceptions import JobNotFound
 from jobs.serializers import job_detail_data
 
 _renderer = JSONRenderer()
@@ -20,12 +19,12 @@ _renderer = JSONRenderer()
 _HEADERS = {"Allow": "GET, HEAD, OPTIONS", "Vary": "Accept"}
 
 
-def job_detail(user, *, job_id: str) -> Answer | None:
-    try:
-        job = selectors.job_get_detail(user=user, key=job_id)
-    except JobNotFound:
+def job_detail(token: str, *, job_id: str) -> Answer | None:
+    found = selectors.job_get_detail_by_token(token=token, key=job_id)
+    if found is None:
         return None
-    return Answer(body=_renderer.render(job_detail_data(job)), headers=_HEADERS)
+    username, job = found
+    return Answer(body=_renderer.render(job_detail_data(job)), headers=_HEADERS, username=username)
 
 
 # The view's URL (jobs/urls.py: "jobs/<str:job_id>", mounted at the root).

@@ -20,11 +20,13 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from core import prepared
 from jobs import estimates, lifecycle, notify
 from jobs.exceptions import DomainError, DuplicateId, JobNotCancellable, NoDeviceCanRun, ProgramMismatch
 from jobs.limits import check_priority, check_queued_cap, queued_cap_applies
 from jobs.models import CallbackStatus, Job, JobStatus, Program, new_webhook_secret
 from jobs.notify import notify_changed
+from jobs.queue_counters import jobs_ahead_sql
 
 # Rows per INSERT statement: large enough that 10,000 jobs take a handful of
 # round trips, small enough to stay far below PostgreSQL's 65,535 parameters
@@ -367,12 +369,15 @@ def _job_submit_orm(*, owner, priority, device_type, key, program_key, client_us
 
 _PROGRAM_COLUMNS = [str(f.column) for f in Program._meta.concrete_fields]
 
-# Program upsert, job insert and the workers' NOTIFY in one statement. The
-# job is inserted only into a program that agrees with it (owner, priority,
-# device type); otherwise the answer says why and nothing was written except
-# a program created by this very statement, which cannot then disagree. A
-# job id already taken is a unique violation: the statement (and with it a
-# program it created) is undone as a whole.
+# Program upsert, job insert, the workers' NOTIFY and the new job's queue
+# position in one statement (prepared once per connection). The job is
+# inserted only into a program that agrees with it (owner, priority, device
+# type); otherwise the answer says why and nothing was written except a
+# program created by this very statement, which cannot then disagree. A job
+# id already taken is a unique violation: the statement (and with it a
+# program it created) is undone as a whole. The position is counted at the
+# statement's snapshot, which the new job is not part of yet: the queued jobs
+# ahead of it then, as the counters' triggers run after the statement.
 _SUBMIT_SQL = f"""
     WITH new_program AS (
         INSERT INTO jobs_program (key, owner_id, client_user_id, priority, device_type, callback_url,
@@ -396,7 +401,8 @@ _SUBMIT_SQL = f"""
          WHERE owner_id = %(owner)s AND priority = %(priority)s AND device_type = %(device_type)s
         RETURNING id
     )
-    SELECT program.*, (SELECT id FROM job), (SELECT pg_notify(%(channel)s, %(device_type)s) FROM job)
+    SELECT program.*, (SELECT id FROM job), (SELECT pg_notify(%(channel)s, %(device_type)s) FROM job),
+           (SELECT {jobs_ahead_sql("%(device_type)s", "%(priority)s", "job.id")} FROM job)
       FROM program
 """
 
@@ -433,7 +439,7 @@ def _job_submit_one_statement(
             row = None
             for _ in range(2):  # a program created by a concurrent request is visible to the second try
                 with connection.cursor() as cursor:
-                    cursor.execute(_SUBMIT_SQL, params)
+                    prepared.execute(cursor, _SUBMIT_SQL, params)
                     row = cursor.fetchone()
                 if row is not None:
                     break
@@ -443,8 +449,8 @@ def _job_submit_one_statement(
         raise DuplicateId(
             f"Program {program_key!r} was being created by another request; try again.", field="program_id"
         )
-    program = Program.from_db(connection.alias, [f.attname for f in Program._meta.concrete_fields], row[:-2])
-    job_id = row[-2]
+    program = Program.from_db(connection.alias, [f.attname for f in Program._meta.concrete_fields], row[:-3])
+    job_id, ahead = row[-3], row[-1]
     if job_id is None:  # only an existing program that disagrees stops the insert
         _check_program_matches(program, owner=owner, priority=priority, device_type=device_type)
         raise DomainError(f"Program {program_key!r} did not take the job.", field="program_id")
@@ -462,6 +468,7 @@ def _job_submit_one_statement(
         created_at=now,
     )
     job._state.adding, job._state.db = False, connection.alias
+    job._queue_position = int(ahead) + 1  # read by jobs.selectors.job_queue_position
     return job
 
 

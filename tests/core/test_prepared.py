@@ -114,3 +114,15 @@ def test_switched_off_it_sends_plain_text(settings):
         assert _run(1) == (2, "100%")
     assert queries.captured_queries[-1]["sql"].startswith("SELECT")
     assert _server_side_statements() == set()
+
+
+def test_named_placeholders_map_to_one_parameter_each():
+    sql = "SELECT CAST(%(a)s AS integer) + CAST(%(b)s AS integer) + CAST(%(a)s AS integer)"
+    with connection.cursor() as cursor:
+        prepared.execute(cursor, sql, {"a": 1, "b": 10, "unused": 99})
+        assert cursor.fetchone()[0] == 12
+    assert prepared._prepared_form(sql)[1:] == (
+        "SELECT CAST($1 AS integer) + CAST($2 AS integer) + CAST($1 AS integer)",
+        2,
+        ("a", "b"),
+    )

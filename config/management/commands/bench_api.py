@@ -13,7 +13,10 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--queued", type=int, default=1_000_000)
-        parser.add_argument("--seconds", type=int, default=15, help="per phase")
+        parser.add_argument("--seconds", type=int, default=10, help="per phase and round")
+        parser.add_argument(
+            "--rounds", type=int, default=3, help="rounds of all phases (the figures are medians over them)"
+        )
         parser.add_argument("--connections", type=int, default=16)
         parser.add_argument("--json", action="store_true")
         parser.add_argument("--keepdb", action="store_true", help="keep (and reuse) the scratch database")
@@ -60,6 +63,7 @@ class Command(BaseCommand):
                 say=say,
                 phases=phases,
                 serve_args=("--no-workers",) if o["no_workers"] else (),
+                rounds=max(1, o["rounds"]),
             )
         finally:
             connections.close_all()
