@@ -130,16 +130,19 @@ def run(
             "seconds": seconds,
             "rounds": rounds,
         }
-        scripts = {
-            "healthz": ("/healthz", None),
-            "post_jobs": ("/jobs", f'TOKEN = "Token {token}"\nRUN = "{time.time_ns()}"\n' + POST_JOBS_LUA),
-            "get_job": ("/jobs/x", f'TOKEN = "Token {token}"\nQUEUED = {queued}\n' + GET_JOB_LUA),
-        }
+
+        def scripts():  # anew for every wrk run: each POST run submits ids of its own
+            return {
+                "healthz": ("/healthz", None),
+                "post_jobs": ("/jobs", f'TOKEN = "Token {token}"\nRUN = "{time.time_ns()}"\n' + POST_JOBS_LUA),
+                "get_job": ("/jobs/x", f'TOKEN = "Token {token}"\nQUEUED = {queued}\n' + GET_JOB_LUA),
+            }
+
         results: dict[str, list[dict]] = {name: [] for name in phases}
         order = sorted(phases, key=PHASES.index)  # the ceiling first in every round
         for r in range(rounds):
             for name in order:
-                path, script = scripts[name]
+                path, script = scripts()[name]
                 say(f"round {r + 1}, {name}: {path} ...")
                 results[name].append(wrk(base + path, script=script, seconds=seconds, connections=connections, say=say))
         if "healthz" in phases:  # the closing ceiling: every phase has one before and one after it
