@@ -149,6 +149,10 @@ class FastLane:
 
 
 def _host_allowed(environ) -> bool:
+    """Django's ALLOWED_HOSTS check on the Host header. A request whose host
+    Django would take from elsewhere (X-Forwarded-Host) is declined."""
+    if settings.USE_X_FORWARDED_HOST and "HTTP_X_FORWARDED_HOST" in environ:
+        return False
     host = environ.get("HTTP_HOST", "")
     domain, _ = split_domain_port(host)
     allowed = settings.ALLOWED_HOSTS

@@ -178,6 +178,15 @@ def test_every_other_request_is_answered_by_django_unchanged(user, other_user):
             assert fast[2] == slow[2], name
 
 
+def test_a_forwarded_host_django_would_check_is_left_to_django(settings, user):
+    settings.USE_X_FORWARDED_HOST = True
+    job = make_job(make_program(user))
+    environ = {"HTTP_X_FORWARDED_HOST": "evil.example"}
+    fast, slow, passed_on = _both(lambda: _environ(f"/jobs/{job.key}", token=make_token(user), **environ))
+    assert passed_on == 1
+    assert fast[0] == slow[0] == "400 Bad Request"
+
+
 def test_switched_off_everything_goes_to_django(settings, user):
     settings.API_FAST_LANE = False
     job = make_job(make_program(user))
