@@ -48,9 +48,15 @@ def _lookup() -> tuple[str, RowReader, RowReader]:
     return sql, tokens, users
 
 
+def key_may_exist(key: str) -> bool:
+    """False for a key no token can have (empty, too long, with a NUL): such
+    keys are refused without a query, by every reader of tokens."""
+    return bool(key) and len(key) <= MAX_KEY_LENGTH and "\x00" not in key
+
+
 def token_user(key: str):
     """(user, token) for a key, or None when no token has it."""
-    if not key or len(key) > MAX_KEY_LENGTH or "\x00" in key:
+    if not key_may_exist(key):
         return None
     sql, tokens, users = _lookup()
     with connection.cursor() as cursor:

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
+from functools import cache
 from statistics import median
 
 from django.conf import settings
@@ -76,10 +77,15 @@ def devices_from_json(value) -> list[DeviceSlot]:
     ]
 
 
+@cache
+def _type_devices_statement(vendor: str) -> str:
+    return f"SELECT {type_devices_sql('%s')}"
+
+
 def type_devices(device_type: str) -> list[DeviceSlot]:
     """The type's registered devices with the start of their running job."""
     with connection.cursor() as cursor:
-        prepared.execute(cursor, f"SELECT {type_devices_sql('%s')}", [device_type])
+        prepared.execute(cursor, _type_devices_statement(connection.vendor), [device_type])
         return devices_from_json(cursor.fetchone()[0])
 
 

@@ -21,6 +21,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from core import prepared
+from core.rows import RowReader
 from jobs import estimates, lifecycle, notify
 from jobs.exceptions import DomainError, DuplicateId, JobNotCancellable, NoDeviceCanRun, ProgramMismatch
 from jobs.limits import check_priority, check_queued_cap, queued_cap_applies
@@ -367,7 +368,8 @@ def _job_submit_orm(*, owner, priority, device_type, key, program_key, client_us
     return job
 
 
-_PROGRAM_COLUMNS = [str(f.column) for f in Program._meta.concrete_fields]
+_PROGRAMS = RowReader.of(Program)
+_PROGRAM_COLUMNS = [str(f.column) for f in _PROGRAMS.fields]
 
 # Program upsert, job insert, the workers' NOTIFY and the new job's queue
 # position in one statement (prepared once per connection). The job is
@@ -449,7 +451,7 @@ def _job_submit_one_statement(
         raise DuplicateId(
             f"Program {program_key!r} was being created by another request; try again.", field="program_id"
         )
-    program = Program.from_db(connection.alias, [f.attname for f in Program._meta.concrete_fields], row[:-3])
+    program = _PROGRAMS.instance(row[:-3])
     job_id, ahead = row[-3], row[-1]
     if job_id is None:  # only an existing program that disagrees stops the insert
         _check_program_matches(program, owner=owner, priority=priority, device_type=device_type)
