@@ -332,8 +332,8 @@ VM_LATE_MIN_USEFUL_SECONDS = env_float("VM_LATE_MIN_USEFUL_SECONDS", 600)
 VM_QUEUE_AHEAD_SECONDS = env_float("VM_QUEUE_AHEAD_SECONDS", 120)
 
 # --- HTTP server of `serve` (waitress; why each value: config/http_server.py)
-# GET /jobs/<id> answered in front of Django's stack when it is the happy path
-# (core.fastlane); false: every request through Django.
+# GET /jobs/<id> and POST /jobs answered in front of Django's stack when it is
+# the happy path (core.fastlane, jobs.fastlane); false: every request through Django.
 API_FAST_LANE = env_bool("API_FAST_LANE", True)
 
 # Worker threads running Django views; `serve --threads` overrides it.

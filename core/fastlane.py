@@ -1,28 +1,42 @@
-"""A fast lane in front of Django for the API's hottest read.
+"""A fast lane in front of Django for the API's hottest calls.
 
-Why: ``GET /jobs/<id>`` is what every client polls. Through Django's
-middleware, URL resolver and DRF's view machinery (request wrapping, content
-negotiation, permission and throttle hooks, response rendering) it cost about
-twice the CPU of the work itself - the token, one prepared statement, the
-answer's JSON - in a process whose threads share one GIL (docs/benchmarks.md).
+Why: ``GET /jobs/<id>`` is what every client polls, and ``POST /jobs`` what
+every client submits with. Through Django's middleware, URL resolver and
+DRF's view machinery (request wrapping, content negotiation, parsers,
+permission and throttle hooks, response rendering) each cost about twice the
+CPU of the work itself - the token, one or two prepared statements, the
+answer's JSON - in a process whose threads share one GIL
+(docs/benchmarks.md).
 
 What it does: a WSGI wrapper around Django's application. A request that a
 route accepts *exactly as its happy path* - the right method and path, no
 query string, a ``Token`` header, JSON acceptable, a host in ALLOWED_HOSTS,
-no cookie, and a handler that finds the token's active user allowed to read
-what it asks (token and read in one statement) - is answered by the route's
-handler with the bytes the DRF view would have sent. Everything else, and every request the
-handler declines (an unknown token, someone else's job, a missing one, any
-error), goes to Django unchanged, which answers it as it always did. So the
-lane never has to produce an error answer, and an answer it gives is tested
-to be byte-for-byte the full stack's (``tests/core/test_fastlane.py``).
+no cookie, and a handler that finds the token's active user allowed to do
+what it asks - is answered by the route's handler with the bytes the DRF
+view would have sent. Everything else, and every request the handler
+declines (an unknown token, someone else's job, a body the serializer would
+refuse, a taken id, any error before a write), goes to Django unchanged
+(a body the handler read is put back), which answers it as it always did.
+So the lane never has to produce an error answer for the client's mistakes,
+and an answer it gives is tested to be byte-for-byte the full stack's
+(``tests/core/test_fastlane.py``).
+
+One exception, for writes: a handler that may already have written raises
+``NotRepeatable`` on an unexpected error, and the lane answers it as Django
+answers an unhandled error in a view (a 500, logged, ``got_request_exception``
+sent) rather than passing the request on to be executed a second time.
 
 Kept identical on purpose, by calling Django's own code:
 - the security headers, through the response phase of ``SecurityMiddleware``
   and ``XFrameOptionsMiddleware`` (and the request phase's HTTPS redirect:
   a request it would redirect is left to Django);
-- ``request_started`` / ``request_finished``, so database connections age,
-  are health-checked and closed as for any request;
+- ``request_started`` / ``request_finished``, so database connections age
+  and are closed as for any request. One difference: Django checks a
+  connection's health (``SELECT 1``, one more round trip) before a request's
+  first statement when CONN_HEALTH_CHECKS is on; the lane does not
+  (``_skip_health_checks``), because every handler's first statement is a
+  read: on a dead connection it fails, the request goes to Django, and
+  Django checks, closes and reconnects as for any request;
 - the request log line (``core.logs.log_request``).
 
 ``API_FAST_LANE=false`` turns it off (every request through Django).
@@ -30,6 +44,7 @@ Kept identical on purpose, by calling Django's own code:
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 import time
@@ -38,7 +53,9 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core import signals
+from django.core.handlers.exception import response_for_exception
 from django.core.handlers.wsgi import WSGIRequest, get_path_info
+from django.db import connections
 from django.http import HttpResponse
 from django.http.request import split_domain_port, validate_host
 from django.middleware.clickjacking import XFrameOptionsMiddleware
@@ -56,17 +73,26 @@ JSON_ACCEPT = frozenset(["", "*/*", "application/json"])
 
 @dataclass(frozen=True)
 class Answer:
-    """A handler's 200 answer: the rendered body, the headers DRF adds, and
-    the user it was for (for the log line)."""
+    """A handler's answer: the rendered body, the headers DRF adds, the user
+    it was for (for the log line) and the status (200, or 201 for a write)."""
 
     body: bytes
     headers: dict[str, str]
     username: str
+    status: int = 200
 
 
-# handler(token key, **path groups) -> Answer, or None to leave the request to
-# Django. The handler authenticates the token itself (with its read, in one
-# statement) and must decline whatever the full stack would not answer 200.
+class NotRepeatable(Exception):
+    """Raised by a handler, from the original error, once it may have
+    written: the lane answers that error itself (as Django answers an error
+    in a view) instead of passing the request on, so the write is never
+    carried out twice."""
+
+
+# handler(token key, WSGI environ, **path groups) -> Answer, or None to leave
+# the request to Django. The handler authenticates the token itself and must
+# decline whatever the full stack would not answer with success; one that
+# reads the body uses ``json_body``, which leaves it readable for Django.
 Handler = Callable[..., "Answer | None"]
 
 
@@ -79,6 +105,24 @@ class Route:
 
 def _no_view(request):  # the middlewares' get_response; never called
     raise AssertionError("the fast lane runs middleware hooks only")
+
+
+def json_body(environ, *, max_bytes: int) -> bytes | None:
+    """The body of a request labelled exactly ``application/json`` (so DRF
+    would parse it as UTF-8 JSON) with a length of 1 to ``max_bytes``; None
+    otherwise. What it read is put back as the request's input, so a
+    request declined afterwards reaches Django with its body whole."""
+    if environ.get("CONTENT_TYPE") != "application/json":
+        return None
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return None
+    if not 0 < length <= max_bytes:
+        return None
+    body = environ["wsgi.input"].read(length)
+    environ["wsgi.input"] = io.BytesIO(body)
+    return body if len(body) == length else None
 
 
 class FastLane:
@@ -117,15 +161,23 @@ class FastLane:
         if security.process_request(request) is not None:  # an HTTPS redirect: Django's to send
             return None
         signals.request_started.send(sender=self.__class__, environ=environ)
+        _skip_health_checks()
         try:
-            answer = self._run(route, match, header[len("Token ") :])
-            if answer is None:
-                return None
-            response = HttpResponse(answer.body, content_type="application/json")
-            for name, value in answer.headers.items():
-                response[name] = value
+            try:
+                answer = self._run(route, match, header[len("Token ") :], environ)
+            except NotRepeatable as exc:
+                error = exc.__cause__ if isinstance(exc.__cause__, Exception) else exc
+                response, body, username = response_for_exception(request, error), None, "-"
+            else:
+                if answer is None:
+                    return None
+                response = HttpResponse(answer.body, status=answer.status, content_type="application/json")
+                for name, value in answer.headers.items():
+                    response[name] = value
+                body, username = answer.body, answer.username or "-"
             response = xframe.process_response(request, security.process_response(request, response))
-            response["Content-Length"] = str(len(answer.body))
+            body = response.content if body is None else body
+            response["Content-Length"] = str(len(body))
             start_response(f"{response.status_code} {response.reason_phrase}", list(response.items()))
             log_request(
                 method=route.method,
@@ -133,19 +185,29 @@ class FastLane:
                 full_path=path,
                 status=response.status_code,
                 ms=round((time.perf_counter() - started) * 1000, 1),
-                user=answer.username or "-",
+                user=username,
             )
-            return [answer.body]
+            return [body]
         finally:
             signals.request_finished.send(sender=self.__class__)
 
     @staticmethod
-    def _run(route: Route, match: re.Match, token: str) -> Answer | None:
+    def _run(route: Route, match: re.Match, token: str, environ) -> Answer | None:
         try:
-            return route.handler(token, **match.groupdict())
+            return route.handler(token, environ, **match.groupdict())
+        except NotRepeatable:
+            raise
         except Exception:  # noqa: BLE001 - Django answers it, and its handling reports the error
             logger.debug("fast lane declined after an error; Django answers", exc_info=True)
             return None
+
+
+def _skip_health_checks() -> None:
+    """Mark this thread's open connections as checked for this request (see
+    the module docstring: the handlers read first, and a failed read leaves
+    the request to Django, which then checks the connection)."""
+    for db in connections.all(initialized_only=True):
+        db.health_check_done = True
 
 
 def _host_allowed(environ) -> bool:

@@ -27,7 +27,7 @@ from jobs.exceptions import DomainError, DuplicateId, JobNotCancellable, NoDevic
 from jobs.limits import check_priority, check_queued_cap, queued_cap_applies
 from jobs.models import CallbackStatus, Job, JobStatus, Program, new_webhook_secret
 from jobs.notify import notify_changed
-from jobs.queue_counters import jobs_ahead_sql
+from jobs.queue_counters import jobs_ahead_from_the_back_sql
 
 # Rows per INSERT statement: large enough that 10,000 jobs take a handful of
 # round trips, small enough to stay far below PostgreSQL's 65,535 parameters
@@ -282,6 +282,7 @@ def job_submit(
     shots: int = 1,
     min_size: int | None = None,
     require_device: bool = False,
+    devices: Sequence[estimates.DeviceSlot] | None = None,
 ) -> Job:
     """The brief's flat form: one job naming its program.
 
@@ -290,11 +291,13 @@ def job_submit(
     and come from the same owner (400 naming ``program_id``). Without a
     ``program_key`` the job gets a program of its own. The same fair-use
     checks as ``program_create`` apply, and the same ``require_device``.
+    ``devices``: the type's devices, when the caller has just read them (the
+    fast lane reads them with the token).
     """
     instructions = [] if instructions is None else instructions
     check_priority(user=owner, priority=priority)
     spec = [JobSpec(shots=shots, min_size=min_size)]
-    devices = estimates.type_devices(device_type)
+    devices = estimates.type_devices(device_type) if devices is None else list(devices)
     sizes = sorted({d.size for d in devices})
     _check_result_sizes(device_type=device_type, sizes=sizes, jobs=spec, field_prefix="")
     _device_warnings(device_type=device_type, sizes=sizes, jobs=spec, require_device=require_device, field_prefix="")
@@ -379,7 +382,8 @@ _PROGRAM_COLUMNS = [str(f.column) for f in _PROGRAMS.fields]
 # id already taken is a unique violation: the statement (and with it a
 # program it created) is undone as a whole. The position is counted at the
 # statement's snapshot, which the new job is not part of yet: the queued jobs
-# ahead of it then, as the counters' triggers run after the statement.
+# ahead of it then, as the counters' triggers run after the statement;
+# counted from the back of the queue, where the new job is.
 _SUBMIT_SQL = f"""
     WITH new_program AS (
         INSERT INTO jobs_program (key, owner_id, client_user_id, priority, device_type, callback_url,
@@ -404,7 +408,7 @@ _SUBMIT_SQL = f"""
         RETURNING id
     )
     SELECT program.*, (SELECT id FROM job), (SELECT pg_notify(%(channel)s, %(device_type)s) FROM job),
-           (SELECT {jobs_ahead_sql("%(device_type)s", "%(priority)s", "job.id")} FROM job)
+           (SELECT {jobs_ahead_from_the_back_sql("%(device_type)s", "%(priority)s", "job.id")} FROM job)
       FROM program
 """
 

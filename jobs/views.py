@@ -23,6 +23,7 @@ from jobs.serializers import (
     ProgramSerializer,
     WebhookSecretSerializer,
     job_detail_data,
+    job_submit_arguments,
 )
 
 JOB_ID = OpenApiParameter("job_id", str, OpenApiParameter.PATH, description="The job's public id.")
@@ -237,19 +238,8 @@ class JobListView(generics.GenericAPIView):
         require_device = _require_device(request)
         serializer = JobSubmitSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-        job = services.job_submit(
-            owner=request.user,
-            key=data.get("id"),
-            program_key=data.get("program_id"),
-            client_user_id=data["user_id"],
-            priority=data["priority"],
-            device_type=data["device_type"],
-            instructions=data["instructions"],
-            shots=data["shots"],
-            min_size=data["min_size"],
-            require_device=require_device,
-        )
+        arguments = job_submit_arguments(serializer.validated_data)
+        job = services.job_submit(owner=request.user, require_device=require_device, **arguments)
         return Response(job_detail_data(job), status=status.HTTP_201_CREATED)
 
 

@@ -41,10 +41,20 @@ def ranked_positions() -> dict[int, int]:
     return places
 
 
+def positions_from_the_back() -> dict[int, int]:
+    """Every queued job's place by ``jobs_ahead_from_the_back_sql`` (the
+    submission's form), in one statement."""
+    ahead = queue_counters.jobs_ahead_from_the_back_sql("j.device_type", "j.priority", "j.id")
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT j.id, {ahead} FROM jobs_job j WHERE j.status = 'queued'")
+        return {job_id: n + 1 for job_id, n in cursor.fetchall()}
+
+
 def assert_exact(step: str) -> None:
     expected = ranked_positions()
     got = {job.pk: job_queue_position(job) for job in Job.objects.filter(status=JobStatus.QUEUED)}
     assert got == expected, step
+    assert positions_from_the_back() == expected, step
     assert queue_counters.queue_counters_drift() == [], step
 
 
@@ -68,13 +78,15 @@ class Mix:
 
     def submit(self):
         self.n += 1
-        services.job_submit(
+        job = services.job_submit(
             owner=self.owner,
             priority=self.rng.choice(PRIORITIES),
             device_type=self.rng.choice(TYPES),
             key=f"single-{self.n}",
             program_key=self.rng.choice([None, f"solo-{self.n}"]),
         )
+        # The place the submission answered with (counted in its statement).
+        assert job_queue_position(job) == ranked_positions()[job.pk]
 
     def submit_bulk(self):
         self.n += 1
