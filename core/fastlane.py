@@ -155,7 +155,10 @@ class FastLane:
         header = environ.get("HTTP_AUTHORIZATION", "")
         if not header.startswith("Token ") or not _host_allowed(environ):
             return None
-        request = WSGIRequest(environ)
+        # On a copy: WSGIRequest rewrites PATH_INFO in the environ it is given
+        # (to the decoded path), and a declined request reaches Django with
+        # the environ exactly as the server made it.
+        request = WSGIRequest(dict(environ))
         # Made per request (they read their settings when made; a few microseconds).
         security, xframe = SecurityMiddleware(_no_view), XFrameOptionsMiddleware(_no_view)
         if security.process_request(request) is not None:  # an HTTPS redirect: Django's to send
@@ -207,7 +210,7 @@ def _skip_health_checks() -> None:
     the module docstring: the handlers read first, and a failed read leaves
     the request to Django, which then checks the connection)."""
     for db in connections.all(initialized_only=True):
-        db.health_check_done = True
+        db.health_check_done = True  # type: ignore[attr-defined]
 
 
 def _host_allowed(environ) -> bool:

@@ -6,6 +6,7 @@ other request reaches Django untouched."""
 from __future__ import annotations
 
 import io
+import json
 import logging
 from datetime import timedelta
 
@@ -16,7 +17,7 @@ from django.db import close_old_connections
 from django.utils import timezone
 
 from config import wsgi
-from jobs.models import JobStatus
+from jobs.models import Job, JobStatus
 from tests.factories import make_device, make_job, make_program, make_token, make_user
 
 pytestmark = pytest.mark.django_db
@@ -221,3 +222,20 @@ def test_it_writes_the_same_request_log_line(caplog, user):
     for key in ("method", "path", "status", "user"):
         assert getattr(fast_line, key) == getattr(slow_line, key), key
     assert fast_line.getMessage().split()[:3] == ["GET", f"/jobs/{job.key}", "200"]
+
+
+def test_a_declined_request_reaches_django_with_its_path_as_sent(user, other_user):
+    """PEP 3333: PATH_INFO holds the path's bytes as latin-1. The lane reads
+    it without changing it, so Django decodes the same UTF-8 path (a job id
+    beyond latin-1 included) and answers about the same id."""
+    mine, theirs = make_job(make_program(user)), make_job(make_program(other_user))
+    Job.objects.filter(pk=mine.pk).update(key="mïne-Ā")
+    Job.objects.filter(pk=theirs.pk).update(key="théirs-Ā")
+    token = make_token(user)
+    for key, declined in (("mïne-Ā", 0), ("théirs-Ā", 1)):
+        path = "/jobs/" + key.encode().decode("latin-1")
+        fast, slow, passed_on = _both(lambda path=path: _environ(path, token=token))
+        assert passed_on == declined, key
+        assert fast == slow, key
+        assert fast[0] == ("200 OK" if not declined else "404 Not Found")
+        assert key in json.dumps(json.loads(fast[2]), ensure_ascii=False)  # the id asked for, not a re-decoded one
