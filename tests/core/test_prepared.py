@@ -126,3 +126,24 @@ def test_named_placeholders_map_to_one_parameter_each():
         2,
         ("a", "b"),
     )
+
+
+def _plan_cache_mode() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW plan_cache_mode")
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.postgres
+def test_each_new_connection_keeps_generic_plans(settings):
+    connection.close()
+    assert _plan_cache_mode() == "force_generic_plan"
+    # ... and a prepared statement is then planned once, not per call.
+    for value in range(8):
+        _run(value)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT generic_plans, custom_plans FROM pg_prepared_statements")
+        assert cursor.fetchall() == [(8, 0)]
+    settings.DB_PREPARED_STATEMENTS = False  # statements as text: PostgreSQL's default is left alone
+    connection.close()
+    assert _plan_cache_mode() == "auto"
