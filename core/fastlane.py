@@ -31,12 +31,14 @@ Kept identical on purpose, by calling Django's own code:
   and ``XFrameOptionsMiddleware`` (and the request phase's HTTPS redirect:
   a request it would redirect is left to Django);
 - ``request_started`` / ``request_finished``, so database connections age
-  and are closed as for any request. One difference: Django checks a
-  connection's health (``SELECT 1``, one more round trip) before a request's
-  first statement when CONN_HEALTH_CHECKS is on; the lane does not
-  (``_skip_health_checks``), because every handler's first statement is a
-  read: on a dead connection it fails, the request goes to Django, and
-  Django checks, closes and reconnects as for any request;
+  and are closed as for any request. One difference: with CONN_HEALTH_CHECKS
+  Django checks a connection (``SELECT 1``, one more round trip) before each
+  request's first statement; the lane checks only a connection that has been
+  idle (no lane request on it for ``HEALTH_CHECK_IDLE_SECONDS``), where a
+  dead one would be found - a connection that was answering a moment ago is
+  used as it is. Should one die in between all the same, a read fails and
+  its request goes to Django (which checks and reconnects), and a write is
+  answered with an error, as when the database fails during any request;
 - the request log line (``core.logs.log_request``).
 
 ``API_FAST_LANE=false`` turns it off (every request through Django).
@@ -69,6 +71,11 @@ logger = logging.getLogger(__name__)
 # renderer) for sure; anything else (text/html for the browsable API,
 # a list with weights) is left to DRF.
 JSON_ACCEPT = frozenset(["", "*/*", "application/json"])
+
+# A connection the lane used less than this long ago is not health-checked
+# again (see the module docstring); kept on the connection's wrapper.
+HEALTH_CHECK_IDLE_SECONDS = 1.0
+_USED_AT = "_fastlane_used_at"
 
 
 @dataclass(frozen=True)
@@ -164,7 +171,7 @@ class FastLane:
         if security.process_request(request) is not None:  # an HTTPS redirect: Django's to send
             return None
         signals.request_started.send(sender=self.__class__, environ=environ)
-        _skip_health_checks()
+        _check_only_idle_connections()
         try:
             try:
                 answer = self._run(route, match, header[len("Token ") :], environ)
@@ -192,6 +199,7 @@ class FastLane:
             )
             return [body]
         finally:
+            _note_connections_used()
             signals.request_finished.send(sender=self.__class__)
 
     @staticmethod
@@ -205,12 +213,22 @@ class FastLane:
             return None
 
 
-def _skip_health_checks() -> None:
-    """Mark this thread's open connections as checked for this request (see
-    the module docstring: the handlers read first, and a failed read leaves
-    the request to Django, which then checks the connection)."""
+def _check_only_idle_connections() -> None:
+    """Mark this thread's connections used by a lane request less than
+    HEALTH_CHECK_IDLE_SECONDS ago as checked for this request (see the
+    module docstring); the others get Django's check before their first
+    statement."""
+    now = time.monotonic()
     for db in connections.all(initialized_only=True):
-        db.health_check_done = True  # type: ignore[attr-defined]
+        if now - db.__dict__.get(_USED_AT, float("-inf")) < HEALTH_CHECK_IDLE_SECONDS:
+            db.health_check_done = True  # type: ignore[attr-defined]
+
+
+def _note_connections_used() -> None:
+    now = time.monotonic()
+    for db in connections.all(initialized_only=True):
+        if db.connection is not None:
+            db.__dict__[_USED_AT] = now
 
 
 def _host_allowed(environ) -> bool:

@@ -9,6 +9,7 @@ from django.core.validators import MinValueValidator
 from django.db import models
 
 if TYPE_CHECKING:
+    from jobs.estimates import DeviceSlot
     from jobs.selectors import QueueInfo
 
 
@@ -106,9 +107,13 @@ class Job(models.Model):
     # A pending delivery far past this was lost (worker or cluster died) and is
     # queued again by the sweeper.
     callback_due_at = models.DateTimeField(null=True, blank=True)
-    # Not a column: jobs.selectors.job_queue_info memoises its answer on the
-    # loaded row (declared for the type checker; absent until then).
+    # Not columns (declared for the type checker; absent until set):
+    # jobs.selectors.job_queue_info memoises its answer on the loaded row, and
+    # a submission leaves what its statement already knew for that answer -
+    # the job's place and its type's devices (jobs.services).
     _queue_info: QueueInfo
+    _queue_position: int
+    _type_devices: list[DeviceSlot]
 
     class Meta:
         ordering = ["id"]

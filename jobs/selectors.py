@@ -220,17 +220,23 @@ def job_get_detail_by_token(*, token: str, key: str, now: datetime | None = None
     return row[-1], _job_from_detail_row(row[:-1], now=now)
 
 
-@cache
-def _submitter_sql(vendor: str) -> tuple[str, RowReader]:
-    """The token's active user and a device type's devices (``%s`` first:
-    the type, then the key), and the reader of the user's columns."""
+def submitter_sql(*, device_type: str, token: str, extra: str = "") -> tuple[str, RowReader]:
+    """A SELECT of the token's active user (all columns) and a device type's
+    devices as JSON (``estimates.type_devices_sql``), then ``extra``
+    columns; ``device_type`` and ``token`` are SQL expressions. No row when
+    no active user has the token. With the reader of the user's columns."""
     users_reader = RowReader.of(get_user_model())
     users, quote = get_user_model()._meta, connection.ops.quote_name
-    sql = f"""SELECT {users_reader.columns("u")}, {estimates.type_devices_sql("%s")}
+    sql = f"""SELECT {users_reader.columns("u")}, {estimates.type_devices_sql(device_type)}{extra}
           FROM {quote(Token._meta.db_table)} t
           JOIN {quote(users.db_table)} u ON u.{quote(str(users.pk.column))} = t.user_id AND u.is_active
-         WHERE t.key = %s"""
+         WHERE t.key = {token}"""
     return sql, users_reader
+
+
+@cache
+def _submitter_statement(vendor: str) -> tuple[str, RowReader]:
+    return submitter_sql(device_type="%s", token="%s")
 
 
 def submitter_by_token(*, token: str, device_type: str) -> tuple[Any, list[estimates.DeviceSlot]] | None:
@@ -245,7 +251,7 @@ def submitter_by_token(*, token: str, device_type: str) -> tuple[Any, list[estim
         if found is None or not found[0].is_active:
             return None
         return found[0], estimates.type_devices(device_type)
-    sql, users_reader = _submitter_sql(connection.vendor)
+    sql, users_reader = _submitter_statement(connection.vendor)
     with connection.cursor() as cursor:
         prepared.execute(cursor, sql, [device_type, token])
         row = cursor.fetchone()

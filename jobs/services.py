@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from django.conf import settings
@@ -21,8 +22,9 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from core import prepared
+from core.authentication import key_may_exist
 from core.rows import RowReader
-from jobs import estimates, lifecycle, notify
+from jobs import estimates, lifecycle, notify, selectors
 from jobs.exceptions import DomainError, DuplicateId, JobNotCancellable, NoDeviceCanRun, ProgramMismatch
 from jobs.limits import check_priority, check_queued_cap, queued_cap_applies
 from jobs.models import CallbackStatus, Job, JobStatus, Program, new_webhook_secret
@@ -320,6 +322,92 @@ def job_submit(
     return job
 
 
+def job_submit_by_token(
+    *,
+    token: str,
+    priority: int,
+    device_type: str,
+    key: str | None = None,
+    program_key: str | None = None,
+    client_user_id: str = "",
+    instructions: Any = None,
+    shots: int = 1,
+    min_size: int | None = None,
+) -> Job | None:
+    """``job_submit`` for the active user whose API key is ``token``; None,
+    with nothing written, when no active user has it. For the fast lane's
+    ``POST /jobs`` (``jobs.fastlane``).
+
+    On PostgreSQL outside a transaction the user is looked up by the very
+    statement that writes (one round trip). That statement writes only what
+    it can tell is allowed without further reads: a priority within
+    USER_MAX_PRIORITY or a staff user, a user the queued-jobs cap does not
+    apply to, a result within RESULT_MAX_BITS on the smallest device it could
+    run on. Anything else - and a program being created by another
+    transaction, or one that disagrees - is not written by it: the submission
+    goes on through ``job_submit`` with the user and devices it read, which
+    applies every rule as always (and raises what it raises)."""
+    if not key_may_exist(token) or "\x00" in device_type:
+        return None
+    instructions = [] if instructions is None else instructions
+    fields = {
+        "priority": priority,
+        "device_type": device_type,
+        "key": key or new_key(),
+        "program_key": program_key or new_key(),
+        "client_user_id": client_user_id,
+        "instructions": instructions,
+        "shots": shots,
+        "min_size": min_size,
+    }
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        found = selectors.submitter_by_token(token=token, device_type=device_type)
+        return None if found is None else job_submit(owner=found[0], devices=found[1], **fields)
+    params = _submit_params(owner_id=None, now=timezone.now(), **fields)
+    params.update(
+        token=token,
+        priority_ceiling=settings.USER_MAX_PRIORITY,
+        uncapped=settings.USER_MAX_QUEUED_JOBS <= 0,
+        floor=min_size or 1,
+        result_cap=settings.RESULT_MAX_BITS,
+    )
+    sql, users = _submit_by_token_statement()
+    try:
+        with connection.cursor() as cursor:
+            prepared.execute(cursor, sql, params)
+            row = cursor.fetchone()
+    except IntegrityError as exc:
+        raise DuplicateId(f"A job with id {fields['key']!r} already exists.", field="id") from exc
+    if row is None:
+        return None
+    split = len(users.fields)
+    owner, devices, wrote = users.instance(row[:split]), estimates.devices_from_json(row[split]), row[-3] is not None
+    if not wrote:  # nothing of it was written
+        return job_submit(owner=owner, devices=devices, **fields)
+    program = _PROGRAMS.instance(row[split + 2 : -3])
+    job = _submitted_job(row, program=program, owner=owner, params=params, instructions=instructions)
+    job._type_devices = devices
+    lifecycle.submitted(program=program.key, job_keys=[job.key], device_type=device_type, priority=priority)
+    return job
+
+
+@cache
+def _submit_by_token_statement() -> tuple[str, RowReader]:
+    """``_submit_sql`` with the owner read from the token, gated as
+    ``job_submit_by_token`` says (``may_write``), and the reader of the
+    user's columns."""
+    may_write = """,
+           (%(priority)s::integer <= %(priority_ceiling)s::integer OR u.is_staff)
+           AND (u.is_staff OR %(uncapped)s::boolean)
+           AND coalesce((SELECT min(d.size) FROM devices_device d
+                          WHERE d.type = %(device_type)s::text AND d.size >= %(floor)s::integer),
+                        %(floor)s::integer)::bigint * %(shots)s::integer <= %(result_cap)s::bigint AS may_write"""
+    submitter, users = selectors.submitter_sql(
+        device_type="%(device_type)s::text", token="%(token)s::text", extra=may_write
+    )
+    return _submit_sql(owner="s.id", submitter=f"s AS ({submitter})"), users
+
+
 def _check_program_matches(program: Program, *, owner, priority: int, device_type: str) -> None:
     """A job joining an existing program must agree with it (400 naming the field)."""
     name = program.key
@@ -374,6 +462,7 @@ def _job_submit_orm(*, owner, priority, device_type, key, program_key, client_us
 _PROGRAMS = RowReader.of(Program)
 _PROGRAM_COLUMNS = [str(f.column) for f in _PROGRAMS.fields]
 
+
 # Program upsert, job insert, the workers' NOTIFY and the new job's queue
 # position in one statement (prepared once per connection). The job is
 # inserted only into a program that agrees with it (owner, priority, device
@@ -384,33 +473,48 @@ _PROGRAM_COLUMNS = [str(f.column) for f in _PROGRAMS.fields]
 # statement's snapshot, which the new job is not part of yet: the queued jobs
 # ahead of it then, as the counters' triggers run after the statement;
 # counted from the back of the queue, where the new job is.
-_SUBMIT_SQL = f"""
-    WITH new_program AS (
+#
+# ``owner`` is the owner's id as an SQL expression. ``submitter``, when given,
+# is a CTE named ``s`` of one row with the owner's ``id`` and a ``may_write``
+# flag: without its row, or with the flag false, nothing is written.
+def _submit_sql(*, owner: str, submitter: str = "") -> str:
+    columns = ", ".join(_PROGRAM_COLUMNS)
+    gate, gate_program, gate_job = (
+        ("FROM s WHERE s.may_write", "AND EXISTS (SELECT 1 FROM s WHERE s.may_write)", ", s WHERE s.may_write AND")
+        if submitter
+        else ("", "", " WHERE")
+    )
+    return f"""
+    WITH {submitter + ", " if submitter else ""}new_program AS (
         INSERT INTO jobs_program (key, owner_id, client_user_id, priority, device_type, callback_url,
                                   webhook_secret, created_at)
-        VALUES (%(program_key)s, %(owner)s, %(client_user_id)s, %(priority)s, %(device_type)s, '',
-                %(secret)s, %(now)s)
+        SELECT %(program_key)s::text, {owner}, %(client_user_id)s::text, %(priority)s::integer,
+               %(device_type)s::text, '', %(secret)s::text, %(now)s::timestamptz {gate}
         ON CONFLICT (key) DO NOTHING
-        RETURNING {", ".join(_PROGRAM_COLUMNS)}
+        RETURNING {columns}
     ), program AS (
         SELECT * FROM new_program
         UNION ALL
-        SELECT {", ".join(_PROGRAM_COLUMNS)} FROM jobs_program
-         WHERE key = %(program_key)s AND NOT EXISTS (SELECT 1 FROM new_program)
+        SELECT {columns} FROM jobs_program
+         WHERE key = %(program_key)s AND NOT EXISTS (SELECT 1 FROM new_program) {gate_program}
     ), job AS (
         INSERT INTO jobs_job (key, program_id, owner_id, priority, device_type, instructions, shots, min_size,
                               status, attempts, requeues, created_at, error, lease_token, callback_status,
                               callback_attempts, callback_error)
-        SELECT %(key)s, id, owner_id, priority, device_type, %(instructions)s::jsonb, %(shots)s, %(min_size)s,
-               'queued', 0, 0, %(now)s, '', '', '', 0, ''
-          FROM program
-         WHERE owner_id = %(owner)s AND priority = %(priority)s AND device_type = %(device_type)s
+        SELECT %(key)s, p.id, p.owner_id, p.priority, p.device_type, %(instructions)s::jsonb, %(shots)s::integer,
+               %(min_size)s::integer, 'queued', 0, 0, %(now)s, '', '', '', 0, ''
+          FROM program p{gate_job} p.owner_id = {owner} AND p.priority = %(priority)s
+           AND p.device_type = %(device_type)s
         RETURNING id
     )
-    SELECT program.*, (SELECT id FROM job), (SELECT pg_notify(%(channel)s, %(device_type)s) FROM job),
+    SELECT {"s.*, " if submitter else ""}program.*, (SELECT id FROM job),
+           (SELECT pg_notify(%(channel)s, %(device_type)s) FROM job),
            (SELECT {jobs_ahead_from_the_back_sql("%(device_type)s", "%(priority)s", "job.id")} FROM job)
-      FROM program
+      FROM {"s LEFT JOIN program ON true" if submitter else "program"}
 """
+
+
+_SUBMIT_SQL = _submit_sql(owner="%(owner)s::bigint")
 
 
 def _job_submit_one_statement(
@@ -424,20 +528,18 @@ def _job_submit_one_statement(
     the cap exact (``jobs.limits``); inside an outer transaction a savepoint
     keeps it usable when the job id is taken."""
     now = timezone.now()
-    params = {
-        "program_key": program_key,
-        "owner": owner.pk,
-        "client_user_id": client_user_id,
-        "priority": priority,
-        "device_type": device_type,
-        "secret": new_webhook_secret(),
-        "now": now,
-        "key": key,
-        "instructions": json.dumps(instructions),
-        "shots": shots,
-        "min_size": min_size,
-        "channel": notify.CHANNEL,
-    }
+    params = _submit_params(
+        owner_id=owner.pk,
+        priority=priority,
+        device_type=device_type,
+        key=key,
+        program_key=program_key,
+        client_user_id=client_user_id,
+        instructions=instructions,
+        shots=shots,
+        min_size=min_size,
+        now=now,
+    )
     own_transaction = queued_cap_applies(owner) or connection.in_atomic_block
     try:
         with transaction.atomic() if own_transaction else nullcontext():
@@ -456,22 +558,48 @@ def _job_submit_one_statement(
             f"Program {program_key!r} was being created by another request; try again.", field="program_id"
         )
     program = _PROGRAMS.instance(row[:-3])
-    job_id, ahead = row[-3], row[-1]
-    if job_id is None:  # only an existing program that disagrees stops the insert
+    if row[-3] is None:  # only an existing program that disagrees stops the insert
         _check_program_matches(program, owner=owner, priority=priority, device_type=device_type)
         raise DomainError(f"Program {program_key!r} did not take the job.", field="program_id")
+    return _submitted_job(row, program=program, owner=owner, params=params, instructions=instructions)
+
+
+def _submit_params(
+    *, owner_id, priority, device_type, key, program_key, client_user_id, instructions, shots, min_size, now
+) -> dict[str, Any]:
+    """The submission statements' parameters (``_submit_sql``)."""
+    return {
+        "program_key": program_key,
+        "owner": owner_id,
+        "client_user_id": client_user_id,
+        "priority": priority,
+        "device_type": device_type,
+        "secret": new_webhook_secret(),
+        "now": now,
+        "key": key,
+        "instructions": json.dumps(instructions),
+        "shots": shots,
+        "min_size": min_size,
+        "channel": notify.CHANNEL,
+    }
+
+
+def _submitted_job(row, *, program: Program, owner, params: dict[str, Any], instructions: Any) -> Job:
+    """The job a submission statement wrote, from the end of its row (job
+    id, NOTIFY, jobs ahead), as the ORM would have loaded it."""
+    job_id, ahead = row[-3], row[-1]
     notify.wake_local_on_commit()
     job = Job(
         id=job_id,
-        key=key,
+        key=params["key"],
         program=program,
         owner=owner,
-        priority=priority,
-        device_type=device_type,
+        priority=params["priority"],
+        device_type=params["device_type"],
         instructions=instructions,
-        shots=shots,
-        min_size=min_size,
-        created_at=now,
+        shots=params["shots"],
+        min_size=params["min_size"],
+        created_at=params["now"],
     )
     job._state.adding, job._state.db = False, connection.alias
     job._queue_position = int(ahead) + 1  # read by jobs.selectors.job_queue_position

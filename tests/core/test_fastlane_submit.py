@@ -16,7 +16,6 @@ import logging
 import pytest
 from django.core.cache import cache
 from django.core.handlers.wsgi import WSGIHandler
-from django.db import transaction
 from django.utils import timezone
 
 from config import wsgi
@@ -25,7 +24,7 @@ from jobs.models import Job, Program
 from tests.core.test_fastlane import Recorder, _call, _environ, _keep_the_test_transaction  # noqa: F401
 from tests.factories import make_device, make_program, make_token, make_user
 
-pytestmark = pytest.mark.django_db
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture(autouse=True)
@@ -53,13 +52,17 @@ def _post(token: str | None, body, **extra) -> dict:
 
 def _lane_and_django(environ_factory) -> tuple[tuple, tuple, int]:
     """(lane's answer, Django's answer from the same state, requests the
-    lane passed to Django). Django's submission is rolled back afterwards."""
+    lane passed to Django). Django answers first; what it wrote is deleted
+    (the counters follow), so the lane starts from the same queue. Outside
+    any test transaction (``transaction=True``), so the lane takes the path
+    production takes: its one statement on PostgreSQL."""
     global _generated
     _generated = itertools.count()
-    with transaction.atomic():
-        point = transaction.savepoint()
-        slow = _call(WSGIHandler(), environ_factory())
-        transaction.savepoint_rollback(point)
+    programs = Program.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+    jobs = Job.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+    slow = _call(WSGIHandler(), environ_factory())
+    Job.objects.filter(pk__gt=jobs).delete()
+    Program.objects.filter(pk__gt=programs).delete()
     cache.clear()  # Django's request counted against the rate limit: forget it
     _generated = itertools.count()
     django = Recorder()
@@ -270,14 +273,18 @@ def test_it_writes_the_same_request_log_line(caplog, user):
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_a_connection_that_died_is_left_to_django_which_reconnects(user):
-    """The lane skips Django's per-request health check (core.fastlane): its
-    first statement, a read, fails on a dead connection, and Django answers
-    on a new one. Nothing is lost, nothing submitted twice."""
+def test_a_connection_that_died_while_idle_is_replaced_before_the_submission(monkeypatch, user):
+    """The lane health-checks a connection it has not used for a while
+    (core.fastlane.HEALTH_CHECK_IDLE_SECONDS; 0 here, so: always), so a
+    connection that died meanwhile is replaced before anything is sent.
+    Nothing is lost, nothing submitted twice."""
     import psycopg2
     from django.core import signals
     from django.db import close_old_connections, connection
 
+    from core import fastlane
+
+    monkeypatch.setattr(fastlane, "HEALTH_CHECK_IDLE_SECONDS", 0.0)
     signals.request_started.connect(close_old_connections)  # as in production
     signals.request_finished.connect(close_old_connections)
     try:
@@ -294,8 +301,104 @@ def test_a_connection_that_died_is_left_to_django_which_reconnects(user):
         finally:
             killer.close()
         status, _, _ = _call(lane, _post(token, {"id": "after", "priority": 5, "device_type": "gate"}))
-        assert (status, django.calls) == ("201 Created", 1)
+        assert (status, django.calls) == ("201 Created", 0)  # answered by the lane, on a new connection
+        assert connection.connection.get_backend_pid() != backend
         assert sorted(Job.objects.values_list("key", flat=True)) == ["after", "before"]
     finally:
         signals.request_started.disconnect(close_old_connections)
         signals.request_finished.disconnect(close_old_connections)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_used_a_moment_ago_is_not_checked_again(monkeypatch, user):
+    from django.core import signals
+    from django.db import close_old_connections, connections
+
+    from core import fastlane
+
+    checks = []
+    token = make_token(user)
+    lane = type(wsgi.application)(Recorder(), routes=wsgi.application.routes)
+    wrapper = type(connections["default"])
+    real = wrapper.is_usable
+    monkeypatch.setattr(wrapper, "is_usable", lambda self: checks.append(1) or real(self))
+    signals.request_started.connect(close_old_connections)  # as in production: Django's check is due
+    signals.request_finished.connect(close_old_connections)
+    try:
+        _call(lane, _post(token, {"id": "first", "priority": 5, "device_type": "gate"}))
+        checks.clear()
+        assert _call(lane, _post(token, {"id": "second", "priority": 5, "device_type": "gate"}))[0] == "201 Created"
+        assert checks == []
+        monkeypatch.setattr(fastlane, "HEALTH_CHECK_IDLE_SECONDS", 0.0)  # as if a while had passed
+        assert _call(lane, _post(token, {"id": "third", "priority": 5, "device_type": "gate"}))[0] == "201 Created"
+        assert checks == [1]
+    finally:
+        signals.request_started.disconnect(close_old_connections)
+        signals.request_finished.disconnect(close_old_connections)
+
+
+@pytest.mark.postgres
+def test_on_postgresql_a_submission_is_one_statement(staff_user):
+    """Outside the queued-jobs cap (staff here), once the process knows the
+    token's user (for the rate limit): one statement."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    token = make_token(staff_user)
+    lane = type(wsgi.application)(Recorder(), routes=wsgi.application.routes)
+    for warm in ("warm-1", "warm-2"):  # the token's user learnt, then the statement prepared
+        _call(lane, _post(token, {"id": warm, "priority": 5, "device_type": "gate"}))
+    with CaptureQueriesContext(connection) as statements:
+        status = _call(lane, _post(token, {"id": "one", "priority": 5, "device_type": "gate"}))[0]
+    assert status == "201 Created"
+    executed = [q["sql"] for q in statements.captured_queries]
+    assert len(executed) == 1 and executed[0].startswith("EXECUTE "), executed
+
+
+def test_what_the_statement_may_not_write_goes_through_every_rule(settings, user):
+    """A priority above USER_MAX_PRIORITY is written only for staff by the
+    lane's statement; a user holding jobs.high_priority gets it through
+    job_submit's own check - the same answer as Django's."""
+    from django.contrib.auth.models import Permission
+
+    user.user_permissions.add(Permission.objects.get(codename="high_priority"))
+    token = make_token(user)
+    body = {"id": "urgent", "priority": settings.USER_MAX_PRIORITY + 1, "device_type": "gate"}
+    fast, slow, passed_on = _lane_and_django(lambda: _post(token, body))
+    assert (fast[0], passed_on) == ("201 Created", 0)
+    assert fast == slow
+
+
+@pytest.mark.parametrize("min_size, smallest", [(5, 16), (20, 20)])
+@pytest.mark.parametrize("over", [0, 1])
+def test_the_result_size_limit_is_the_views_to_the_bit(settings, user, min_size, smallest, over):
+    """RESULT_MAX_BITS against the smallest registered device the job could
+    run on (or its min_size when none is large enough): at the limit the lane
+    writes it, one shot over it the view refuses it."""
+    settings.RESULT_MAX_BITS = 16 * 20 * 10
+    make_device("g-4", type="gate", size=4)
+    make_device("g-16", type="gate", size=16)
+    shots = settings.RESULT_MAX_BITS // smallest + over
+    body = {"id": "edge", "priority": 5, "device_type": "gate", "min_size": min_size, "shots": shots}
+    token = make_token(user)
+    fast, slow, passed_on = _lane_and_django(lambda: _post(token, body))
+    assert fast == slow
+    assert (fast[0], passed_on) == (("201 Created", 0) if not over else ("400 Bad Request", 1))
+
+
+def test_the_rate_limit_charges_each_token_to_its_own_user(settings, user, other_user):
+    settings.THROTTLE_SUBMIT_RATE = "1/minute"
+    tokens = {"alice": make_token(user), "bob": make_token(other_user)}
+    lane = type(wsgi.application)(Recorder(), routes=wsgi.application.routes)
+    answers = [
+        (name, _call(lane, _post(tokens[name], {"id": f"{name}-{i}", "priority": 5, "device_type": "gate"}))[0])
+        for i in range(2)
+        for name in ("alice", "bob")
+    ]
+    assert answers == [
+        ("alice", "201 Created"),
+        ("bob", "201 Created"),
+        ("alice", "429 Too Many Requests"),
+        ("bob", "429 Too Many Requests"),
+    ]

@@ -22,7 +22,7 @@ from devices.models import Device
 from jobs import claims, queue_counters, services
 from jobs.models import QUEUE_LEVEL_SHIFTS, Job, JobStatus, Program, QueueCounter
 from jobs.selectors import job_queue_position
-from tests.factories import make_device
+from tests.factories import make_device, make_token
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -73,18 +73,24 @@ class Mix:
 
     def __init__(self, rng: random.Random, owner, devices: dict[str, list[Device]]):
         self.rng, self.owner, self.devices = rng, owner, devices
+        self.token = make_token(owner)
         self.running: dict[int, claims.ClaimedJob] = {}
         self.n = 0
 
     def submit(self):
+        """The flat form, by the owner or by the owner's API key (the fast
+        lane's one statement: jobs.services.job_submit_by_token)."""
         self.n += 1
-        job = services.job_submit(
-            owner=self.owner,
-            priority=self.rng.choice(PRIORITIES),
-            device_type=self.rng.choice(TYPES),
-            key=f"single-{self.n}",
-            program_key=self.rng.choice([None, f"solo-{self.n}"]),
-        )
+        fields = {
+            "priority": self.rng.choice(PRIORITIES),
+            "device_type": self.rng.choice(TYPES),
+            "key": f"single-{self.n}",
+            "program_key": self.rng.choice([None, f"solo-{self.n}"]),
+        }
+        if self.n % 2:  # (not a draw of rng: the rest of the mix stays as it was)
+            job = services.job_submit(owner=self.owner, **fields)
+        else:
+            job = services.job_submit_by_token(token=self.token, **fields)
         # The place the submission answered with (counted in its statement).
         assert job_queue_position(job) == ranked_positions()[job.pk]
 
