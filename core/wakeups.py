@@ -18,7 +18,7 @@ import logging
 import select
 import threading
 
-from django.db import connection, connections, transaction
+from django.db import DatabaseError, connection, connections, transaction
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +28,9 @@ class Wakeup:
         self.channel = channel
         self._cond = threading.Condition()
         self._generation = 0
+        self._send_lock = threading.Lock()
+        self._sending = False  # a thread of this process is sending a NOTIFY
+        self._again = False  # ... and must send one more when it is done
 
     def wake_local(self) -> None:
         with self._cond:
@@ -50,6 +53,45 @@ class Wakeup:
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_notify(%s, %s)", [self.channel, payload])
+
+    def broadcast(self) -> None:
+        """``send`` for many threads at once: this process's loops wake at
+        once, and one NOTIFY is sure to start after this call - sent by this
+        thread, or by the thread already sending, which then sends once more
+        for all who asked meanwhile. A burst of submissions sends a few
+        NOTIFYs instead of one each, each in a transaction of its own that
+        writes nothing (so it waits for no WAL flush while it holds
+        PostgreSQL's notification-queue lock). Failing, it logs: a loop
+        not woken looks again within its idle wait."""
+        self.wake_local()
+        if connection.vendor != "postgresql":
+            return
+        with self._send_lock:
+            if self._sending:
+                self._again = True
+                return
+            self._sending = True
+        try:
+            while True:
+                self._notify()
+                with self._send_lock:
+                    if not self._again:
+                        self._sending = False
+                        return
+                    self._again = False
+        except DatabaseError:
+            with self._send_lock:
+                self._sending = False
+            logger.warning("NOTIFY on %s failed; the loops look again within their idle wait", self.channel)
+
+    def _notify(self) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_notify(%s, '')", [self.channel])
+
+    def broadcast_on_commit(self) -> None:
+        """``broadcast`` once the current transaction commits (at once outside
+        one; never if it rolls back)."""
+        transaction.on_commit(self.broadcast)
 
     def send_on_commit(self, payload: str = "") -> None:
         """``send`` once the current transaction commits (at once outside one;

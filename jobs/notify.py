@@ -6,8 +6,6 @@ PostgreSQL LISTEN/NOTIFY, always after the transaction commits.
 
 from __future__ import annotations
 
-from django.db import transaction
-
 from core.wakeups import Wakeup
 
 CHANNEL = "qpu_scheduler"
@@ -23,10 +21,11 @@ def notify_changed(payload: str = "") -> None:
     _wakeup.send_on_commit(payload)
 
 
-def wake_local_on_commit() -> None:
-    """This process's half of ``notify_changed``, for a statement that sent
-    its own ``pg_notify(CHANNEL, ...)`` (one round trip fewer)."""
-    transaction.on_commit(wake_local)
+def job_queued() -> None:
+    """Signal the workers after the current transaction commits, for the
+    single-job submissions that many clients send at once: their NOTIFYs are
+    coalesced (``core.wakeups.Wakeup.broadcast``)."""
+    _wakeup.broadcast_on_commit()
 
 
 def listener(stop_event):

@@ -381,10 +381,10 @@ def job_submit_by_token(
     if row is None:
         return None
     split = len(users.fields)
-    owner, devices, wrote = users.instance(row[:split]), estimates.devices_from_json(row[split]), row[-3] is not None
+    owner, devices, wrote = users.instance(row[:split]), estimates.devices_from_json(row[split]), row[-2] is not None
     if not wrote:  # nothing of it was written
         return job_submit(owner=owner, devices=devices, **fields)
-    program = _PROGRAMS.instance(row[split + 2 : -3])
+    program = _PROGRAMS.instance(row[split + 2 : -2])
     job = _submitted_job(row, program=program, owner=owner, params=params, instructions=instructions)
     job._type_devices = devices
     lifecycle.submitted(program=program.key, job_keys=[job.key], device_type=device_type, priority=priority)
@@ -463,8 +463,8 @@ _PROGRAMS = RowReader.of(Program)
 _PROGRAM_COLUMNS = [str(f.column) for f in _PROGRAMS.fields]
 
 
-# Program upsert, job insert, the workers' NOTIFY and the new job's queue
-# position in one statement (prepared once per connection). The job is
+# Program upsert, job insert and the new job's queue position in one
+# statement (prepared once per connection). The job is
 # inserted only into a program that agrees with it (owner, priority, device
 # type); otherwise the answer says why and nothing was written except a
 # program created by this very statement, which cannot then disagree. A job
@@ -472,7 +472,11 @@ _PROGRAM_COLUMNS = [str(f.column) for f in _PROGRAMS.fields]
 # program it created) is undone as a whole. The position is counted at the
 # statement's snapshot, which the new job is not part of yet: the queued jobs
 # ahead of it then, as the counters' triggers run after the statement;
-# counted from the back of the queue, where the new job is.
+# counted from the back of the queue, where the new job is. The workers'
+# NOTIFY goes after the commit, on its own (``notify.job_queued``): inside
+# the writing transaction it would hold PostgreSQL's notification-queue lock
+# through the commit's WAL flush, and concurrent submissions waited for each
+# other on it (docs/benchmarks.md).
 #
 # ``owner`` is the owner's id as an SQL expression. ``submitter``, when given,
 # is a CTE named ``s`` of one row with the owner's ``id`` and a ``may_write``
@@ -508,7 +512,6 @@ def _submit_sql(*, owner: str, submitter: str = "") -> str:
         RETURNING id
     )
     SELECT {"s.*, " if submitter else ""}program.*, (SELECT id FROM job),
-           (SELECT pg_notify(%(channel)s, %(device_type)s) FROM job),
            (SELECT {jobs_ahead_from_the_back_sql("%(device_type)s", "%(priority)s", "job.id")} FROM job)
       FROM {"s LEFT JOIN program ON true" if submitter else "program"}
 """
@@ -522,8 +525,8 @@ def _job_submit_one_statement(
 ):
     """PostgreSQL: one statement in autocommit instead of a transaction of
     ten round trips (BEGIN, program get-or-create with its savepoint, the
-    job insert with its savepoint, COMMIT, NOTIFY); the NOTIFY is sent by
-    the statement and delivered at its commit. A user under
+    job insert with its savepoint, COMMIT, NOTIFY); the NOTIFY follows the
+    commit (``notify.job_queued``, coalesced across threads). A user under
     USER_MAX_QUEUED_JOBS still gets a transaction, for the lock that makes
     the cap exact (``jobs.limits``); inside an outer transaction a savepoint
     keeps it usable when the job id is taken."""
@@ -557,8 +560,8 @@ def _job_submit_one_statement(
         raise DuplicateId(
             f"Program {program_key!r} was being created by another request; try again.", field="program_id"
         )
-    program = _PROGRAMS.instance(row[:-3])
-    if row[-3] is None:  # only an existing program that disagrees stops the insert
+    program = _PROGRAMS.instance(row[:-2])
+    if row[-2] is None:  # only an existing program that disagrees stops the insert
         _check_program_matches(program, owner=owner, priority=priority, device_type=device_type)
         raise DomainError(f"Program {program_key!r} did not take the job.", field="program_id")
     return _submitted_job(row, program=program, owner=owner, params=params, instructions=instructions)
@@ -580,15 +583,14 @@ def _submit_params(
         "instructions": json.dumps(instructions),
         "shots": shots,
         "min_size": min_size,
-        "channel": notify.CHANNEL,
     }
 
 
 def _submitted_job(row, *, program: Program, owner, params: dict[str, Any], instructions: Any) -> Job:
     """The job a submission statement wrote, from the end of its row (job
-    id, NOTIFY, jobs ahead), as the ORM would have loaded it."""
-    job_id, ahead = row[-3], row[-1]
-    notify.wake_local_on_commit()
+    id, jobs ahead), as the ORM would have loaded it; the workers are woken."""
+    job_id, ahead = row[-2], row[-1]
+    notify.job_queued()
     job = Job(
         id=job_id,
         key=params["key"],

@@ -341,7 +341,8 @@ def test_a_connection_used_a_moment_ago_is_not_checked_again(monkeypatch, user):
 @pytest.mark.postgres
 def test_on_postgresql_a_submission_is_one_statement(staff_user):
     """Outside the queued-jobs cap (staff here), once the process knows the
-    token's user (for the rate limit): one statement."""
+    token's user (for the rate limit): one statement, then the workers'
+    wake-up in a transaction of its own."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
@@ -353,7 +354,8 @@ def test_on_postgresql_a_submission_is_one_statement(staff_user):
         status = _call(lane, _post(token, {"id": "one", "priority": 5, "device_type": "gate"}))[0]
     assert status == "201 Created"
     executed = [q["sql"] for q in statements.captured_queries]
-    assert len(executed) == 1 and executed[0].startswith("EXECUTE "), executed
+    assert len(executed) == 2 and executed[0].startswith("EXECUTE "), executed
+    assert executed[1].startswith("SELECT pg_notify("), executed
 
 
 def test_what_the_statement_may_not_write_goes_through_every_rule(settings, user):
