@@ -460,6 +460,8 @@ def _job_submit_orm(*, owner, priority, device_type, key, program_key, client_us
 
 
 _PROGRAMS = RowReader.of(Program)
+_JOB_FIELDS = tuple(Job._meta.concrete_fields)
+_JOB_ATTNAMES = [f.attname for f in _JOB_FIELDS]
 _PROGRAM_COLUMNS = [str(f.column) for f in _PROGRAMS.fields]
 
 
@@ -588,22 +590,30 @@ def _submit_params(
 
 def _submitted_job(row, *, program: Program, owner, params: dict[str, Any], instructions: Any) -> Job:
     """The job a submission statement wrote, from the end of its row (job
-    id, jobs ahead), as the ORM would have loaded it; the workers are woken."""
+    id, jobs ahead), as the ORM would have loaded it; the workers are woken.
+    Built from positional values (the columns the statement set, the
+    model's defaults for the rest, as the statement wrote them): Django's
+    keyword-argument path through two dozen fields cost ~0.1 ms a job."""
     job_id, ahead = row[-2], row[-1]
     notify.job_queued()
-    job = Job(
-        id=job_id,
-        key=params["key"],
-        program=program,
-        owner=owner,
-        priority=params["priority"],
-        device_type=params["device_type"],
-        instructions=instructions,
-        shots=params["shots"],
-        min_size=params["min_size"],
-        created_at=params["now"],
+    written = {
+        "id": job_id,
+        "key": params["key"],
+        "program_id": program.pk,
+        "owner_id": owner.pk,
+        "priority": params["priority"],
+        "device_type": params["device_type"],
+        "instructions": instructions,
+        "shots": params["shots"],
+        "min_size": params["min_size"],
+        "created_at": params["now"],
+    }
+    job = Job.from_db(
+        connection.alias,
+        _JOB_ATTNAMES,
+        [written[f.attname] if f.attname in written else f.get_default() for f in _JOB_FIELDS],
     )
-    job._state.adding, job._state.db = False, connection.alias
+    job.program, job.owner = program, owner
     job._queue_position = int(ahead) + 1  # read by jobs.selectors.job_queue_position
     return job
 

@@ -158,6 +158,15 @@ def test_task_cluster_chatter_stays_below_the_default_level():
     assert logger.isEnabledFor(logging.WARNING)
 
 
+def test_the_http_servers_queue_warnings_stay_below_the_default_level():
+    """waitress warns "Task queue depth is N" for every request that waits
+    for a thread: one line per request under load. Silenced; errors show."""
+    logger = logging.getLogger("waitress.queue")
+    assert not logger.isEnabledFor(logging.WARNING)
+    assert logger.isEnabledFor(logging.ERROR)
+    assert logging.getLogger("waitress").isEnabledFor(logging.WARNING)
+
+
 @pytest.mark.django_db(transaction=True)
 def test_the_acting_vm_scheduler_beats(settings):
     from tests.helpers import wait_until
