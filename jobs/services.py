@@ -296,29 +296,48 @@ def job_submit(
     ``devices``: the type's devices, when the caller has just read them (the
     fast lane reads them with the token).
     """
-    instructions = [] if instructions is None else instructions
     check_priority(user=owner, priority=priority)
     spec = [JobSpec(shots=shots, min_size=min_size)]
     devices = estimates.type_devices(device_type) if devices is None else list(devices)
     sizes = sorted({d.size for d in devices})
     _check_result_sizes(device_type=device_type, sizes=sizes, jobs=spec, field_prefix="")
     _device_warnings(device_type=device_type, sizes=sizes, jobs=spec, require_device=require_device, field_prefix="")
-    fields = {
-        "owner": owner,
+    fields = _flat_form(
+        priority=priority,
+        device_type=device_type,
+        key=key,
+        program_key=program_key,
+        client_user_id=client_user_id,
+        instructions=instructions,
+        shots=shots,
+        min_size=min_size,
+    )
+    submit = _job_submit_one_statement if connection.vendor == "postgresql" else _job_submit_orm
+    return _queued(submit(owner=owner, **fields), devices=devices)
+
+
+def _flat_form(
+    *, priority, device_type, key, program_key, client_user_id, instructions, shots, min_size
+) -> dict[str, Any]:
+    """A flat-form job's fields as the submission statements take them: ids
+    generated where the client gave none, null instructions as []."""
+    return {
         "priority": priority,
         "device_type": device_type,
         "key": key or new_key(),
         "program_key": program_key or new_key(),
         "client_user_id": client_user_id,
-        "instructions": instructions,
+        "instructions": [] if instructions is None else instructions,
         "shots": shots,
         "min_size": min_size,
     }
-    submit = _job_submit_one_statement if connection.vendor == "postgresql" else _job_submit_orm
-    job = submit(**fields)
-    # The type's devices were just read: the answer's estimate uses them.
+
+
+def _queued(job: Job, *, devices: list[estimates.DeviceSlot]) -> Job:
+    """A flat-form job just written: the type's devices it was judged with
+    are kept for the answer's estimate, and the submission is logged."""
     job._type_devices = devices
-    lifecycle.submitted(program=job.program.key, job_keys=[job.key], device_type=device_type, priority=job.priority)
+    lifecycle.submitted(program=job.program.key, job_keys=[job.key], device_type=job.device_type, priority=job.priority)
     return job
 
 
@@ -349,17 +368,16 @@ def job_submit_by_token(
     applies every rule as always (and raises what it raises)."""
     if not key_may_exist(token) or "\x00" in device_type:
         return None
-    instructions = [] if instructions is None else instructions
-    fields = {
-        "priority": priority,
-        "device_type": device_type,
-        "key": key or new_key(),
-        "program_key": program_key or new_key(),
-        "client_user_id": client_user_id,
-        "instructions": instructions,
-        "shots": shots,
-        "min_size": min_size,
-    }
+    fields = _flat_form(
+        priority=priority,
+        device_type=device_type,
+        key=key,
+        program_key=program_key,
+        client_user_id=client_user_id,
+        instructions=instructions,
+        shots=shots,
+        min_size=min_size,
+    )
     if connection.vendor != "postgresql" or connection.in_atomic_block:
         found = selectors.submitter_by_token(token=token, device_type=device_type)
         return None if found is None else job_submit(owner=found[0], devices=found[1], **fields)
@@ -385,10 +403,8 @@ def job_submit_by_token(
     if not wrote:  # nothing of it was written
         return job_submit(owner=owner, devices=devices, **fields)
     program = _PROGRAMS.instance(row[split + 2 : -2])
-    job = _submitted_job(row, program=program, owner=owner, params=params, instructions=instructions)
-    job._type_devices = devices
-    lifecycle.submitted(program=program.key, job_keys=[job.key], device_type=device_type, priority=priority)
-    return job
+    job = _submitted_job(row, program=program, owner=owner, params=params, instructions=fields["instructions"])
+    return _queued(job, devices=devices)
 
 
 @cache

@@ -271,49 +271,56 @@ def test_it_writes_the_same_request_log_line(caplog, user):
     assert fast_line.getMessage().split()[:3] == ["POST", "/jobs", "201"]
 
 
+@pytest.fixture
+def production_signals():
+    """close_old_connections on the request signals, as in production (the
+    test-transaction fixture above takes them off): Django's per-request
+    connection check is due again at each request."""
+    from django.core import signals
+    from django.db import close_old_connections
+
+    signals.request_started.connect(close_old_connections)
+    signals.request_finished.connect(close_old_connections)
+    yield
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+
+
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_a_connection_that_died_while_idle_is_replaced_before_the_submission(monkeypatch, user):
+def test_a_connection_that_died_while_idle_is_replaced_before_the_submission(monkeypatch, user, production_signals):
     """The lane health-checks a connection it has not used for a while
     (core.fastlane.HEALTH_CHECK_IDLE_SECONDS; 0 here, so: always), so a
     connection that died meanwhile is replaced before anything is sent.
     Nothing is lost, nothing submitted twice."""
     import psycopg2
-    from django.core import signals
-    from django.db import close_old_connections, connection
+    from django.db import connection
 
     from core import fastlane
 
     monkeypatch.setattr(fastlane, "HEALTH_CHECK_IDLE_SECONDS", 0.0)
-    signals.request_started.connect(close_old_connections)  # as in production
-    signals.request_finished.connect(close_old_connections)
+    token = make_token(user)
+    django = Recorder()
+    lane = type(wsgi.application)(django, routes=wsgi.application.routes)
+    assert _call(lane, _post(token, {"id": "before", "priority": 5, "device_type": "gate"}))[0] == "201 Created"
+    assert connection.connection is not None  # kept open between requests (CONN_MAX_AGE)
+    backend = connection.connection.get_backend_pid()
+    killer = psycopg2.connect(**connection.get_connection_params())
     try:
-        token = make_token(user)
-        django = Recorder()
-        lane = type(wsgi.application)(django, routes=wsgi.application.routes)
-        assert _call(lane, _post(token, {"id": "before", "priority": 5, "device_type": "gate"}))[0] == "201 Created"
-        assert connection.connection is not None  # kept open between requests (CONN_MAX_AGE)
-        backend = connection.connection.get_backend_pid()
-        killer = psycopg2.connect(**connection.get_connection_params())
-        try:
-            killer.autocommit = True
-            killer.cursor().execute("SELECT pg_terminate_backend(%s)", [backend])
-        finally:
-            killer.close()
-        status, _, _ = _call(lane, _post(token, {"id": "after", "priority": 5, "device_type": "gate"}))
-        assert (status, django.calls) == ("201 Created", 0)  # answered by the lane, on a new connection
-        assert connection.connection.get_backend_pid() != backend
-        assert sorted(Job.objects.values_list("key", flat=True)) == ["after", "before"]
+        killer.autocommit = True
+        killer.cursor().execute("SELECT pg_terminate_backend(%s)", [backend])
     finally:
-        signals.request_started.disconnect(close_old_connections)
-        signals.request_finished.disconnect(close_old_connections)
+        killer.close()
+    status, _, _ = _call(lane, _post(token, {"id": "after", "priority": 5, "device_type": "gate"}))
+    assert (status, django.calls) == ("201 Created", 0)  # answered by the lane, on a new connection
+    assert connection.connection.get_backend_pid() != backend
+    assert sorted(Job.objects.values_list("key", flat=True)) == ["after", "before"]
 
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_a_connection_used_a_moment_ago_is_not_checked_again(monkeypatch, user):
-    from django.core import signals
-    from django.db import close_old_connections, connections
+def test_a_connection_used_a_moment_ago_is_not_checked_again(monkeypatch, user, production_signals):
+    from django.db import connections
 
     from core import fastlane
 
@@ -323,19 +330,13 @@ def test_a_connection_used_a_moment_ago_is_not_checked_again(monkeypatch, user):
     wrapper = type(connections["default"])
     real = wrapper.is_usable
     monkeypatch.setattr(wrapper, "is_usable", lambda self: checks.append(1) or real(self))
-    signals.request_started.connect(close_old_connections)  # as in production: Django's check is due
-    signals.request_finished.connect(close_old_connections)
-    try:
-        _call(lane, _post(token, {"id": "first", "priority": 5, "device_type": "gate"}))
-        checks.clear()
-        assert _call(lane, _post(token, {"id": "second", "priority": 5, "device_type": "gate"}))[0] == "201 Created"
-        assert checks == []
-        monkeypatch.setattr(fastlane, "HEALTH_CHECK_IDLE_SECONDS", 0.0)  # as if a while had passed
-        assert _call(lane, _post(token, {"id": "third", "priority": 5, "device_type": "gate"}))[0] == "201 Created"
-        assert checks == [1]
-    finally:
-        signals.request_started.disconnect(close_old_connections)
-        signals.request_finished.disconnect(close_old_connections)
+    _call(lane, _post(token, {"id": "first", "priority": 5, "device_type": "gate"}))
+    checks.clear()
+    assert _call(lane, _post(token, {"id": "second", "priority": 5, "device_type": "gate"}))[0] == "201 Created"
+    assert checks == []
+    monkeypatch.setattr(fastlane, "HEALTH_CHECK_IDLE_SECONDS", 0.0)  # as if a while had passed
+    assert _call(lane, _post(token, {"id": "third", "priority": 5, "device_type": "gate"}))[0] == "201 Created"
+    assert checks == [1]
 
 
 @pytest.mark.postgres
